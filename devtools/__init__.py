@@ -1,0 +1,1 @@
+"""Developer tooling: local Azure Storage (Azurite) for tests, benchmarks and the demo."""

@@ -1,0 +1,1 @@
+"""Shared plumbing: blob I/O over SAS URIs, subprocesses, retries, redaction, clocks."""

@@ -1,0 +1,215 @@
+"""Blob I/O over SAS URIs (azure-storage-blob) with one retry policy and coded errors."""
+from __future__ import annotations
+
+import enum
+import os
+import time
+from typing import Callable, Dict, Mapping, Optional
+from datetime import datetime, timezone
+from urllib.parse import parse_qs, urlsplit
+
+from plumbing.redact import Redactor, redact_patterns, strip_query
+from plumbing.retry import RetryPolicy
+
+ProgressHook = Callable[[int, Optional[int]], None]
+
+
+class BlobErrorKind(str, enum.Enum):
+    INVALID_URI = "InvalidUri"
+    FORBIDDEN = "Forbidden"
+    EXPIRED = "SasExpired"
+    NOT_FOUND = "NotFound"
+    UNREACHABLE = "Unreachable"
+    TIMEOUT = "Timeout"
+    THROTTLED = "Throttled"
+    SNAPSHOT_LIMIT = "SnapshotCountExceeded"
+    FAILED = "Failed"
+    REJECTED = "Rejected"  # any other 4xx: the request itself is wrong; not retried
+
+
+RETRYABLE = {BlobErrorKind.UNREACHABLE, BlobErrorKind.TIMEOUT, BlobErrorKind.THROTTLED,
+             BlobErrorKind.FAILED}
+
+
+class BlobError(Exception):
+    """A blob operation failed; the message never contains the SAS signature."""
+
+    def __init__(self, kind: BlobErrorKind, message: str, status: Optional[int] = None,
+                 error_code: Optional[str] = None, attempts: int = 1) -> None:
+        super().__init__(redact_patterns(message))
+        self.kind = kind
+        self.status = status
+        self.error_code = error_code
+        self.attempts = attempts
+
+
+DEFAULT_POLICY = RetryPolicy(
+    attempts=4, base_delay=0.5, max_delay=8.0, jitter=0.25,
+    retry_on=lambda exc: isinstance(exc, BlobError) and exc.kind in RETRYABLE,
+)
+
+
+def validate_blob_uri(uri: str) -> str:
+    """Return uri if it names a blob over http(s); raise BlobError(INVALID_URI) otherwise."""
+    if not isinstance(uri, str) or not uri.strip():
+        raise BlobError(BlobErrorKind.INVALID_URI, "blob URI is empty")
+    parts = urlsplit(uri.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BlobError(BlobErrorKind.INVALID_URI,
+                        f"not an http(s) blob URL: {strip_query(uri)[:200]!r}")
+    if len([p for p in parts.path.split("/") if p]) < 2 and not _is_ip_style(parts.hostname):
+        raise BlobError(BlobErrorKind.INVALID_URI,
+                        f"blob URL has no container/blob path: {strip_query(uri)[:200]!r}")
+    return uri.strip()
+
+
+def sas_expiry(uri: str) -> str:
+    """The signed expiry (`se`) of a SAS URI, or '' when it has none."""
+    values = parse_qs(urlsplit(uri).query).get("se")
+    return values[0] if values else ""
+
+
+def sas_expired(uri: str, now: Optional[datetime] = None) -> bool:
+    expiry = sas_expiry(uri)
+    if not expiry:
+        return False
+    try:
+        when = datetime.fromisoformat(expiry.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when <= (now or datetime.now(timezone.utc))
+
+
+def _is_ip_style(host: str) -> bool:
+    return host in ("localhost",) or host.replace(".", "").isdigit() or ":" in host
+
+
+class BlobStore:
+    """Writes, reads and snapshots blobs addressed by SAS URIs."""
+
+    def __init__(self, policy: RetryPolicy = DEFAULT_POLICY, timeout: float = 30.0,
+                 sleep: Callable[[float], None] = time.sleep,
+                 redactor: Optional[Redactor] = None, chunk_size: int = 4 * 1024 * 1024,
+                 max_concurrency: int = 2,
+                 on_retry: Optional[Callable[[int, BaseException, float], None]] = None) -> None:
+        self.policy = policy
+        self.timeout = timeout
+        self._sleep = sleep
+        self._redact = redactor or Redactor()
+        self.chunk_size = chunk_size
+        self.max_concurrency = max_concurrency
+        self._on_retry = on_retry
+
+    # -- operations -------------------------------------------------------------------
+    def put_bytes(self, uri: str, data: bytes,
+                  content_type: str = "application/octet-stream") -> None:
+        """Create or replace a block blob holding `data`."""
+        from azure.storage.blob import ContentSettings
+
+        def put() -> None:
+            self._client(uri).upload_blob(
+                data, overwrite=True, content_settings=ContentSettings(content_type=content_type),
+                timeout=int(self.timeout))
+        self._with_retry("upload", uri, put)
+
+    def upload_file(self, uri: str, path: str, progress: Optional[ProgressHook] = None) -> int:
+        """Upload a local file in chunks; returns the number of bytes sent."""
+        size = os.path.getsize(path)
+
+        def upload() -> None:
+            with open(path, "rb") as stream:
+                self._client(uri).upload_blob(
+                    stream, length=size, overwrite=True, max_concurrency=self.max_concurrency,
+                    progress_hook=progress, timeout=int(self.timeout))
+        self._with_retry("upload", uri, upload)
+        return size
+
+    def read_bytes(self, uri: str) -> bytes:
+        return self._with_retry("download", uri,
+                                lambda: self._client(uri).download_blob(
+                                    timeout=int(self.timeout)).readall())
+
+    def create_snapshot(self, uri: str, metadata: Optional[Mapping[str, str]] = None) -> str:
+        """Snapshot a blob, returning the snapshot's timestamp id."""
+        result = self._with_retry("snapshot", uri, lambda: self._client(uri).create_snapshot(
+            metadata=dict(metadata or {}), timeout=int(self.timeout)))
+        return str(result["snapshot"])
+
+    def properties(self, uri: str) -> Dict[str, object]:
+        props = self._with_retry("get properties", uri, lambda: self._client(uri)
+                                 .get_blob_properties(timeout=int(self.timeout)))
+        return {"size": props.size, "metadata": dict(props.metadata or {}),
+                "blob_type": str(props.blob_type), "last_modified": props.last_modified}
+
+    # -- machinery --------------------------------------------------------------------
+    def _client(self, uri: str):
+        from azure.storage.blob import BlobClient
+
+        return BlobClient.from_blob_url(
+            validate_blob_uri(uri), retry_total=0, connection_timeout=self.timeout,
+            read_timeout=self.timeout, max_block_size=self.chunk_size,
+            max_single_put_size=self.chunk_size)
+
+    def _with_retry(self, what: str, uri: str, operation: Callable[[], object]):
+        attempts = 0
+
+        def attempt():
+            nonlocal attempts
+            attempts += 1
+            try:
+                return operation()
+            except BlobError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every SDK failure is classified
+                raise self._classify(what, uri, exc) from None
+
+        try:
+            return self.policy.call(attempt, sleep=self._sleep, on_retry=self._on_retry)
+        except BlobError as exc:
+            exc.attempts = attempts
+            raise
+
+    def _classify(self, what: str, uri: str, exc: Exception) -> BlobError:
+        from azure.core.exceptions import (HttpResponseError, ServiceRequestError,
+                                           ServiceResponseError)
+
+        target = strip_query(uri)
+        if isinstance(exc, HttpResponseError) and getattr(exc, "status_code", None):
+            status = int(exc.status_code)
+            code = getattr(exc, "error_code", None) or ""
+            code = str(getattr(code, "value", code))
+            first_line = self._redact(str(exc.message or exc).splitlines()[0])[:300]
+            kind = _kind_for_status(status, code, first_line)
+            if kind is BlobErrorKind.FORBIDDEN and sas_expired(uri):
+                kind = BlobErrorKind.EXPIRED
+                first_line = "the SAS token has expired (se=" + sas_expiry(uri) + ")"
+            return BlobError(kind, f"{what} of {target} failed: HTTP {status} {code}: "
+                             f"{first_line}", status=status, error_code=code or None)
+        if isinstance(exc, ServiceResponseError) and "timed out" in str(exc).lower():
+            return BlobError(BlobErrorKind.TIMEOUT, f"{what} of {target} timed out "
+                             f"after {self.timeout:.0f}s")
+        if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+            reason = self._redact(str(exc).splitlines()[0])[:300] if str(exc) else type(exc).__name__
+            return BlobError(BlobErrorKind.UNREACHABLE,
+                             f"{what} of {target} failed: storage unreachable: {reason}")
+        return BlobError(BlobErrorKind.FAILED, f"{what} of {target} failed: "
+                         f"{type(exc).__name__}: {self._redact(str(exc))[:300]}")
+
+
+def _kind_for_status(status: int, code: str, message: str) -> BlobErrorKind:
+    lowered = (code + " " + message).lower()
+    if status == 403:
+        return BlobErrorKind.EXPIRED if "expir" in lowered else BlobErrorKind.FORBIDDEN
+    if status == 404:
+        return BlobErrorKind.NOT_FOUND
+    if status == 409 and "snapshotcountexceeded" in lowered.replace(" ", ""):
+        return BlobErrorKind.SNAPSHOT_LIMIT
+    if status in (429, 503) or "serverbusy" in lowered:
+        return BlobErrorKind.THROTTLED
+    if status in (401,):
+        return BlobErrorKind.FORBIDDEN
+    if status == 408 or status >= 500:
+        return BlobErrorKind.FAILED
+    return BlobErrorKind.REJECTED

@@ -1,0 +1,75 @@
+"""Secret redaction applied to every log line, status message and error text."""
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any, Iterable
+
+REDACTED = "REDACTED"
+
+# Query parameters of a SAS URI or connection string whose value is a secret.
+_SECRET_PARAMS = re.compile(
+    r"(?i)(?P<key>\b(?:sig|signature|AccountKey|SharedAccessKey|SharedAccessSignature|"
+    r"password|passwd|pwd|token|access_token|client_secret|credString)\s*[=:]\s*)"
+    r"(?P<value>[^&\s\"'<>;,]+)"
+)
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
+_BEARER = re.compile(r"(?i)\b(Bearer|SharedKey|Basic)\s+[A-Za-z0-9+/=._~:-]{8,}")
+
+# Secrets shorter than this are not registered: redacting "1" or "ab" would shred logs.
+MIN_SECRET_LENGTH = 4
+
+
+class Redactor:
+    """Removes SAS signatures, credentials and registered secret values from text."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._lock = threading.Lock()
+        self._secrets: set[str] = set()
+        self.add(*secrets)
+
+    def add(self, *secrets: str) -> None:
+        with self._lock:
+            for secret in secrets:
+                if isinstance(secret, str) and len(secret) >= MIN_SECRET_LENGTH:
+                    self._secrets.add(secret)
+
+    def add_values(self, obj: Any) -> None:
+        """Register every string leaf of a decrypted settings object as a secret."""
+        self.add(*_string_leaves(obj))
+
+    def __call__(self, text: str) -> str:
+        return self.redact(text)
+
+    def redact(self, text: str) -> str:
+        if not text:
+            return text
+        with self._lock:
+            secrets = sorted(self._secrets, key=len, reverse=True)
+        for secret in secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return redact_patterns(text)
+
+
+def redact_patterns(text: str) -> str:
+    """Redact what is recognisable as a credential without knowing its value."""
+    text = _SECRET_PARAMS.sub(lambda m: m.group("key") + REDACTED, text)
+    text = _URL_USERINFO.sub(lambda m: m.group("scheme") + REDACTED + "@", text)
+    return _BEARER.sub(lambda m: m.group(1) + " " + REDACTED, text)
+
+
+def strip_query(uri: str) -> str:
+    """A blob URI without its SAS query string, safe to show to a user."""
+    return uri.split("?", 1)[0]
+
+
+def _string_leaves(obj: Any) -> Iterable[str]:
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _string_leaves(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _string_leaves(value)
