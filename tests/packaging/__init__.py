@@ -1,0 +1,1 @@
+"""Tests of packaging/build.py and bin/launcher.sh."""
