@@ -1,0 +1,1 @@
+"""VMSnapshot capability: app-consistent disk snapshots for Azure Backup, and restore."""

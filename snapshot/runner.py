@@ -1,0 +1,244 @@
+"""One snapshot run: pre-scripts, freeze, disk snapshots, thaw, post-scripts, consistency."""
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import azure.core.exceptions
+import azure.storage.blob  # noqa: F401
+import psutil
+
+from plumbing.blobstore import BlobError, BlobStore
+from plumbing.clock import SystemClock, utc_timestamp
+from snapshot.config import SnapshotLocalConfig
+from snapshot.disks import DiskSnapshot, code_for, failure_code, snapshot_disks
+from snapshot.errors import Code, FreezeError, SnapshotError
+from snapshot.freeze import Freezer
+from snapshot.log import BufferedLog
+from snapshot.mounts import Mount, current_mounts, select_mounts
+from snapshot.result import Consistency, SnapshotResult, StorageDetails, error_result
+from snapshot.scripts import PhaseResult, PluginConfig, load_plugin_config, run_phase
+from snapshot.settings import SnapshotSettings
+
+_SYSTEM_CLOCK = SystemClock()
+META_TASK, META_TIME, META_CONSISTENCY = "vmsnapshotTaskId", "vmsnapshotTime", \
+    "vmsnapshotConsistency"
+
+
+class Interrupted(SnapshotError):
+    """The worker received a termination signal."""
+
+
+@dataclass
+class _Run:
+    """Mutable bookkeeping of one run (private to run_snapshot)."""
+
+    settings: SnapshotSettings
+    plugin: PluginConfig | None = None
+    pre: PhaseResult | None = None
+    post: PhaseResult | None = None
+    froze: bool = False
+    freeze_error: SnapshotError | None = None
+    freeze_window: float | None = None
+    disks: list[DiskSnapshot] = field(default_factory=list)
+    storage: StorageDetails = field(default_factory=StorageDetails)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def run_snapshot(settings: SnapshotSettings, *, blob_store: BlobStore,
+                 config: SnapshotLocalConfig, log: BufferedLog,
+                 clock: SystemClock = _SYSTEM_CLOCK) -> SnapshotResult:
+    """Blocking; returns a result for every runtime failure instead of raising."""
+    log.redactor.add(*settings.secrets())
+    if settings.command == "install":
+        log.info("install: nothing to prepare; the snapshot command does the work")
+        return SnapshotResult("success", Code.SUCCESS, "installed", task_id=settings.task_id)
+    run = _Run(settings)
+    started = clock.monotonic()
+    log.info(f"snapshot task {settings.task_id}: {len(settings.blob_sas_uris)} disk(s)")
+    try:
+        with _signals_as_exceptions():
+            result = _execute(run, blob_store, config, log, clock)
+    except SnapshotError as exc:
+        log.error(f"snapshot failed ({exc.code}): {exc.message}")
+        result = error_result(exc.code, log.redactor.redact(exc.message), settings.task_id,
+                              settings.start_ticks)
+    except Exception as exc:  # noqa: BLE001 - a worker must report, never crash
+        log.error(f"unexpected {type(exc).__name__}: {exc}")
+        result = error_result(Code.ERROR, log.redactor.redact(f"internal error: {exc}"),
+                              settings.task_id, settings.start_ticks)
+    run.timings["total"] = clock.monotonic() - started
+    log.info(f"result {result.status} code {result.code} consistency "
+             f"{result.consistency.value}: {result.message}")
+    return _with_timings(result, run)
+
+
+def _execute(run: _Run, store: BlobStore, config: SnapshotLocalConfig, log: BufferedLog,
+             clock: SystemClock) -> SnapshotResult:
+    run.plugin = load_plugin_config(config.plugin_config_path)
+    freezing = config.fsfreeze and (run.plugin is None or run.plugin.fs_freeze_enabled)
+    mounts: list[Mount] = []
+    if freezing:
+        mounts, notes = select_mounts(current_mounts(), config.mounts_to_skip,
+                                      config.mounts_to_freeze)
+        for note in notes if config.mounts_to_freeze is None else ():
+            log.info(f"not freezing {note}")
+    run.storage = _storage(mounts)
+    _timed(run, "preflight", clock, lambda: _preflight(store, run.settings.blob_sas_uris, log))
+    has_scripts = bool(run.plugin and (run.plugin.pre_scripts or run.plugin.post_scripts))
+    try:
+        if has_scripts:
+            run.pre = _timed(run, "pre_scripts", clock, lambda: run_phase(run.plugin, "pre", log))
+            if not run.pre.ok and not run.plugin.continue_on_failure:
+                return _decide(run, has_scripts)
+        _freeze_and_snapshot(run, store, config, [m.mountpoint for m in mounts], log, clock,
+                             has_scripts)
+    finally:
+        if run.pre is not None:
+            run.post = _timed(run, "post_scripts", clock,
+                              lambda: run_phase(run.plugin, "post", log))
+    return _decide(run, has_scripts)
+
+
+def _freeze_and_snapshot(run: _Run, store: BlobStore, config: SnapshotLocalConfig,
+                         mounts: Sequence[str], log: BufferedLog, clock: SystemClock,
+                         has_scripts: bool) -> None:
+    expected = Consistency.CRASH
+    if mounts:
+        expected = (Consistency.APPLICATION if has_scripts and run.pre and run.pre.ok
+                     else Consistency.FILE_SYSTEM)
+    metadata = dict(run.settings.backup_metadata)
+    metadata.update({META_TASK: run.settings.task_id, META_TIME: utc_timestamp(clock.now()),
+                     META_CONSISTENCY: expected.value})
+
+    def snap() -> None:
+        run.disks = _timed(run, "snapshot", clock, lambda: snapshot_disks(
+            store, run.settings.blob_sas_uris, metadata, config.snapshot_parallelism))
+
+    if not mounts:
+        log.info("no filesystem to freeze: taking a crash-consistent snapshot")
+        return snap()
+    freezer = Freezer(mounts, config.freeze_timeout, log, config.watchdog_report_path)
+    bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        with freezer:
+            snap()
+        run.froze = not freezer.watchdog_fired
+        if freezer.watchdog_fired:
+            run.freeze_error = FreezeError(
+                f"freeze timeout: the watchdog thawed after {config.freeze_timeout:g}s, "
+                "before the disk snapshots finished", Code.FREEZE_TIMEOUT)
+    except FreezeError as exc:
+        run.freeze_error = exc
+        log.error(f"freeze failed ({exc.code}): {exc.message}")
+        if _crash_allowed(run.settings):
+            log.info("single-disk managed VM allows crash consistency: snapshot anyway")
+            snap()
+    finally:
+        sys.dont_write_bytecode = bytecode
+        run.freeze_window = freezer.window if freezer.first_freeze else None
+
+
+def _decide(run: _Run, has_scripts: bool) -> SnapshotResult:
+    """The spec's consistency table."""
+    s = run.settings
+    scripts_failed = [p for p in (run.pre, run.post) if p is not None and not p.ok]
+    stop_on_failure = run.plugin is not None and not run.plugin.continue_on_failure
+    if scripts_failed and stop_on_failure:
+        first = scripts_failed[0]
+        return _result(run, "error", first.code, first.message, Consistency.NONE)
+    if not run.disks or failure_code(run.disks):
+        failed = [d for d in run.disks if not d.is_successful]
+        if run.freeze_error is not None and not run.disks:
+            return _result(run, "error", run.freeze_error.code, run.freeze_error.message,
+                           Consistency.NONE)
+        message = "; ".join(d.error_message for d in failed) or "no disk was snapshotted"
+        return _result(run, "error", failure_code(run.disks) or Code.ERROR,
+                       f"{len(failed)} of {len(s.blob_sas_uris)} disk snapshot(s) failed: "
+                       + message, Consistency.NONE)
+    if run.freeze_error is not None and not _crash_allowed(s):
+        return _result(run, "error", run.freeze_error.code, run.freeze_error.message,
+                       Consistency.NONE)
+    if not run.froze:
+        return _result(run, "success", Code.SUCCESS, "crash-consistent snapshot taken",
+                       Consistency.CRASH)
+    if has_scripts and not scripts_failed:
+        return _result(run, "success", Code.SUCCESS_APP_CONSISTENT,
+                       "application-consistent snapshot taken", Consistency.APPLICATION)
+    note = f" ({scripts_failed[0].message}; continueBackupOnFailure)" if scripts_failed else ""
+    return _result(run, "success", Code.SUCCESS,
+                   "file-system-consistent snapshot taken" + note, Consistency.FILE_SYSTEM)
+
+
+def _result(run: _Run, status: str, code: int, message: str,
+            consistency: Consistency) -> SnapshotResult:
+    return SnapshotResult(status, code, message, consistency, run.settings.task_id,
+                          run.settings.start_ticks, tuple(run.disks), run.storage,
+                          freeze_window=run.freeze_window)
+
+
+def _with_timings(result: SnapshotResult, run: _Run) -> SnapshotResult:
+    timings = dict(run.timings)
+    if run.freeze_window is not None:
+        timings["freeze_window"] = run.freeze_window
+    telemetry = tuple((f"{k}Ms", f"{v * 1000:.0f}") for k, v in sorted(timings.items()))
+    if run.pre is not None:
+        telemetry += (("preScriptRuns", str(run.pre.runs)),)
+    if run.post is not None:
+        telemetry += (("postScriptRuns", str(run.post.runs)),)
+    return SnapshotResult(result.status, result.code, result.message, result.consistency,
+                          result.task_id, result.start_ticks, result.disks, result.storage,
+                          result.telemetry + telemetry, result.freeze_window, timings)
+
+
+def _crash_allowed(settings: SnapshotSettings) -> bool:
+    return (len(settings.blob_sas_uris) == 1 and settings.custom.is_managed_vm
+            and settings.custom.can_take_crash_consistent)
+
+
+def _preflight(store: BlobStore, uris: Sequence[str], log: BufferedLog) -> None:
+    """Check every disk blob answers before anything is quiesced (also warms the HTTP stack)."""
+    for index, uri in enumerate(uris):
+        try:
+            store.properties(uri)
+        except BlobError as exc:
+            raise SnapshotError(f"disk blob {index} is not usable: {exc}", code_for(exc))
+    log.info(f"all {len(uris)} disk blob(s) answer")
+
+
+def _storage(mounts: Sequence[Mount]) -> StorageDetails:
+    try:
+        used = sum(psutil.disk_usage(m.mountpoint).used for m in mounts)
+        return StorageDetails(len(mounts), used, False)
+    except OSError:
+        return StorageDetails(len(mounts), 0, True)
+
+
+def _timed(run: _Run, name: str, clock: SystemClock, step):
+    started = clock.monotonic()
+    try:
+        return step()
+    finally:
+        run.timings[name] = clock.monotonic() - started
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(f"interrupted by signal {signum}")
+
+
+@contextlib.contextmanager
+def _signals_as_exceptions() -> Iterator[None]:
+    """SIGTERM/SIGHUP become exceptions so `finally` thaws and post-scripts run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,173 @@
+"""Pre/post scripts from VMSnapshotScriptPluginConfig.json: checked, timed, retried, logged."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from plumbing.proc import CommandError, run
+from snapshot.errors import Code, PluginConfigError, ScriptError
+from snapshot.log import BufferedLog
+
+OUTPUT_CAP = 16 * 1024
+MAX_TIMEOUT = 1800
+# (failed, not found, permission, timeout) for each phase: pre even, post odd.
+PHASE_CODES = {
+    "pre": (Code.PRE_SCRIPT_FAILED, Code.PRE_SCRIPT_NOT_FOUND, Code.PRE_SCRIPT_PERMISSION,
+            Code.PRE_SCRIPT_TIMEOUT),
+    "post": (Code.POST_SCRIPT_FAILED, Code.POST_SCRIPT_NOT_FOUND, Code.POST_SCRIPT_PERMISSION,
+             Code.POST_SCRIPT_TIMEOUT),
+}
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    """The script runner's configuration, typed and range-checked."""
+
+    pre_scripts: tuple[str, ...] = ()
+    post_scripts: tuple[str, ...] = ()
+    pre_params: tuple[str, ...] = ()
+    post_params: tuple[str, ...] = ()
+    pre_retries: int = 0
+    post_retries: int = 0
+    timeout: float = 30.0
+    continue_on_failure: bool = True
+    fs_freeze_enabled: bool = True
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    """What running one phase's scripts achieved."""
+
+    phase: str
+    ok: bool
+    code: int = 0
+    message: str = ""
+    runs: int = 0
+
+
+def check_secure_file(path: str, what: str, code: int, executable: bool = False) -> None:
+    """Refuse a file not owned by root, with group/other permission bits, or not a file."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise PluginConfigError(f"{what} {path} is not a regular file", code)
+    if st.st_uid != 0:
+        raise PluginConfigError(f"{what} {path} is owned by uid {st.st_uid}, not root", code)
+    if st.st_mode & 0o077:
+        raise PluginConfigError(f"{what} {path} has mode {st.st_mode & 0o777:o}: group/other "
+                                f"permissions are not allowed (use 600/700)", code)
+    if executable and not st.st_mode & stat.S_IXUSR:
+        raise PluginConfigError(f"{what} {path} is not executable by its owner", code)
+
+
+def load_plugin_config(path: str) -> PluginConfig | None:
+    """The plugin config, None when absent; PluginConfigError (309/314) when refused."""
+    if not os.path.exists(path):
+        return None
+    check_secure_file(path, "plugin config", Code.PLUGIN_CONFIG_PERMISSION)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            raw = json.load(stream)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PluginConfigError(f"plugin config {path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise PluginConfigError(f"plugin config {path} is not a JSON object")
+    return _parse_plugin(raw, path)
+
+
+def _parse_plugin(raw: dict[str, Any], path: str) -> PluginConfig:
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for key, attr in (("preScriptLocation", "pre_scripts"), ("postScriptLocation", "post_scripts"),
+                      ("preScriptParams", "pre_params"), ("postScriptParams", "post_params")):
+        value = raw.get(key, [])
+        value = [value] if isinstance(value, str) and value else value
+        if value in (None, ""):
+            value = []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            problems.append(f"{key} must be a string or a list of strings")
+            value = []
+        values[attr] = tuple(value)
+    for key, attr, low, high in (("preScriptNoOfRetries", "pre_retries", 0, 10),
+                                 ("postScriptNoOfRetries", "post_retries", 0, 10),
+                                 ("timeoutInSeconds", "timeout", 1, MAX_TIMEOUT),
+                                 ("ScriptsExecutionPollTimeSeconds", None, 1, 5)):
+        value = raw.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                low <= value <= high):
+            problems.append(f"{key} must be a number from {low} to {high}")
+        elif attr:
+            values[attr] = int(value) if "retries" in attr else float(value)
+    for key, attr in (("continueBackupOnFailure", "continue_on_failure"),
+                      ("fsFreezeEnabled", "fs_freeze_enabled")):
+        if key in raw and not isinstance(raw[key], bool):
+            problems.append(f"{key} must be true or false")
+        elif key in raw:
+            values[attr] = raw[key]
+    if problems:
+        raise PluginConfigError(f"plugin config {path}: " + "; ".join(problems))
+    return PluginConfig(**values)
+
+
+def check_scripts(config: PluginConfig, phase: str) -> None:
+    """Raise ScriptError (not found / permission) for the phase's scripts; nothing runs."""
+    _failed, not_found, permission, _timeout = PHASE_CODES[phase]
+    for script in (config.pre_scripts if phase == "pre" else config.post_scripts):
+        if not os.path.isabs(script) or not os.path.exists(script):
+            raise ScriptError(f"{phase}-script {script} not found", not_found)
+        try:
+            check_secure_file(script, f"{phase}-script", permission, executable=True)
+        except PluginConfigError as exc:
+            raise ScriptError(exc.message, permission) from None
+
+
+def run_phase(config: PluginConfig, phase: str, log: BufferedLog) -> PhaseResult:
+    """Run every script of the phase (retrying, within its timeout); never raises."""
+    scripts = config.pre_scripts if phase == "pre" else config.post_scripts
+    runs = 0
+    try:
+        check_scripts(config, phase)
+        for script in scripts:
+            runs += _run_script(config, phase, script, log)
+    except ScriptError as exc:
+        log.error(exc.message)
+        return PhaseResult(phase, False, exc.code, exc.message, runs + getattr(exc, "runs", 0))
+    return PhaseResult(phase, True, 0, f"{len(scripts)} {phase}-script(s) succeeded", runs)
+
+
+def _run_script(config: PluginConfig, phase: str, script: str, log: BufferedLog) -> int:
+    failed, _nf, _perm, timeout_code = PHASE_CODES[phase]
+    params = config.pre_params if phase == "pre" else config.post_params
+    attempts = 1 + (config.pre_retries if phase == "pre" else config.post_retries)
+    deadline = time.monotonic() + config.timeout
+    last = ""
+    for attempt in range(1, attempts + 1):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            done = run([script, *params], timeout=remaining, check=False, cap=OUTPUT_CAP)
+        except CommandError as exc:
+            error = ScriptError(f"{phase}-script {script} could not start: {exc}", failed)
+            error.runs = attempt  # type: ignore[attr-defined]
+            raise error from None
+        log.block(f"{phase}-script {script} attempt {attempt}/{attempts}: "
+                  f"exit {done.returncode}{' (timed out, killed)' if done.timed_out else ''}"
+                  f"{' (output truncated)' if done.truncated else ''}",
+                  (done.stdout + done.stderr).strip())
+        if done.returncode == 0 and not done.timed_out:
+            return attempt
+        last = "timed out" if done.timed_out else f"exited with {done.returncode}"
+        if done.timed_out:
+            break
+    timed_out = last == "timed out" or not last
+    error = ScriptError(f"{phase}-script {script} {last or 'timed out'} "
+                        f"(timeout {config.timeout:g}s, {attempts} attempt(s) allowed)",
+                        timeout_code if timed_out else failed)
+    error.runs = attempt  # type: ignore[attr-defined]
+    raise error

@@ -1,0 +1,220 @@
+"""Fixtures for snapshot tests: loop-mounted ext4/xfs, page blobs in Azurite, configs, scripts."""
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from snapshot.watchdog import FITHAW
+
+MKFS = {"ext4": ["mkfs.ext4", "-q", "-F"], "xfs": ["mkfs.xfs", "-q", "-f"]}
+# mkfs.xfs refuses < 300 MiB unless told it is a test filesystem.
+MKFS_ENV = dict(os.environ, TEST_DEV="1", TEST_DIR="1", QA_CHECK_FS="1")
+
+
+@dataclass(frozen=True)
+class LoopFs:
+    image: Path
+    device: str
+    mountpoint: str
+    fstype: str
+
+
+def _sh(argv, **kw) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60,
+                          **kw).stdout.strip()
+
+
+def _thaw(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        fcntl.ioctl(fd, FITHAW, 0)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def loopfs(tmp_path: Path):
+    """Factory making small loop-mounted filesystems; all thawed, unmounted, detached after."""
+    made = []
+
+    def make(fstype: str = "ext4", size_mb: int = 64) -> LoopFs:
+        index = len(made)
+        image = tmp_path / f"fs{index}.{fstype}.img"
+        with open(image, "wb") as stream:
+            stream.truncate(size_mb * 1024 * 1024)
+        _sh(MKFS[fstype] + [str(image)], env=MKFS_ENV)
+        mountpoint = tmp_path / f"mnt{index}"
+        mountpoint.mkdir()
+        device = _sh(["losetup", "-f", "--show", str(image)])
+        made.append((device, str(mountpoint), False))
+        _sh(["mount", device, str(mountpoint)])
+        made[-1] = (device, str(mountpoint), True)
+        return LoopFs(image, device, str(mountpoint), fstype)
+
+    yield make
+    for device, mountpoint, mounted in reversed(made):
+        _thaw(mountpoint)
+        if mounted:
+            subprocess.run(["umount", mountpoint], capture_output=True, timeout=60)
+        subprocess.run(["losetup", "-d", device], capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def confdir(tmp_path: Path) -> Path:
+    path = tmp_path / "etc-azure"
+    path.mkdir(mode=0o700)
+    return path
+
+
+def write_vmbackup_conf(confdir: Path, mounts, timeout: float = 30, fsfreeze: bool = True,
+                        extra: str = "") -> Path:
+    """A vmbackup.conf whose MountsToFreeze names exactly the test's loop mounts."""
+    conf = confdir / "vmbackup.conf"
+    conf.write_text(f"[SnapshotThread]\nfsfreeze = {fsfreeze}\ntimeout = {timeout}\n"
+                    f"MountsToFreeze = {','.join(mounts)}\n{extra}")
+    return conf
+
+
+def write_script(path: Path, body: str, mode: int = 0o700) -> Path:
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    os.chmod(path, mode)
+    return path
+
+
+def write_plugin_config(confdir: Path, mode: int = 0o600, **values) -> Path:
+    path = confdir / "VMSnapshotScriptPluginConfig.json"
+    config = {"pluginName": "ScriptRunner", "timeoutInSeconds": 10,
+              "continueBackupOnFailure": True, "fsFreezeEnabled": True}
+    config.update(values)
+    path.write_text(json.dumps(config))
+    os.chmod(path, mode)
+    return path
+
+
+def b64(obj) -> str:
+    return base64.b64encode(json.dumps(obj).encode()).decode()
+
+
+def make_disks(azurite, count: int, size: int = 64 * 1024, container: str = "") -> list:
+    """Page blobs standing in for disks, with distinct content; returns their SAS URIs."""
+    container = container or "disks" + uuid.uuid4().hex[:8]
+    uris = []
+    for index in range(count):
+        uri = azurite.blob_sas_uri(container, f"disk{index}.vhd")
+        client = azurite.service().get_blob_client(container, f"disk{index}.vhd")
+        client.create_page_blob(size)
+        client.upload_page(bytes([index + 1]) * 4096 + os.urandom(4096), offset=0, length=8192)
+        uris.append(uri)
+    return uris
+
+
+def settings_dicts(uris, task_id: str = "", ticks: str = "", logs: str = "",
+                   status: str = "", custom=None):
+    """(public, protected) settings as the backup service sends them."""
+    from datetime import datetime, timezone
+
+    if not ticks:
+        now = datetime.now(timezone.utc)
+        epoch = datetime(1, 1, 1, tzinfo=timezone.utc)
+        ticks = str(int((now - epoch).total_seconds() * 10_000_000))
+    public = {"taskId": task_id or str(uuid.uuid4()) + "_1", "commandToExecute": "snapshot",
+              "commandStartTimeUTCTicks": ticks, "locale": "en-us",
+              "vmType": "microsoft.compute/virtualmachines",
+              "objectStr": b64({"backupMetadata": [{"Key": "BackupJob", "Value": "job-1"}],
+                                "includedDisks": {"isOSDiskIncluded": True}}),
+              "customSettings": json.dumps(custom or {"isManagedVm": True})}
+    protected = {"objectStr": b64({"blobSASUri": list(uris)})}
+    if logs:
+        protected["logsBlobUri"] = logs
+    if status:
+        protected["statusBlobUri"] = status
+    return public, protected
+
+
+WRITER = r"""
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)
+block = os.urandom(4096)
+i = 0
+while True:
+    os.pwrite(fd, block, (i % 1024) * 4096)
+    if i % 32 == 0:
+        os.fsync(fd)
+    os.write(1, b".")
+    i += 1
+    time.sleep(0.002)
+"""
+
+
+class Writer:
+    """A writer process appending to a file on a filesystem; heartbeats time its progress."""
+
+    def __init__(self, path: str) -> None:
+        import sys
+        import threading
+        import time
+
+        self._time = time.monotonic
+        self.beats: list = []
+        self.proc = subprocess.Popen([sys.executable, "-c", WRITER, path],
+                                     stdout=subprocess.PIPE, start_new_session=True)
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            data = self.proc.stdout.read1(4096)
+            if not data:
+                return
+            self.beats.append(self._time())
+
+    @property
+    def count(self) -> int:
+        return len(self.beats)
+
+    def longest_stall(self, since: float = 0.0) -> float:
+        times = [t for t in self.beats if t >= since]
+        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        self._thread.join(5)
+
+
+@pytest.fixture
+def writer_factory():
+    writers = []
+
+    def make(path: str) -> Writer:
+        writers.append(Writer(path))
+        return writers[-1]
+
+    yield make
+    for writer in writers:
+        writer.stop()
+
+
+def wait_for(predicate, timeout: float = 10.0, step: float = 0.02) -> bool:
+    """Poll `predicate` until true or `timeout` (a bound on waiting, not a timing assertion)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
