@@ -42,8 +42,6 @@ class Namespace:
 
     def enter(self):
         """A context manager that runs the calling thread inside this namespace."""
-        from pyroute2 import netns as pr_netns  # noqa: F401 - ensures pyroute2 is present
-
         return _InNamespace(self.name)
 
     def close(self) -> None:
@@ -57,6 +55,19 @@ class Namespace:
         self.close()
 
 
+CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    """setns(2) through libc: os.setns only exists from Python 3.12."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+
+
 class _InNamespace:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -66,13 +77,13 @@ class _InNamespace:
         self._saved = os.open("/proc/self/ns/net", os.O_RDONLY)
         target = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
         try:
-            os.setns(target, os.CLONE_NEWNET)
+            _setns(target)
         finally:
             os.close(target)
 
     def __exit__(self, *exc: object) -> None:
         assert self._saved is not None
-        os.setns(self._saved, os.CLONE_NEWNET)
+        _setns(self._saved)
         os.close(self._saved)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import enum
 import os
 import time
-from typing import Callable, Dict, Mapping, Optional
 from datetime import datetime, timezone
+from typing import Callable, Dict, Mapping, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from plumbing.redact import Redactor, redact_patterns, strip_query
@@ -172,8 +172,11 @@ class BlobStore:
             raise
 
     def _classify(self, what: str, uri: str, exc: Exception) -> BlobError:
-        from azure.core.exceptions import (HttpResponseError, ServiceRequestError,
-                                           ServiceResponseError)
+        from azure.core.exceptions import (
+            HttpResponseError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
 
         target = strip_query(uri)
         if isinstance(exc, HttpResponseError) and getattr(exc, "status_code", None):
@@ -191,7 +194,8 @@ class BlobStore:
             return BlobError(BlobErrorKind.TIMEOUT, f"{what} of {target} timed out "
                              f"after {self.timeout:.0f}s")
         if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-            reason = self._redact(str(exc).splitlines()[0])[:300] if str(exc) else type(exc).__name__
+            text = str(exc)
+            reason = self._redact(text.splitlines()[0])[:300] if text else type(exc).__name__
             return BlobError(BlobErrorKind.UNREACHABLE,
                              f"{what} of {target} failed: storage unreachable: {reason}")
         return BlobError(BlobErrorKind.FAILED, f"{what} of {target} failed: "

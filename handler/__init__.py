@@ -1,0 +1,1 @@
+"""The extension handler: speaks the guest-agent protocol and composes the capabilities."""

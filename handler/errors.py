@@ -1,0 +1,96 @@
+"""Handler errors: each class carries its status code and a message fit for the user."""
+from __future__ import annotations
+
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+Problem = Tuple[str, str]  # (field path, what is wrong)
+
+
+class HandlerError(Exception):
+    """A failure reported to the agent as a terminal error status."""
+
+    code = 1
+    title = "Internal error"
+
+    def __init__(self, message: str, *, code: Optional[int] = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class HandlerEnvironmentError(HandlerError):
+    code, title = 10, "HandlerEnvironment.json missing or malformed"
+
+
+class SettingsFileError(HandlerError):
+    code, title = 11, "Settings file malformed"
+
+
+class NoRuntimeSettingsError(HandlerError):
+    code, title = 12, "No runtime settings"
+
+
+class SettingsValidationError(HandlerError):
+    """Every problem found in the settings, reported together with the field names."""
+
+    code, title = 13, "Invalid settings"
+
+    def __init__(self, problems: Iterable[Problem], *, code: Optional[int] = None,
+                 prefix: str = "invalid settings") -> None:
+        self.problems: List[Problem] = list(problems)
+        listed = "; ".join(f"{field}: {what}" for field, what in self.problems)
+        super().__init__(f"{prefix}: {listed}", code=code)
+
+
+class CertificateNotFoundError(HandlerError):
+    code, title = 20, "Certificate not found"
+
+
+class WrongCertificateError(HandlerError):
+    code, title = 21, "Protected settings not encrypted to this certificate"
+
+
+class ProtectedSettingsEncodingError(HandlerError):
+    code, title = 22, "Protected settings are not valid base64"
+
+
+class EnvelopeError(HandlerError):
+    code, title = 23, "Protected settings envelope malformed"
+
+
+class UnsupportedCipherError(HandlerError):
+    code, title = 24, "Unsupported content cipher"
+
+
+class ProtectedSettingsContentError(HandlerError):
+    code, title = 25, "Protected settings are not a JSON object"
+
+
+class UnknownCommandError(HandlerError):
+    code, title = 30, "Unknown commandToExecute"
+
+
+class StatusWriteError(HandlerError):
+    code, title = 40, "Status folder not writable"
+
+
+class StatusBlobError(HandlerError):
+    """The status blob could not be written; code by cause (41 unreachable, 42, 43)."""
+
+    code, title = 41, "Status blob upload failed"
+
+
+class WorkerDiedError(HandlerError):
+    code, title = 50, "Worker process died"
+
+
+class OperationNotFoundError(HandlerError):
+    code, title = 60, "No such operation"
+
+
+def problems_message(problems: Sequence[Problem]) -> str:
+    return "; ".join(f"{field}: {what}" for field, what in problems)

@@ -1,0 +1,1 @@
+"""The operations the handler can run, by publicSettings.commandToExecute."""

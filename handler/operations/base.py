@@ -1,0 +1,54 @@
+"""What an operation provides to the handler: parse, enable, work in a worker, report."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
+
+from handler.status import Substatus
+
+if TYPE_CHECKING:  # pragma: no cover
+    from handler.runtime import Runtime
+    from handler.settings import HandlerSettings
+    from handler.state import JobRecord, OperationRecord
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an operation (or one worker job) ended or stands now."""
+
+    status: str  # transitioning | success | error | warning
+    code: int
+    message: str
+    detail: Dict[str, Any] = field(default_factory=dict)
+
+
+class Operation:
+    """Base for the operations; subclasses override what they need."""
+
+    command = ""
+
+    def parse(self, public: Mapping[str, Any], protected: Mapping[str, Any]) -> Any:
+        """Validate this command's settings into a typed request (SettingsValidationError)."""
+        return None
+
+    def enable(self, settings: "HandlerSettings", runtime: "Runtime") -> "OperationRecord":
+        """Act on new settings within the agent's 300 s: finish, or start worker jobs."""
+        raise NotImplementedError
+
+    def work(self, settings: "HandlerSettings", job: "JobRecord",
+             runtime: "Runtime") -> Outcome:
+        """The long part, in a detached worker process."""
+        raise NotImplementedError
+
+    def substatus(self, record: "OperationRecord", runtime: "Runtime") -> List[Substatus]:
+        """Substatus entries for this sequence number's status file."""
+        return runtime.job_substatus(record.jobs)
+
+    def status_blob_document(self, document: List[Dict[str, Any]], record: "OperationRecord",
+                             runtime: "Runtime") -> Optional[List[Dict[str, Any]]]:
+        """What goes to statusBlobUri; by default the status file itself."""
+        return document
+
+    def on_worker_death(self, job: "JobRecord") -> Outcome:
+        return Outcome("error", 50, f"worker {job.pid} for {job.name} ended without a result "
+                                    f"(killed or crashed); the operation did not complete")

@@ -1,0 +1,78 @@
+"""Settings parsed once, at the edge: decrypted, validated, typed; every problem reported."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Callable, List, Mapping, Optional
+
+from handler.environment import HandlerEnvironment
+from handler.errors import Problem, SettingsValidationError, UnknownCommandError
+from handler.protected import decrypt_protected_settings
+from handler.settings_file import RawSettings
+from plumbing.blobstore import BlobError, validate_blob_uri
+from plumbing.redact import Redactor
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class HandlerSettings:
+    """One sequence number's settings, decrypted in memory and validated."""
+
+    seq: int
+    command: str
+    public: Mapping[str, Any]
+    protected: Mapping[str, Any]
+    status_blob_uri: Optional[str]
+    logs_blob_uri: Optional[str]
+    request: Any  # the operation's own typed request
+
+    def __repr__(self) -> str:  # never print secrets, even by accident
+        return f"HandlerSettings(seq={self.seq}, command={self.command!r})"
+
+
+RequestParser = Callable[[Mapping[str, Any], Mapping[str, Any]], Any]
+
+
+def decrypt(raw: RawSettings, env: HandlerEnvironment, redactor: Redactor) -> Mapping[str, Any]:
+    if not raw.protected_b64:
+        return EMPTY
+    protected = decrypt_protected_settings(raw.protected_b64, raw.thumbprint or "", env.lib_dir)
+    redactor.add_values(protected)  # before anything can log a piece of it
+    return MappingProxyType(protected)
+
+
+def parse_settings(raw: RawSettings, protected: Mapping[str, Any],
+                   parsers: Mapping[str, RequestParser]) -> HandlerSettings:
+    """Shape first, then the operation's own rules; all problems raised together."""
+    public = raw.public or {}
+    problems: List[Problem] = []
+    command = public.get("commandToExecute")
+    if not isinstance(command, str) or not command.strip():
+        problems.append(("publicSettings.commandToExecute", "required, a non-empty string"))
+    elif command not in parsers:
+        raise UnknownCommandError(f"unknown commandToExecute {command!r}; expected one of "
+                                  f"{', '.join(sorted(parsers))}")
+    uris = {}
+    for key in ("statusBlobUri", "logsBlobUri"):
+        value = protected.get(key, public.get(key))  # protected wins
+        where = "protectedSettings" if key in protected else "publicSettings"
+        if value in (None, ""):
+            uris[key] = None
+            continue
+        try:
+            uris[key] = validate_blob_uri(value)
+        except BlobError as exc:
+            problems.append((f"{where}.{key}", str(exc)))
+    request = None
+    if isinstance(command, str) and command in parsers:
+        try:
+            request = parsers[command](public, protected)
+        except SettingsValidationError as exc:
+            if not problems:
+                raise  # keeps the operation's own code
+            problems.extend(exc.problems)
+    if problems:
+        raise SettingsValidationError(problems)
+    return HandlerSettings(raw.seq, command, MappingProxyType(dict(public)), protected,
+                           uris["statusBlobUri"], uris["logsBlobUri"], request)

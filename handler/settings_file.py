@@ -1,0 +1,80 @@
+"""Finds the settings file the agent meant and reads its handlerSettings (still encrypted)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from handler.errors import NoRuntimeSettingsError, SettingsFileError
+
+_SETTINGS_NAME = re.compile(r"^(\d+)\.settings$")
+
+
+@dataclass(frozen=True)
+class RawSettings:
+    """One `<seq>.settings` file: public settings parsed, protected still ciphertext."""
+
+    seq: int
+    path: Path
+    public: Optional[Mapping[str, Any]]
+    protected_b64: Optional[str]
+    thumbprint: Optional[str]
+
+    @property
+    def empty(self) -> bool:
+        return self.public is None and self.protected_b64 is None
+
+
+def choose_sequence(config_folder: Path, environ: Mapping[str, str] = os.environ) -> Optional[int]:
+    """ConfigSequenceNumber when its file exists, else the newest *.settings by mtime."""
+    requested = environ.get("ConfigSequenceNumber", "").strip()
+    if requested.isdigit() and (config_folder / f"{int(requested)}.settings").is_file():
+        return int(requested)
+    candidates = []
+    for entry in config_folder.glob("*.settings") if config_folder.is_dir() else ():
+        match = _SETTINGS_NAME.match(entry.name)
+        if match:
+            candidates.append((entry.stat().st_mtime, int(match.group(1))))
+    if not candidates:
+        return None
+    return max(candidates)[1]
+
+
+def read_settings(config_folder: Path, seq: int) -> RawSettings:
+    path = config_folder / f"{seq}.settings"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NoRuntimeSettingsError(f"settings file {path.name} is missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsFileError(f"settings file {path.name} is unreadable: {exc}") from None
+    if not text.strip():
+        if seq == 0:  # the agent's way of saying "no settings": an empty 0.settings
+            return RawSettings(seq, path, None, None, None)
+        raise NoRuntimeSettingsError(f"settings file {path.name} is empty")
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise SettingsFileError(f"settings file {path.name} is not valid JSON: {exc}") from None
+    runtime = document.get("runtimeSettings") if isinstance(document, dict) else None
+    if not isinstance(runtime, list) or not runtime:
+        raise NoRuntimeSettingsError(f"settings file {path.name} has no runtimeSettings")
+    handler_settings = runtime[0].get("handlerSettings") if isinstance(runtime[0], dict) else None
+    if not isinstance(handler_settings, dict):
+        raise SettingsFileError(f"{path.name}: runtimeSettings[0].handlerSettings is not an object")
+    public = handler_settings.get("publicSettings")
+    protected = handler_settings.get("protectedSettings")
+    thumbprint = handler_settings.get("protectedSettingsCertThumbprint")
+    problems = []
+    if public is not None and not isinstance(public, dict):
+        problems.append("publicSettings must be an object")
+    if protected is not None and not isinstance(protected, str):
+        problems.append("protectedSettings must be a base64 string")
+    if protected and not isinstance(thumbprint, str):
+        problems.append("protectedSettingsCertThumbprint is required with protectedSettings")
+    if problems:
+        raise SettingsFileError(f"{path.name}: " + "; ".join(problems))
+    return RawSettings(seq, path, public, protected or None, thumbprint)

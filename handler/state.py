@@ -1,0 +1,151 @@
+"""On-disk bookkeeping under a file lock: mrseq, one record per operation and per worker job."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+TERMINAL = ("success", "error")
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write via a temp file in the same folder, fsync, rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+@dataclass
+class OperationRecord:
+    """What enable decided for one sequence number, and how it ended."""
+
+    seq: int
+    command: str
+    status: str
+    code: int
+    message: str
+    jobs: List[str] = field(default_factory=list)
+    substatus_name: str = ""
+    detail: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass
+class JobRecord:
+    """A detached worker: who it is, whether it lives, and what it last reported."""
+
+    job_id: str
+    command: str
+    seq: int
+    name: str
+    state: str = "starting"  # starting | running | finished | died
+    pid: int = 0
+    create_time: float = 0.0
+    status: str = "transitioning"
+    code: int = 0
+    message: str = ""
+    detail: Dict[str, Any] = field(default_factory=dict)
+    started: str = ""
+    updated: str = ""
+    stop_requested: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("finished", "died")
+
+
+class StateStore:
+    """Records in <ext>/state; every read-modify-write happens under `lock()`."""
+
+    def __init__(self, state_dir: Path, mrseq_file: Path) -> None:
+        self.root = state_dir
+        self.mrseq_file = mrseq_file
+        for sub in ("ops", "jobs"):
+            (state_dir / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        with open(self.root / "handler.lock", "a+") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    # -- mrseq --------------------------------------------------------------------------
+    def last_seq(self) -> Optional[int]:
+        try:
+            text = self.mrseq_file.read_text().strip()
+        except FileNotFoundError:
+            return None
+        return int(text) if text.lstrip("-").isdigit() else None
+
+    def set_last_seq(self, seq: int) -> None:
+        write_atomic(self.mrseq_file, str(seq).encode(), mode=0o644)
+
+    # -- records ------------------------------------------------------------------------
+    def operation(self, seq: int) -> Optional[OperationRecord]:
+        data = self._read(self.root / "ops" / f"{seq}.json")
+        return OperationRecord(**data) if data else None
+
+    def save_operation(self, record: OperationRecord) -> None:
+        self._write(self.root / "ops" / f"{record.seq}.json", asdict(record))
+
+    def job(self, job_id: str) -> Optional[JobRecord]:
+        data = self._read(self.root / "jobs" / f"{job_id}.json")
+        return JobRecord(**data) if data else None
+
+    def save_job(self, record: JobRecord) -> None:
+        self._write(self.root / "jobs" / f"{record.job_id}.json", asdict(record))
+
+    def update_job(self, job_id: str, **changes: Any) -> JobRecord:
+        current = self.job(job_id)
+        if current is None:
+            raise KeyError(job_id)
+        updated = replace(current, **changes)
+        self.save_job(updated)
+        return updated
+
+    def jobs(self) -> List[JobRecord]:
+        records = []
+        for path in sorted((self.root / "jobs").glob("*.json")):
+            data = self._read(path)
+            if data:
+                records.append(JobRecord(**data))
+        return records
+
+    def delete_job(self, job_id: str) -> None:
+        (self.root / "jobs" / f"{job_id}.json").unlink(missing_ok=True)
+
+    @staticmethod
+    def _read(path: Path) -> Optional[Dict[str, Any]]:
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return None  # a torn record cannot happen (atomic writes); treat junk as absent
+
+    @staticmethod
+    def _write(path: Path, data: Dict[str, Any]) -> None:
+        write_atomic(path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))

@@ -1,0 +1,38 @@
+"""protectedSettings decryption against envelopes made by `openssl cms`, as the fabric does."""
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from handler import errors
+from handler.protected import decrypt_protected_settings, parse_envelope
+from tests.handler.fabric import CIPHERS, TenantCertificate
+
+SECRET = {"storageSasToken": "?sv=2024&sig=VERYSECRETSIG", "nested": {"password": "hunter22"}}
+
+
+@pytest.mark.parametrize("cipher", CIPHERS)
+def test_each_fabric_cipher_decrypts_to_the_original_object(certificate, cipher):
+    b64 = certificate.encrypt(SECRET, cipher)
+    lib_dir = certificate.crt.parent
+    assert decrypt_protected_settings(b64, certificate.thumbprint.lower(), lib_dir) == SECRET
+
+
+@pytest.mark.parametrize("cipher,oid", [("des3", "1.2.840.113549.3.7"),
+                                        ("aes128", "2.16.840.1.101.3.4.1.2"),
+                                        ("aes256", "2.16.840.1.101.3.4.1.42")])
+def test_envelope_names_the_cipher_openssl_used(certificate, cipher, oid):
+    envelope = parse_envelope(base64.b64decode(certificate.encrypt({"a": 1}, cipher)))
+    assert envelope.cipher_oid == oid, f"{cipher} parsed as {envelope.cipher_oid}"
+
+
+def test_a_second_certificate_cannot_open_the_envelope(certificate, tmp_path):
+    other = TenantCertificate.create(tmp_path, "other-tenant")
+    b64 = other.encrypt(SECRET, "aes256")
+    # Put the first certificate's files under the other's thumbprint: same name, wrong key.
+    (tmp_path / f"{other.thumbprint}.crt").write_bytes(certificate.crt.read_bytes())
+    (tmp_path / f"{other.thumbprint}.prv").write_bytes(certificate.prv.read_bytes())
+    with pytest.raises(errors.WrongCertificateError) as caught:
+        decrypt_protected_settings(b64, other.thumbprint, tmp_path)
+    assert "VERYSECRETSIG" not in str(caught.value)
