@@ -52,7 +52,8 @@ def check_manifest(root: Path, shipped: Sequence[str]) -> bytes:
         manifest = json.loads(raw)
         commands = manifest[0]["handlerManifest"]
     except (ValueError, LookupError, TypeError) as exc:
-        raise BuildError(f"HandlerManifest.json is not [{{'handlerManifest': ...}}]: {exc}")
+        raise BuildError(f"HandlerManifest.json is not [{{'handlerManifest': ...}}]: {exc}") \
+            from exc
     for key in COMMANDS:
         command = commands.get(key) if isinstance(commands, dict) else None
         if not isinstance(command, str) or not command.split():
@@ -143,15 +144,17 @@ def build_lock(build_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def build(root: Path, out_dir: Path, offline: bool, version: str | None) -> Path:
+def build(root: Path, out_dir: Path, offline: bool, version: str | None,
+          cache_dir: Path | None = None) -> Path:
     project = read_project(root)
-    version = version or project["version"]
+    version = project["version"] if version is None else version
     if not re.fullmatch(r"[0-9]+(\.[0-9]+){1,3}", version):
         raise BuildError(f"version {version!r} is not like 1.2.3")
     requirements_path = root / "requirements.txt"
     requirements = read_requirements(requirements_path)
     with build_lock(root / "build"):
-        cache = WheelCache(root / "build" / "wheelcache", requirements_path, offline)
+        cache = WheelCache(cache_dir or root / "build" / "wheelcache", requirements_path,
+                           offline)
         entries = {name: (root / name).read_bytes() for name in code_files(root)}
         for name in LAUNCHER_FILES:
             entries[name] = (root / name).read_bytes()
@@ -168,10 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="never use the network: every wheel must be in build/wheelcache/")
     parser.add_argument("--version", help="package version (default: pyproject's)")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "dist")
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / "build" / "wheelcache",
+                        help="where downloaded wheels are kept (default build/wheelcache/)")
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        target = build(ROOT, args.out_dir.resolve(), args.offline, args.version)
+        target = build(ROOT, args.out_dir.resolve(), args.offline, args.version,
+                       args.cache_dir.resolve())
     except (BuildError, OSError) as exc:
         print(f"build failed: {exc}", file=sys.stderr)
         return getattr(exc, "code", 2) if isinstance(exc, BuildError) else 2
