@@ -51,13 +51,15 @@ class Freezer:
         self._start_watchdog()
         self.first_freeze = time.monotonic()
         try:
-            for mount, fd in zip(self.mounts, self._fds):
+            for index, (mount, fd) in enumerate(zip(self.mounts, self._fds)):
                 if self.fired():
                     raise FreezeError("freeze timed out: the watchdog thawed before all "
                                       "mounts were frozen", Code.FREEZE_TIMEOUT)
+                self._tell(f"freeze {index}")  # before the ioctl: a death right after is covered
                 try:
                     fcntl.ioctl(fd, FIFREEZE, 0)
                 except OSError as exc:
+                    self._tell(f"skip {index}")  # EBUSY: frozen by someone else, not ours
                     raise FreezeError(f"FIFREEZE {mount} failed: {exc.strerror}") from None
                 self.frozen.append(fd)
         except BaseException:
@@ -81,6 +83,11 @@ class Freezer:
                 line = self._dog.stdout.readline()
                 self.watchdog_fired = line.startswith(b"timeout")
         return self.watchdog_fired
+
+    def _tell(self, message: str) -> None:
+        assert self._dog is not None and self._dog.stdin is not None
+        self._dog.stdin.write(message.encode() + b"\n")
+        self._dog.stdin.flush()
 
     def _start_watchdog(self) -> None:
         env = dict(os.environ)

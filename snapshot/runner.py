@@ -151,18 +151,16 @@ def _decide(run: _Run, has_scripts: bool) -> SnapshotResult:
     if scripts_failed and stop_on_failure:
         first = scripts_failed[0]
         return _result(run, "error", first.code, first.message, Consistency.NONE)
-    if not run.disks or failure_code(run.disks):
-        failed = [d for d in run.disks if not d.is_successful]
-        if run.freeze_error is not None and not run.disks:
-            return _result(run, "error", run.freeze_error.code, run.freeze_error.message,
-                           Consistency.NONE)
+    failed = [d for d in run.disks if not d.is_successful]
+    if run.freeze_error is not None and (not run.disks or not _crash_allowed(s)):
+        extra = f"; {len(failed)} disk snapshot(s) failed too" if failed else ""
+        return _result(run, "error", run.freeze_error.code, run.freeze_error.message + extra,
+                       Consistency.NONE)
+    if not run.disks or failed:
         message = "; ".join(d.error_message for d in failed) or "no disk was snapshotted"
         return _result(run, "error", failure_code(run.disks) or Code.ERROR,
                        f"{len(failed)} of {len(s.blob_sas_uris)} disk snapshot(s) failed: "
                        + message, Consistency.NONE)
-    if run.freeze_error is not None and not _crash_allowed(s):
-        return _result(run, "error", run.freeze_error.code, run.freeze_error.message,
-                       Consistency.NONE)
     if not run.froze:
         return _result(run, "success", Code.SUCCESS, "crash-consistent snapshot taken",
                        Consistency.CRASH)

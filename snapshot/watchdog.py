@@ -46,8 +46,8 @@ def _write_report(path: str | None, reason: str, mounts: list[str]) -> None:
     os.replace(tmp, path)
 
 
-def _wait(deadline: float) -> str:
-    """'done', 'died' (EOF on stdin) or 'timeout'."""
+def _wait(deadline: float, claimed: Set[int]) -> str:
+    """'done', 'died' (EOF on stdin) or 'timeout'; tracks which mounts the worker froze."""
     stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
     while True:
         left = deadline - time.monotonic()
@@ -58,8 +58,12 @@ def _wait(deadline: float) -> str:
             data = os.read(stdin.fileno(), 4096)
             if not data:
                 return "died"
-            if b"done" in data:
-                return "done"
+            for line in data.decode().splitlines():
+                parts = line.split()
+                if parts and parts[0] == "done":
+                    return "done"
+                if len(parts) == 2 and parts[0] in ("freeze", "skip"):
+                    (claimed.add if parts[0] == "freeze" else claimed.discard)(int(parts[1]))
 
 
 def main() -> int:
@@ -71,11 +75,14 @@ def main() -> int:
     deadline = time.monotonic() + float(setup["timeout"])
     sys.stdout.write("ready\n")
     sys.stdout.flush()
+    claimed: Set[int] = set()
     try:
-        reason = _wait(deadline)
+        reason = _wait(deadline, claimed)
     except _Signalled as sig:
         reason = f"signal {sig.args[0]}"
-    thawed = thaw_all(fds)
+    # The worker thaws what it froze before saying done; otherwise thaw what it claimed.
+    ours = [] if reason == "done" else [fd for i, fd in enumerate(fds) if i in claimed]
+    thawed = thaw_all(ours)
     names = [mounts[fds.index(fd)] for fd in thawed]
     try:
         sys.stdout.write(f"{reason} thawed={len(names)}\n")
@@ -85,7 +92,7 @@ def main() -> int:
     if reason != "done":
         _write_report(setup.get("report"), reason, names)
         if reason == "timeout":
-            _linger(fds)
+            _linger(fds, claimed)
     return 0
 
 

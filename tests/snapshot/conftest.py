@@ -67,9 +67,12 @@ def loopfs(tmp_path: Path):
     yield make
     for device, mountpoint, mounted in reversed(made):
         _thaw(mountpoint)
-        if mounted:
-            subprocess.run(["umount", mountpoint], capture_output=True, timeout=60)
-        subprocess.run(["losetup", "-d", device], capture_output=True, timeout=60)
+        if mounted and subprocess.run(["umount", mountpoint], capture_output=True,
+                                      timeout=60, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", mountpoint], capture_output=True, timeout=60,
+                           check=False)
+        subprocess.run(["losetup", "-d", device], capture_output=True, timeout=60,
+                       check=False)
 
 
 @pytest.fixture
@@ -218,3 +221,65 @@ def wait_for(predicate, timeout: float = 10.0, step: float = 0.02) -> bool:
             return True
         time.sleep(step)
     return predicate()
+
+
+class HangingSnapshotProxy:
+    """Forwards to Azurite, but never answers a snapshot request (comp=snapshot)."""
+
+    def __init__(self, azurite) -> None:
+        import http.client
+        import http.server
+        import threading
+
+        target_port = azurite.port
+        self.held = threading.Event()
+        release = self.release = threading.Event()
+        held = self.held
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if "comp=snapshot" in self.path:
+                    held.set()
+                    release.wait(30)
+                    return
+                conn = http.client.HTTPConnection("127.0.0.1", target_port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                headers["Host"] = f"127.0.0.1:{target_port}"
+                conn.request(self.command, self.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._azurite_port = target_port
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def route(self, uri: str) -> str:
+        return uri.replace(f"127.0.0.1:{self._azurite_port}", f"127.0.0.1:{self.port}")
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hanging_proxy(azurite):
+    proxy = HangingSnapshotProxy(azurite)
+    yield proxy
+    proxy.close()

@@ -1,0 +1,155 @@
+"""Recovery points (our snapshots, grouped by task) and RestoreDisks into a target container."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from azure.core.exceptions import AzureError
+from azure.storage.blob import BlobClient, ContainerClient
+
+from plumbing.redact import Redactor, strip_query
+from snapshot.errors import RestoreError
+from snapshot.result import Consistency
+from snapshot.runner import META_CONSISTENCY, META_TASK, META_TIME
+
+Progress = Callable[[str, int, int], None]
+COPY_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class DiskPoint:
+    disk: str
+    snapshot: str
+    size: int
+
+
+@dataclass(frozen=True)
+class RecoveryPoint:
+    """All disk snapshots one task made, with the time and consistency they recorded."""
+
+    task_id: str
+    time: str
+    consistency: Consistency
+    disks: Tuple[DiskPoint, ...]
+
+    def as_dict(self) -> Dict[str, object]:
+        return {"taskId": self.task_id, "time": self.time,
+                "consistency": self.consistency.value,
+                "recoveryPointType": self.consistency.recovery_point_type,
+                "disks": [{"disk": d.disk, "snapshot": d.snapshot, "size": d.size}
+                          for d in self.disks]}
+
+
+def _meta(metadata: Dict[str, str], key: str) -> str:
+    lowered = {k.lower(): v for k, v in (metadata or {}).items()}
+    return lowered.get(key.lower(), "")
+
+
+def list_recovery_points(container_sas_uri: str, prefix: str = "") -> List[RecoveryPoint]:
+    """Every recovery point in a container (needs a container SAS with list permission)."""
+    groups: Dict[str, List[Tuple[str, DiskPoint, str]]] = {}
+    for blob in _guard("list", container_sas_uri, lambda: list(
+            ContainerClient.from_container_url(container_sas_uri).list_blobs(
+                name_starts_with=prefix or None, include=["snapshots", "metadata"]))):
+        task = _meta(blob.metadata, META_TASK)
+        if not blob.snapshot or not task:
+            continue
+        point = DiskPoint(blob.name, blob.snapshot, int(blob.size or 0))
+        groups.setdefault(task, []).append((_meta(blob.metadata, META_TIME), point,
+                                            _meta(blob.metadata, META_CONSISTENCY)))
+    points = []
+    for task, entries in groups.items():
+        names = {c for _t, _p, c in entries}
+        consistency = _weakest(names)
+        points.append(RecoveryPoint(task, min(t for t, _p, _c in entries), consistency,
+                                    tuple(sorted((p for _t, p, _c in entries),
+                                                 key=lambda d: d.disk))))
+    return sorted(points, key=lambda p: p.time)
+
+
+def _weakest(names) -> Consistency:
+    for candidate in (Consistency.NONE, Consistency.CRASH, Consistency.FILE_SYSTEM):
+        if candidate.value in names or (candidate is Consistency.NONE and not all(
+                n in {c.value for c in Consistency} for n in names)):
+            return candidate
+    return Consistency.APPLICATION
+
+
+def restore_disks(container_sas_uri: str, task_id: str, target_container_sas_uri: str,
+                  progress: Optional[Progress] = None) -> Dict[str, object]:
+    """Copy each disk snapshot of the task to `<task>/<disk>` in the target; verify bytes."""
+    points = [p for p in list_recovery_points(container_sas_uri) if p.task_id == task_id]
+    if not points:
+        raise RestoreError(f"no recovery point for task {task_id!r} in "
+                           f"{strip_query(container_sas_uri)}")
+    point = points[0]
+    restored = []
+    for disk in point.disks:
+        source = _blob_url(container_sas_uri, disk.disk, snapshot=disk.snapshot)
+        target = _blob_url(target_container_sas_uri, f"{task_id}/{disk.disk}")
+        _copy(source, target, disk.disk)
+        digest = _verify(source, target, disk, progress)
+        restored.append({"disk": disk.disk, "snapshot": disk.snapshot,
+                         "restoredBlob": strip_query(target), "size": disk.size,
+                         "sha256": digest})
+    config = {"restoreType": "RestoreDisks", "taskId": task_id, "time": point.time,
+              "recoveryPointType": point.consistency.recovery_point_type,
+              "sourceContainer": strip_query(container_sas_uri), "disks": restored}
+    config_url = _blob_url(target_container_sas_uri, f"{task_id}/vmconfig.json")
+    _guard("upload", config_url, lambda: BlobClient.from_blob_url(config_url).upload_blob(
+        json.dumps(config, indent=2).encode(), overwrite=True))
+    return dict(config, vmconfig=strip_query(config_url))
+
+
+def _copy(source: str, target: str, name: str) -> None:
+    client = BlobClient.from_blob_url(target)
+    _guard("copy", target, lambda: client.start_copy_from_url(source))
+    deadline = time.monotonic() + COPY_TIMEOUT
+    while True:
+        copy = _guard("copy status", target, lambda: client.get_blob_properties().copy)
+        if copy.status == "success":
+            return
+        if copy.status in ("failed", "aborted") or time.monotonic() > deadline:
+            raise RestoreError(f"copy of {name} ended as {copy.status or 'timeout'}")
+        time.sleep(0.5)
+
+
+def _verify(source: str, target: str, disk: DiskPoint, progress: Optional[Progress]) -> str:
+    """Compare the restored blob with its snapshot chunk by chunk; return the sha256."""
+    digests = []
+    for offset, url in ((0, source), (disk.size, target)):
+        sha, done = hashlib.sha256(), offset
+        for chunk in _chunks(url):
+            sha.update(chunk)
+            done += len(chunk)
+            if progress is not None:
+                progress(disk.disk, done, 2 * disk.size)
+        digests.append(sha.hexdigest())
+    if digests[0] != digests[1]:
+        raise RestoreError(f"restored {disk.disk} differs from snapshot {disk.snapshot}")
+    return digests[0]
+
+
+def _chunks(url: str) -> Iterator[bytes]:
+    stream = _guard("download", url, lambda: BlobClient.from_blob_url(url).download_blob())
+    yield from stream.chunks()
+
+
+def _blob_url(container_sas_uri: str, blob: str, snapshot: str = "") -> str:
+    parts = urlsplit(container_sas_uri)
+    query = parts.query + (("&" if parts.query else "") + f"snapshot={quote(snapshot)}"
+                           if snapshot else "")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/" + quote(blob),
+                       query, ""))
+
+
+def _guard(what: str, uri: str, operation: Callable[[], object]):
+    try:
+        return operation()
+    except AzureError as exc:
+        message = Redactor([uri]).redact(str(exc).splitlines()[0] if str(exc) else "")
+        raise RestoreError(f"{what} of {strip_query(uri)} failed: {message[:300]}") from None
