@@ -1,0 +1,280 @@
+"""Find the guest nftables rule (iptables-nft included) that drops or rejects a flow, quoted."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from plumbing import proc
+
+TERMINAL = ("drop", "reject")
+Key = tuple[str, str, str, int]          # family, table, chain, handle
+
+
+@dataclass(frozen=True)
+class Flow:
+    version: int                 # 4 or 6
+    proto: str                   # "tcp" or "icmp"
+    saddr: str
+    daddr: str
+    sport: int | None            # None: an ephemeral port the kernel picks per probe
+    dport: int
+    oifname: str = ""
+    iifname: str = ""
+    ct_state: str = "new"
+    hook: str = "output"
+
+    def reply(self) -> Flow:
+        return Flow(self.version, self.proto, self.daddr, self.saddr, self.dport, self.sport,
+                    "", self.oifname, "established", "input")
+
+
+@dataclass(frozen=True)
+class Finding:
+    key: Key
+    verdict: str                 # "drop", "reject with tcp reset", "policy drop"...
+    rule_text: str
+    certain: bool                # every match expression was understood and matched
+    hook: str
+    counter_delta: int | None = None
+
+    @property
+    def location(self) -> str:
+        family, table, chain, handle = self.key
+        where = f"table {family} {table} chain {chain}"
+        return where + (f" handle {handle}" if handle >= 0 else "")
+
+
+class Ruleset:
+    """One snapshot of `nft -j list ruleset` plus the human text of each rule."""
+
+    def __init__(self, items: list[dict[str, Any]], text: dict[Key, str]) -> None:
+        self.chains = {(c["family"], c["table"], c["name"]): c
+                       for c in (i["chain"] for i in items if "chain" in i)}
+        self.rules: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        for rule in (i["rule"] for i in items if "rule" in i):
+            self.rules.setdefault((rule["family"], rule["table"], rule["chain"]), []).append(rule)
+        self.text = text
+        self.available = bool(items)
+
+    @classmethod
+    def load(cls) -> Ruleset:
+        try:
+            raw = proc.run(["nft", "-j", "list", "ruleset"], timeout=10, check=False)
+            text = proc.run(["nft", "-a", "list", "ruleset"], timeout=10, check=False)
+        except proc.CommandError:
+            return cls([], {})
+        if raw.returncode != 0:
+            return cls([], {})
+        items = json.loads(raw.stdout or "{}").get("nftables", [])
+        return cls(items, _rule_texts(text.stdout))
+
+    def counters(self) -> dict[Key, int]:
+        out = {}
+        for (family, table, chain), rules in self.rules.items():
+            for rule in rules:
+                for expr in rule["expr"]:
+                    if "counter" in expr and isinstance(expr["counter"], dict):
+                        out[(family, table, chain, rule["handle"])] = expr["counter"]["packets"]
+        return out
+
+    def find(self, flow: Flow) -> Finding | None:
+        """Walk the base chains of the flow's hook in priority order, as netfilter would."""
+        families = ("ip", "inet") if flow.version == 4 else ("ip6", "inet")
+        bases = sorted((c for c in self.chains.values()
+                        if c.get("hook") == flow.hook and c["family"] in families),
+                       key=lambda c: c.get("prio", 0))
+        for base in bases:
+            where = (base["family"], base["table"], base["name"])
+            found = self._walk(where, flow, 0)
+            if isinstance(found, Finding):
+                return found
+            if found is None and base.get("policy") == "drop":
+                text = f"chain {base['name']} {{ type {base.get('type')} hook {flow.hook} " \
+                       f"priority {base.get('prio')}; policy drop; }}"
+                return Finding(where + (-1,), "policy drop", text, True, flow.hook)
+        return None
+
+    def _walk(self, where: tuple[str, str, str], flow: Flow, depth: int) -> Any:
+        """A Finding, "accept" (this base chain ends), or None (fell through)."""
+        if depth > 16:
+            return None
+        for rule in self.rules.get(where, []):
+            matched = rule_matches(rule["expr"], flow)
+            if matched is False:
+                continue
+            verdict, target = _verdict(rule["expr"])
+            key = where + (rule["handle"],)
+            if verdict in TERMINAL:
+                text = self.text.get(key, verdict)
+                return Finding(key, _verdict_text(rule["expr"]), text, matched is True, flow.hook)
+            if matched is None:
+                continue  # never let a rule we cannot evaluate hide a later drop
+            if verdict == "accept":
+                return "accept"
+            if verdict in ("jump", "goto"):
+                found = self._walk(where[:2] + (target,), flow, depth + 1)
+                if found is not None or verdict == "goto":
+                    return found
+            if verdict == "return":
+                return None
+        return None
+
+
+def with_counter_delta(finding: Finding, before: dict[Key, int],
+                       after: dict[Key, int]) -> Finding:
+    if finding.key not in after:
+        return finding
+    delta = after[finding.key] - before.get(finding.key, 0)
+    return Finding(finding.key, finding.verdict, finding.rule_text, finding.certain,
+                   finding.hook, delta)
+
+
+def _verdict(exprs: list[dict[str, Any]]) -> tuple[str, str]:
+    for expr in exprs:
+        for name in ("drop", "reject", "accept", "return"):
+            if name in expr:
+                return name, ""
+        for name in ("jump", "goto"):
+            if name in expr:
+                return name, expr[name]["target"]
+    return "", ""
+
+
+def _verdict_text(exprs: list[dict[str, Any]]) -> str:
+    for expr in exprs:
+        if "reject" in expr:
+            spec = expr["reject"] or {}
+            kind = spec.get("type", "")
+            return "reject" + (f" with {kind}" if kind else "") + (
+                f" {spec['expr']}" if spec.get("expr") else "")
+    return "drop"
+
+
+def rule_matches(exprs: list[dict[str, Any]], flow: Flow) -> bool | None:
+    """True if every match holds, False if one fails, None if some could not be evaluated."""
+    certain = True
+    for expr in exprs:
+        if "match" not in expr:
+            continue
+        value = _field(expr["match"]["left"], flow)
+        if value is _UNKNOWN:
+            certain = False
+            continue
+        if value is _ABSENT:
+            return False  # e.g. "tcp dport" on an ICMP flow, "ip daddr" on an IPv6 flow
+        result = _compare(expr["match"]["op"], value, expr["match"]["right"])
+        if result is None:
+            certain = False
+        elif not result:
+            return False
+    return True if certain else None
+
+
+_UNKNOWN, _ABSENT = object(), object()
+
+
+def _field(left: Any, flow: Flow) -> Any:
+    if not isinstance(left, dict):
+        return _UNKNOWN
+    if "payload" in left:
+        proto, name = left["payload"].get("protocol"), left["payload"].get("field")
+        if proto in ("ip", "ip6"):
+            if (proto == "ip") != (flow.version == 4):
+                return _ABSENT
+            return {"saddr": flow.saddr, "daddr": flow.daddr, "protocol": flow.proto,
+                    "nexthdr": flow.proto}.get(name, _UNKNOWN)
+        if proto in ("tcp", "udp", "th"):
+            if flow.proto != "tcp" or proto == "udp":
+                return _ABSENT
+            value = {"sport": flow.sport, "dport": flow.dport}.get(name, _UNKNOWN)
+            return _UNKNOWN if value is None else value
+        return _ABSENT if proto in ("icmp", "icmpv6") and flow.proto == "tcp" else _UNKNOWN
+    if "meta" in left:
+        key = left["meta"].get("key")
+        return {"l4proto": flow.proto, "oifname": flow.oifname, "iifname": flow.iifname,
+                "nfproto": "ipv4" if flow.version == 4 else "ipv6",
+                "protocol": "ip" if flow.version == 4 else "ip6"}.get(key, _UNKNOWN)
+    if "ct" in left and left["ct"].get("key") == "state":
+        return flow.ct_state
+    return _UNKNOWN
+
+
+def _compare(op: str, value: Any, right: Any) -> bool | None:
+    if op in ("==", "in"):
+        return _member(value, right)
+    if op == "!=":
+        hit = _member(value, right)
+        return None if hit is None else not hit
+    if op in ("<", ">", "<=", ">=") and isinstance(value, int) and isinstance(right, int):
+        return {"<": value < right, ">": value > right, "<=": value <= right,
+                ">=": value >= right}[op]
+    return None
+
+
+def _member(value: Any, right: Any) -> bool | None:
+    if isinstance(right, list):
+        right = {"set": right}
+    if isinstance(right, dict):
+        if "set" in right:
+            hits = [_member(value, item) for item in right["set"]]
+            return True if True in hits else (None if None in hits else False)
+        if "prefix" in right:
+            net = ipaddress.ip_network(f"{right['prefix']['addr']}/{right['prefix']['len']}",
+                                       strict=False)
+            return _in_net(value, net)
+        if "range" in right:
+            low, high = right["range"]
+            return _in_range(value, low, high)
+        return None
+    if isinstance(right, str) and right.startswith("@"):
+        return None  # a named set: not expanded
+    if isinstance(right, str) and isinstance(value, str) and right.endswith("*"):
+        return value.startswith(right[:-1])
+    if isinstance(value, str) and isinstance(right, str) and _is_ip(value):
+        return _is_ip(right) and ipaddress.ip_address(value) == ipaddress.ip_address(right)
+    return value == right
+
+
+def _in_net(value: Any, net: Any) -> bool | None:
+    try:
+        return ipaddress.ip_address(value) in net
+    except (ValueError, TypeError):
+        return None
+
+
+def _in_range(value: Any, low: Any, high: Any) -> bool | None:
+    if isinstance(value, int) and isinstance(low, int):
+        return low <= value <= high
+    try:
+        return ipaddress.ip_address(low) <= ipaddress.ip_address(value) \
+            <= ipaddress.ip_address(high)
+    except (ValueError, TypeError):
+        return None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _rule_texts(listing: str) -> dict[Key, str]:
+    """Map each rule to its line in `nft -a list ruleset`, without the handle comment."""
+    out: dict[Key, str] = {}
+    table = chain = None
+    for line in listing.splitlines():
+        words = line.split()
+        if words[:1] == ["table"] and len(words) >= 3:
+            table, chain = (words[1], words[2]), None
+        elif words[:1] == ["chain"] and len(words) >= 2:
+            chain = words[1]
+        elif table and chain and "# handle" in line:
+            match = re.search(r"\s*# handle (\d+)\s*$", line)
+            if match:
+                out[(table[0], table[1], chain, int(match.group(1)))] = line[:match.start()].strip()
+    return out

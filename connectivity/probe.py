@@ -1,0 +1,205 @@
+"""Single probes: timed non-blocking TCP connect, ICMP echo, and one HTTP(S) exchange."""
+from __future__ import annotations
+
+import errno
+import http.client
+import os
+import select
+import socket
+import ssl
+import struct
+import time
+from dataclasses import dataclass, field
+
+from connectivity.request import HttpConfiguration
+
+
+class SourceBindError(OSError):
+    """The requested source port could not be bound (EADDRINUSE, EACCES...)."""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    outcome: str                 # "Connected", "Reply", "Timeout" or an errno name
+    rtt_ms: float | None = None
+    peer: str = ""               # who answered an ICMP error, when known
+
+
+def errno_name(code: int) -> str:
+    return errno.errorcode.get(code, f"errno{code}")
+
+
+def _family(addr: str) -> int:
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def tcp_connect(addr: str, port: int, source_port: int | None,
+                timeout: float) -> tuple[ProbeResult, socket.socket | None]:
+    """Time a TCP handshake; on success return the open socket (the caller aborts it)."""
+    sock = socket.socket(_family(addr), socket.SOCK_STREAM)
+    try:
+        if source_port:
+            try:
+                sock.bind(("", source_port))
+            except OSError as exc:
+                raise SourceBindError(exc.errno, exc.strerror) from exc
+        sock.setblocking(False)
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        started = time.perf_counter()
+        code = sock.connect_ex((addr, port))
+        if code not in (0, errno.EINPROGRESS):
+            sock.close()
+            return ProbeResult(False, errno_name(code)), None
+        ready = poller.poll(timeout * 1000.0)
+        elapsed = (time.perf_counter() - started) * 1000.0
+        if not ready:
+            abort(sock)
+            return ProbeResult(False, "Timeout"), None
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            sock.close()
+            return ProbeResult(False, errno_name(code)), None
+        return ProbeResult(True, "Connected", elapsed), sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+def abort(sock: socket.socket) -> None:
+    """Close with RST: leaves no TIME_WAIT, so a fixed source port is reusable at once."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
+def tcp_probe(addr: str, port: int, source_port: int | None, timeout: float) -> ProbeResult:
+    result, sock = tcp_connect(addr, port, source_port, timeout)
+    if sock is not None:
+        abort(sock)
+    return result
+
+
+@dataclass(frozen=True)
+class HttpOutcome:
+    connect: ProbeResult
+    status: int | None = None
+    reason: str = ""
+    error: str = ""
+    error_kind: str = ""        # "tls", "protocol", "headers", "timeout"
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def http_probe(addr: str, host: str, port: int, tls: bool, config: HttpConfiguration,
+               source_port: int | None, timeout: float) -> HttpOutcome:
+    """Connect, (TLS,) send one request and read the status line and headers."""
+    connect, sock = tcp_connect(addr, port, source_port, timeout)
+    if sock is None:
+        return HttpOutcome(connect)
+    timings = {"connect": connect.rtt_ms or 0.0}
+    started = time.perf_counter()
+    try:
+        sock.setblocking(True)
+        sock.settimeout(timeout)
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE  # reachability, not certificate policy
+            sock = context.wrap_socket(sock, server_hostname=host)
+            timings["tls"] = (time.perf_counter() - started) * 1000.0
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn.sock = sock
+        sent = time.perf_counter()
+        conn.request(config.method.upper(), config.path, headers=dict(config.headers))
+        response = conn.getresponse()
+        timings["firstByte"] = (time.perf_counter() - sent) * 1000.0
+        response.close()
+        return HttpOutcome(connect, response.status, response.reason, timings_ms=timings)
+    except ssl.SSLError as exc:
+        return HttpOutcome(connect, error=f"TLS handshake failed: {exc}", error_kind="tls",
+                           timings_ms=timings)
+    except socket.timeout:
+        return HttpOutcome(connect, error="no HTTP response within the timeout",
+                           error_kind="timeout", timings_ms=timings)
+    except (http.client.LineTooLong, http.client.HTTPException) as exc:
+        kind = "headers" if "header" in type(exc).__name__.lower() else "protocol"
+        return HttpOutcome(connect, error=f"{type(exc).__name__}: {exc}", error_kind=kind,
+                           timings_ms=timings)
+    except OSError as exc:
+        return HttpOutcome(connect, error=f"{errno_name(exc.errno or 0)}: {exc.strerror}",
+                           error_kind="protocol", timings_ms=timings)
+    finally:
+        abort(sock)
+
+
+class IcmpEcho:
+    """ICMP echo through a ping socket when allowed, else a raw socket (root)."""
+
+    def __init__(self, addr: str) -> None:
+        self.addr = addr
+        self.v6 = ":" in addr
+        proto = socket.IPPROTO_ICMPV6 if self.v6 else socket.IPPROTO_ICMP
+        try:
+            self.sock = socket.socket(_family(addr), socket.SOCK_DGRAM, proto)
+            self.raw = False
+        except OSError:
+            self.sock = socket.socket(_family(addr), socket.SOCK_RAW, proto)
+            self.raw = True
+        self.ident = struct.unpack("!H", os.urandom(2))[0]
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def probe(self, seq: int, timeout: float) -> ProbeResult:
+        kind = 128 if self.v6 else 8
+        packet = _icmp(kind, self.ident, seq, b"connectivity-check")
+        started = time.perf_counter()
+        try:
+            self.sock.sendto(packet, (self.addr, 0))
+        except OSError as exc:
+            return ProbeResult(False, errno_name(exc.errno or 0))
+        deadline = started + timeout
+        while True:
+            left = deadline - time.perf_counter()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                return ProbeResult(False, "Timeout")
+            data, peer = self.sock.recvfrom(2048)
+            got = self._match(data, seq)
+            if got == "Reply" and peer[0] == self.addr:
+                return ProbeResult(True, "Reply", (time.perf_counter() - started) * 1000.0)
+            if got and got != "Reply":
+                return ProbeResult(False, got, peer=peer[0])
+
+    def _match(self, data: bytes, seq: int) -> str:
+        if self.raw and not self.v6:
+            data = data[(data[0] & 0x0F) * 4:]
+        if len(data) < 8:
+            return ""
+        kind, code = data[0], data[1]
+        ident, got_seq = struct.unpack("!HH", data[4:8])
+        if kind in (0, 129) and got_seq == seq and (ident == self.ident or not self.raw):
+            return "Reply"
+        if self.raw and kind in ((1, 3) if self.v6 else (3, 11)):
+            inner = data[8:]
+            skip = 40 if self.v6 else (inner[0] & 0x0F) * 4 if inner else 0
+            quoted = inner[skip:skip + 8]
+            if len(quoted) == 8 and struct.unpack("!HH", quoted[4:8]) == (self.ident, seq):
+                return f"ICMP type {kind} code {code}"
+        return ""
+
+
+def _icmp(kind: int, ident: int, seq: int, payload: bytes) -> bytes:
+    header = struct.pack("!BBHHH", kind, 0, 0, ident, seq)
+    return header[:2] + struct.pack("!H", checksum(header + payload)) + header[4:] + payload
+
+
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF

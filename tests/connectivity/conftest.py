@@ -1,0 +1,20 @@
+"""Fixtures: one client - router - server topology for the session, state reset per test."""
+from __future__ import annotations
+
+import pytest
+
+from tests.connectivity.topology import SERVER, Path3, three_namespaces
+
+
+@pytest.fixture(scope="session")
+def path3_session():
+    with three_namespaces("cc") as path:
+        yield path
+
+
+@pytest.fixture
+def net(path3_session: Path3):
+    """The topology with an empty client ruleset and resolv.conf pointing at dnsmasq."""
+    yield path3_session
+    path3_session.client.run(["nft", "flush", "ruleset"], timeout=10)
+    path3_session.resolv(SERVER)

@@ -1,0 +1,39 @@
+"""Test servers run inside the server namespace: HTTP (200 on /, 500 on /fail) and a silent DNS."""
+from __future__ import annotations
+
+import socket
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        status = 500 if self.path.startswith("/fail") else 200
+        body = f"status {status}\n".encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def http(address: str, port: int) -> None:
+    ThreadingHTTPServer((address, port), Handler).serve_forever()
+
+
+def silent_dns(address: str) -> None:
+    """Receives DNS questions and never answers: a resolver timeout, for real."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((address, 53))
+    while True:
+        sock.recv(4096)
+
+
+if __name__ == "__main__":
+    kind, address = sys.argv[1], sys.argv[2]
+    if kind == "http":
+        http(address, int(sys.argv[3]))
+    else:
+        silent_dns(address)
