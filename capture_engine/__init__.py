@@ -1,0 +1,1 @@
+"""Packet capture: Network Watcher filters, libpcap and raw-socket backends, pcap output."""

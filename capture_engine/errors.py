@@ -1,0 +1,161 @@
+"""Coded errors of the capture engine: each class carries its int code and a user message."""
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+# packetCaptureError[] values of the service's querystatus.
+INTERNAL_ERROR = "InternalError"
+AGENT_STOPPED = "AgentStopped"
+CAPTURE_FAILED = "CaptureFailed"
+LOCAL_FILE_FAILED = "LocalFileFailed"
+STORAGE_FAILED = "StorageFailed"
+
+
+class CaptureError(Exception):
+    """Base class: `code` is stable, the message is safe to show (no secrets)."""
+
+    code = 1
+    capture_error = INTERNAL_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidSettingsError(CaptureError):
+    code = 100
+
+
+class UnknownProtocolError(InvalidSettingsError):
+    code = 101
+
+
+class InvalidAddressError(InvalidSettingsError):
+    code = 102
+
+
+class InvalidPortError(InvalidSettingsError):
+    code = 103
+
+
+class InvalidRangeError(InvalidSettingsError):
+    code = 104
+
+
+class InvalidLimitError(InvalidSettingsError):
+    code = 105
+
+
+class InvalidFilePathError(InvalidSettingsError):
+    code = 106
+
+
+class InvalidStoragePathError(InvalidSettingsError):
+    code = 107
+
+
+class InvalidActionError(InvalidSettingsError):
+    code = 108
+
+
+class InvalidExpressionError(InvalidSettingsError):
+    """A raw BPF expression (CLI) that libpcap cannot compile."""
+
+    code = 109
+
+
+Problem = Tuple[str, str]
+
+
+class CaptureSettingsError(CaptureError):
+    """Every problem found in one settings object, reported together.
+
+    `.problems` is a list of (field_path, message); `.codes` the code of each problem;
+    `.code` is the code of the first problem.
+    """
+
+    def __init__(self, problems: Sequence[Problem], codes: Sequence[int]) -> None:
+        self.problems: List[Problem] = list(problems)
+        self.codes: List[int] = list(codes)
+        self.code = self.codes[0] if self.codes else InvalidSettingsError.code
+        fields = ", ".join(sorted({field for field, _ in self.problems}))
+        detail = "; ".join(f"{field}: {message}" for field, message in self.problems)
+        super().__init__(f"invalid packetCapture settings ({fields}): {detail}")
+
+
+class InterfaceNotFoundError(CaptureError):
+    code = 110
+    capture_error = CAPTURE_FAILED
+
+
+class UnsupportedLinkTypeError(CaptureError):
+    code = 111
+    capture_error = CAPTURE_FAILED
+
+
+class BackendUnavailableError(CaptureError):
+    """The requested backend cannot be used here (libpcap missing, not root...)."""
+
+    code = 120
+    capture_error = CAPTURE_FAILED
+
+
+class CaptureFailedError(CaptureError):
+    """Opening or reading a capture source failed at run time."""
+
+    code = 121
+    capture_error = CAPTURE_FAILED
+
+
+class LocalFileError(CaptureError):
+    """The capture file could not be created or written (disk full, permissions)."""
+
+    code = 130
+    capture_error = LOCAL_FILE_FAILED
+
+
+class StorageUploadError(CaptureError):
+    code = 140
+    capture_error = STORAGE_FAILED
+
+
+class SasExpiredError(StorageUploadError):
+    code = 141
+
+
+class StorageForbiddenError(StorageUploadError):
+    code = 142
+
+
+class CaptureNotFoundError(CaptureError):
+    """stop/delete of a capture that does not exist (or has no local file)."""
+
+    code = 150
+
+
+ALL_ERRORS = (
+    InvalidSettingsError, UnknownProtocolError, InvalidAddressError, InvalidPortError,
+    InvalidRangeError, InvalidLimitError, InvalidFilePathError, InvalidStoragePathError,
+    InvalidActionError, InvalidExpressionError, InterfaceNotFoundError, UnsupportedLinkTypeError,
+    BackendUnavailableError, CaptureFailedError, LocalFileError, StorageUploadError,
+    SasExpiredError, StorageForbiddenError, CaptureNotFoundError,
+)
+
+
+class ProblemList:
+    """Collects (field, message, code) while parsing, so every problem is reported at once."""
+
+    def __init__(self) -> None:
+        self.problems: List[Problem] = []
+        self.codes: List[int] = []
+
+    def add(self, field: str, message: str, error: type = InvalidSettingsError) -> None:
+        self.problems.append((field, message))
+        self.codes.append(getattr(error, "code", InvalidSettingsError.code))
+
+    def __bool__(self) -> bool:
+        return bool(self.problems)
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise CaptureSettingsError(self.problems, self.codes)

@@ -1,0 +1,256 @@
+"""Network Watcher capture filters: parsed into typed objects and rendered as tcpdump syntax."""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+from capture_engine.errors import (
+    InvalidAddressError,
+    InvalidPortError,
+    InvalidRangeError,
+    InvalidSettingsError,
+    ProblemList,
+    UnknownProtocolError,
+)
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+PROTOCOLS = {"tcp": "TCP", "udp": "UDP", "any": "Any", "all": "Any"}
+MAX_LIST_ITEMS = 64
+FILTER_FIELDS = ("protocol", "localIPAddress", "remoteIPAddress", "localPort", "remotePort")
+
+
+@dataclass(frozen=True)
+class AddressSet:
+    """Inclusive address ranges (a single value is lo == hi); each range is one IP version."""
+
+    ranges: Tuple[Tuple[IPAddress, IPAddress], ...]
+
+    def of_version(self, version: int) -> Tuple[Tuple[IPAddress, IPAddress], ...]:
+        return tuple(r for r in self.ranges if r[0].version == version)
+
+    def versions(self) -> set:
+        return {lo.version for lo, _ in self.ranges}
+
+
+@dataclass(frozen=True)
+class PortSet:
+    """Inclusive port ranges (a single port is lo == hi)."""
+
+    ranges: Tuple[Tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class CaptureFilter:
+    """One filter: all fields must match; `local` is the VM's side of the packet."""
+
+    protocol: str = "Any"
+    local_ip: Optional[AddressSet] = None
+    remote_ip: Optional[AddressSet] = None
+    local_port: Optional[PortSet] = None
+    remote_port: Optional[PortSet] = None
+
+    @property
+    def has_ports(self) -> bool:
+        return self.local_port is not None or self.remote_port is not None
+
+    @property
+    def has_endpoints(self) -> bool:
+        return self.has_ports or self.local_ip is not None or self.remote_ip is not None
+
+    @property
+    def unconstrained(self) -> bool:
+        return self.protocol == "Any" and not self.has_endpoints
+
+    def versions(self) -> set:
+        """IP versions this filter can match."""
+        found = {4, 6}
+        for field in (self.local_ip, self.remote_ip):
+            if field is not None:
+                found &= field.versions()
+        return found
+
+
+def _items(raw: Any, field: str, problems: ProblemList) -> Optional[List[str]]:
+    """Split a single value / range / list; None (and a problem) when the shape is wrong."""
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+        problems.add(field, f"must be a string, got {type(raw).__name__}", InvalidSettingsError)
+        return None
+    parts = [p.strip() for p in re.split(r"[;,]", str(raw))]
+    if parts and parts[-1] == "":
+        parts.pop()  # one trailing separator is allowed
+    if not parts or any(p == "" for p in parts):
+        problems.add(field, f"empty value or empty list item in {raw!r}", InvalidSettingsError)
+        return None
+    if len(parts) > MAX_LIST_ITEMS:
+        problems.add(field, f"a list may hold at most {MAX_LIST_ITEMS} items", InvalidRangeError)
+        return None
+    ranges = sum(1 for p in parts if "-" in p)
+    if ranges and len(parts) > 1:
+        problems.add(field, f"a range cannot be part of a list: {raw!r} (give one range, "
+                     "or a list of single values)", InvalidRangeError)
+        return None
+    return parts
+
+
+def _address(text: str, field: str, problems: ProblemList) -> Optional[IPAddress]:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        problems.add(field, f"not an IP address: {text!r}", InvalidAddressError)
+        return None
+
+
+def parse_addresses(raw: Any, field: str, problems: ProblemList) -> Optional[AddressSet]:
+    parts = _items(raw, field, problems)
+    if parts is None:
+        return None
+    ranges = []
+    for part in parts:
+        ends = [e.strip() for e in part.split("-")]
+        if len(ends) > 2:
+            problems.add(field, f"malformed range {part!r}: use first-last", InvalidRangeError)
+            return None
+        addrs = [_address(e, field, problems) for e in ends]
+        if any(a is None for a in addrs):
+            return None
+        lo, hi = addrs[0], addrs[-1]
+        if lo.version != hi.version:
+            problems.add(field, f"range {part!r} mixes IPv4 and IPv6", InvalidRangeError)
+            return None
+        if lo > hi:
+            problems.add(field, f"reversed range {part!r}: the first address must not be "
+                         "greater than the last", InvalidRangeError)
+            return None
+        ranges.append((lo, hi))
+    return AddressSet(tuple(ranges))
+
+
+def _port(text: str, field: str, problems: ProblemList) -> Optional[int]:
+    if not text.isdigit():
+        problems.add(field, f"not a port number: {text!r}", InvalidPortError)
+        return None
+    value = int(text)
+    if value > 65535:
+        problems.add(field, f"port {value} is over 65535", InvalidPortError)
+        return None
+    return value
+
+
+def parse_ports(raw: Any, field: str, problems: ProblemList) -> Optional[PortSet]:
+    parts = _items(raw, field, problems)
+    if parts is None:
+        return None
+    ranges = []
+    for part in parts:
+        ends = [e.strip() for e in part.split("-")]
+        if len(ends) > 2:
+            problems.add(field, f"malformed range {part!r}: use first-last", InvalidRangeError)
+            return None
+        ports = [_port(e, field, problems) for e in ends]
+        if any(p is None for p in ports):
+            return None
+        if ports[0] > ports[-1]:
+            problems.add(field, f"reversed range {part!r}: the first port must not be "
+                         "greater than the last", InvalidRangeError)
+            return None
+        ranges.append((ports[0], ports[-1]))
+    return PortSet(tuple(ranges))
+
+
+def parse_filter(obj: Any, path: str, problems: ProblemList) -> Optional[CaptureFilter]:
+    """Parse one filter object; problems are added under `path`."""
+    if not isinstance(obj, dict):
+        problems.add(path, "a filter must be an object", InvalidSettingsError)
+        return None
+    for key in obj:
+        if key not in FILTER_FIELDS:
+            problems.add(f"{path}.{key}",
+                         f"unknown filter field (known: {', '.join(FILTER_FIELDS)})")
+    before = len(problems.problems)
+    protocol = "Any"
+    if obj.get("protocol") is not None:
+        raw = obj["protocol"]
+        protocol = PROTOCOLS.get(str(raw).strip().lower(), "") if isinstance(raw, str) else ""
+        if not protocol:
+            problems.add(f"{path}.protocol", f"unknown protocol {raw!r} (use TCP, UDP or Any)",
+                         UnknownProtocolError)
+
+    def opt(key, parser):
+        value = obj.get(key)
+        if value is None or (isinstance(value, str) and value.strip() == ""):
+            return None
+        return parser(value, f"{path}.{key}", problems)
+
+    result = CaptureFilter(protocol or "Any", opt("localIPAddress", parse_addresses),
+                           opt("remoteIPAddress", parse_addresses),
+                           opt("localPort", parse_ports), opt("remotePort", parse_ports))
+    if len(problems.problems) > before:
+        return None
+    if not result.versions():
+        problems.add(path, "localIPAddress and remoteIPAddress have no IP version in common: "
+                     "this filter could never match", InvalidAddressError)
+        return None
+    return result
+
+
+def parse_filters(raw: Any, path: str, problems: ProblemList) -> Tuple[CaptureFilter, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.add(path, "must be a list of filter objects", InvalidSettingsError)
+        return ()
+    parsed = [parse_filter(item, f"{path}[{i}]", problems) for i, item in enumerate(raw)]
+    return tuple(f for f in parsed if f is not None)
+
+
+# -- tcpdump rendering ----------------------------------------------------------------------
+def _any_of(terms: Sequence[str]) -> str:
+    return terms[0] if len(terms) == 1 else "(" + " or ".join(terms) + ")"
+
+
+def _address_expr(field: AddressSet, side: str) -> str:
+    terms = []
+    for lo, hi in field.ranges:
+        proto = "ip" if lo.version == 4 else "ip6"
+        for net in ipaddress.summarize_address_range(lo, hi):
+            if net.num_addresses == 1:
+                terms.append(f"{proto} {side} host {net.network_address}")
+            else:
+                terms.append(f"{proto} {side} net {net}")
+    return _any_of(terms)
+
+
+def _port_expr(field: PortSet, side: str) -> str:
+    return _any_of([f"{side} port {lo}" if lo == hi else f"{side} portrange {lo}-{hi}"
+                    for lo, hi in field.ranges])
+
+
+def _direction(f: CaptureFilter, local: str, remote: str) -> str:
+    terms = []
+    if f.local_ip is not None:
+        terms.append(_address_expr(f.local_ip, local))
+    if f.remote_ip is not None:
+        terms.append(_address_expr(f.remote_ip, remote))
+    if f.local_port is not None:
+        terms.append(_port_expr(f.local_port, local))
+    if f.remote_port is not None:
+        terms.append(_port_expr(f.remote_port, remote))
+    return " and ".join(terms)
+
+
+def filter_expression(f: CaptureFilter) -> str:
+    """tcpdump syntax for one filter ('' matches everything)."""
+    proto = {"TCP": "tcp", "UDP": "udp"}.get(f.protocol, "(tcp or udp)" if f.has_ports else "")
+    if not f.has_endpoints:
+        return proto
+    both = f"(({_direction(f, 'src', 'dst')}) or ({_direction(f, 'dst', 'src')}))"
+    return f"{proto} and {both}" if proto else both
+
+
+def tcpdump_expression(filters: Sequence[CaptureFilter]) -> str:
+    """The tcpdump expression equivalent to a filter list (OR of filters; '' = everything)."""
+    if not filters or any(f.unconstrained for f in filters):
+        return ""
+    return " or ".join(f"({filter_expression(f)})" for f in filters)

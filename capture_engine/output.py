@@ -1,0 +1,251 @@
+"""Classic pcap output: exact byte limits, the ring of files, and the drain-time cutoff."""
+from __future__ import annotations
+
+import errno
+import os
+import struct
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Tuple
+
+from capture_engine.errors import LocalFileError
+
+FILE_HEADER = struct.Struct("<IHHiIII")
+RECORD_HEADER = struct.Struct("<IIII")
+PCAP_MAGIC = 0xA1B2C3D4
+LINKTYPE_ETHERNET = 1
+HEADER_SIZE = FILE_HEADER.size  # 24
+STOP_BYTES = "ByteLimitReached"
+STOP_COUNT = "PacketCountReached"
+
+
+def file_header(snaplen: int, linktype: int = LINKTYPE_ETHERNET) -> bytes:
+    return FILE_HEADER.pack(PCAP_MAGIC, 2, 4, 0, 0, snaplen, linktype)
+
+
+def iter_records(data, start: int = 0) -> Iterator[Tuple[int, int, int]]:
+    """(offset, end, timestamp in µs) of each complete record in `data` from `start`."""
+    offset, size = start, len(data)
+    while offset + 16 <= size:
+        sec, usec, caplen, _ = RECORD_HEADER.unpack_from(data, offset)
+        end = offset + 16 + caplen
+        if end > size:
+            return
+        yield offset, end, sec * 1_000_000 + usec
+        offset = end
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """Where records go and the limits they obey."""
+
+    path: str                       # the file, or the ring's base name (…_00001.cap)
+    snaplen: int
+    max_file_bytes: int             # classic: totalBytesPerSession; ring: fileSizeInBytes
+    ring_files: int = 0             # 0 = one classic file
+    max_packets: Optional[int] = None
+
+    def file_path(self, seq: int) -> str:
+        if not self.ring_files:
+            return self.path
+        stem, ext = os.path.splitext(self.path)
+        return f"{stem}_{seq:05d}{ext or '.cap'}"
+
+
+class FdSink:
+    """Writes a pcap file through a plain file descriptor (the raw-socket backend)."""
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self.path = ""
+        self._offset = 0
+
+    def open(self, path: str, snaplen: int) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        self._offset = 0
+        self.append(file_header(snaplen))
+
+    def offset(self) -> int:
+        return self._offset
+
+    def append(self, data) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            self._offset += written
+            view = view[written:]
+
+    def flush(self) -> None:
+        """Every append is already a write(2)."""
+
+    def truncate(self, offset: int) -> None:
+        os.ftruncate(self.fd, offset)
+        os.lseek(self.fd, offset, os.SEEK_SET)
+        self._offset = offset
+
+    def read(self, start: int, end: int) -> bytes:
+        return os.pread(self.fd, end - start, start)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Recorder:
+    """Applies the byte/packet limits, file rotation and the stop-time cutoff to records."""
+
+    def __init__(self, plan: OutputPlan, sink) -> None:
+        self.plan = plan
+        self.sink = sink
+        self.files: List[str] = []
+        self.deleted: List[str] = []
+        self.seq = 0
+        self.packets = 0
+        self.bytes_written = 0
+        self.cutoff_us: Optional[int] = None
+        self.done_reason: Optional[str] = None
+        self.error: Optional[LocalFileError] = None
+        self._good = 0  # file offset known to be on disk at a record boundary
+
+    @property
+    def done(self) -> bool:
+        return self.done_reason is not None or self.error is not None
+
+    def start(self) -> None:
+        self._next_file()
+
+    def _next_file(self) -> None:
+        if self.files:
+            self.sink.close()
+        self.seq += 1
+        path = self.plan.file_path(self.seq)
+        self.sink.open(path, self.plan.snaplen)
+        self.files.append(path)
+        self.bytes_written += HEADER_SIZE
+        self._good = HEADER_SIZE
+        while self.plan.ring_files and len(self.files) > self.plan.ring_files:
+            old = self.files.pop(0)
+            try:
+                os.unlink(old)
+            except FileNotFoundError:
+                pass
+            self.deleted.append(old)
+
+    def after_direct_batch(self, start: int, count: int) -> None:
+        """Records were written straight to the sink (libpcap's pcap_dump) since `start`."""
+        try:
+            end = self.sink.offset()
+            over_count = self.plan.max_packets is not None and \
+                self.packets + count > self.plan.max_packets
+            if self.cutoff_us is None and end <= self.plan.max_file_bytes and not over_count:
+                self.sink.flush()
+                self._count(count, end - start, end)
+                return
+            self.sink.flush()
+            data = self.sink.read(start, end)
+            self.sink.truncate(start)
+        except OSError as exc:
+            self._fail(exc)
+            return
+        self.accept_batch(data)
+
+    def accept_batch(self, data, count: Optional[int] = None) -> None:
+        """Append complete records, cutting at the limits and the stop time."""
+        if self.done or not len(data):
+            return
+        if self.cutoff_us is not None:
+            data = b"".join(bytes(data[a:b]) for a, b, ts in iter_records(data)
+                            if ts <= self.cutoff_us)
+            count = None
+        room = self.plan.max_file_bytes - self.sink.offset()
+        fast = len(data) <= room and count is not None and (
+            self.plan.max_packets is None or self.packets + count <= self.plan.max_packets)
+        try:
+            if fast:
+                self.sink.append(data)
+                self.sink.flush()
+                self._count(count, len(data), self.sink.offset())
+            else:
+                self._append_slowly(data)
+        except OSError as exc:
+            self._fail(exc)
+
+    def _append_slowly(self, data) -> None:
+        pending = list(iter_records(data))
+        while pending and not self.done:
+            room = self.plan.max_file_bytes - self.sink.offset()
+            take, used = 0, 0
+            for a, b, _ in pending:
+                if used + (b - a) > room or self._count_full(take):
+                    break
+                take, used = take + 1, used + (b - a)
+            if take:
+                first = pending[0][0]
+                self.sink.append(data[first:first + used])
+                self.sink.flush()
+                self._count(take, used, self.sink.offset())
+                pending = pending[take:]
+            if not pending or self.done:
+                return
+            if self._count_full(0):
+                self.done_reason = STOP_COUNT
+            elif not self.plan.ring_files:
+                self.done_reason = STOP_BYTES
+            elif self.sink.offset() == HEADER_SIZE:
+                pending = pending[1:]  # one record larger than an empty file: cannot be kept
+            else:
+                self._next_file()
+
+    def _count_full(self, extra: int) -> bool:
+        limit = self.plan.max_packets
+        return limit is not None and self.packets + extra >= limit
+
+    def _count(self, count: int, size: int, offset: int) -> None:
+        self.packets += count
+        self.bytes_written += size
+        self._good = offset
+        if self.plan.max_packets is not None and self.packets >= self.plan.max_packets:
+            self.done_reason = STOP_COUNT
+        elif not self.plan.ring_files and offset + 16 > self.plan.max_file_bytes:
+            self.done_reason = STOP_BYTES  # not even an empty record would fit
+
+    def _fail(self, exc: OSError) -> None:
+        """Keep what reached the disk, cut at the last complete record, and stop."""
+        path = self.files[-1] if self.files else self.plan.path
+        kept = self._good
+        try:
+            self.sink.close()
+        except OSError:
+            pass
+        try:
+            kept, extra = trim_to_records(path, self._good)
+            self.packets += extra
+            self.bytes_written += kept - self._good
+        except OSError:
+            pass
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        what = "the disk is full" if full else f"writing failed: {exc.strerror or exc}"
+        self.error = LocalFileError(
+            f"{what} after {self.bytes_written} bytes; the {self.packets} packets written "
+            f"so far are kept in {path} ({kept} bytes)")
+        self.error.disk_full = full
+
+    def close(self) -> None:
+        try:
+            self.sink.close()
+        except OSError as exc:
+            if self.error is None:
+                self._fail(exc)
+
+
+def trim_to_records(path: str, start: int) -> Tuple[int, int]:
+    """Truncate `path` after its last complete record at or after `start`."""
+    with open(path, "r+b") as stream:
+        stream.seek(start)
+        data = stream.read()
+        end, count = start, 0
+        for _, record_end, _ in iter_records(data):
+            end, count = start + record_end, count + 1
+        stream.truncate(end)
+    return end, count

@@ -1,0 +1,135 @@
+"""ctypes bindings to the system libpcap (Debian's libpcap.so.0.8 or RHEL's libpcap.so.1)."""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from typing import List, Optional, Sequence
+
+from capture_engine.errors import BackendUnavailableError, InvalidExpressionError
+
+SONAMES = ("libpcap.so.0.8", "libpcap.so.1", "libpcap.so")
+DLT_EN10MB = 1
+PCAP_ERRBUF_SIZE = 256
+
+
+class BpfInsn(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
+                ("k", ctypes.c_uint32)]
+
+
+class BpfProgram(ctypes.Structure):
+    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.POINTER(BpfInsn))]
+
+
+class Timeval(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long)]
+
+
+class PcapPkthdr(ctypes.Structure):
+    _fields_ = [("ts", Timeval), ("caplen", ctypes.c_uint32), ("len", ctypes.c_uint32)]
+
+
+class PcapStat(ctypes.Structure):
+    _fields_ = [("ps_recv", ctypes.c_uint), ("ps_drop", ctypes.c_uint),
+                ("ps_ifdrop", ctypes.c_uint)]
+
+
+_P = ctypes.c_void_p
+_SIGNATURES = {
+    "pcap_create": (_P, [ctypes.c_char_p, ctypes.c_char_p]),
+    "pcap_set_snaplen": (ctypes.c_int, [_P, ctypes.c_int]),
+    "pcap_set_promisc": (ctypes.c_int, [_P, ctypes.c_int]),
+    "pcap_set_timeout": (ctypes.c_int, [_P, ctypes.c_int]),
+    "pcap_set_buffer_size": (ctypes.c_int, [_P, ctypes.c_int]),
+    "pcap_activate": (ctypes.c_int, [_P]),
+    "pcap_geterr": (ctypes.c_char_p, [_P]),
+    "pcap_statustostr": (ctypes.c_char_p, [ctypes.c_int]),
+    "pcap_datalink": (ctypes.c_int, [_P]),
+    "pcap_setfilter": (ctypes.c_int, [_P, ctypes.POINTER(BpfProgram)]),
+    "pcap_setnonblock": (ctypes.c_int, [_P, ctypes.c_int, ctypes.c_char_p]),
+    "pcap_get_selectable_fd": (ctypes.c_int, [_P]),
+    "pcap_dispatch": (ctypes.c_int, [_P, ctypes.c_int, _P, _P]),
+    "pcap_breakloop": (None, [_P]),
+    "pcap_stats": (ctypes.c_int, [_P, ctypes.POINTER(PcapStat)]),
+    "pcap_close": (None, [_P]),
+    "pcap_dump_open": (_P, [_P, ctypes.c_char_p]),
+    "pcap_dump_flush": (ctypes.c_int, [_P]),
+    "pcap_dump_ftell": (ctypes.c_long, [_P]),
+    "pcap_dump_file": (_P, [_P]),
+    "pcap_dump_close": (None, [_P]),
+    "pcap_dump": (None, [_P, ctypes.POINTER(PcapPkthdr), ctypes.c_char_p]),
+    "pcap_open_dead": (_P, [ctypes.c_int, ctypes.c_int]),
+    "pcap_compile": (ctypes.c_int, [_P, ctypes.POINTER(BpfProgram), ctypes.c_char_p,
+                                    ctypes.c_int, ctypes.c_uint32]),
+    "pcap_freecode": (None, [ctypes.POINTER(BpfProgram)]),
+    "pcap_offline_filter": (ctypes.c_int, [ctypes.POINTER(BpfProgram),
+                                           ctypes.POINTER(PcapPkthdr), ctypes.c_char_p]),
+    "pcap_lib_version": (ctypes.c_char_p, []),
+}
+_loaded: Optional[ctypes.CDLL] = None
+
+
+def load() -> ctypes.CDLL:
+    """The system libpcap with typed functions; BackendUnavailableError when absent."""
+    global _loaded
+    if _loaded is not None:
+        return _loaded
+    names = list(SONAMES)
+    found = ctypes.util.find_library("pcap")
+    if found and found not in names:
+        names.append(found)
+    for name in names:
+        try:
+            lib = ctypes.CDLL(name, use_errno=True)
+        except OSError:
+            continue
+        for func, (restype, argtypes) in _SIGNATURES.items():
+            fn = getattr(lib, func)
+            fn.restype, fn.argtypes = restype, argtypes
+        _loaded = lib
+        return lib
+    raise BackendUnavailableError(
+        f"libpcap is not installed (tried {', '.join(names)}): install libpcap0.8 (Debian) "
+        "or libpcap (RHEL), or use the raw-socket backend")
+
+
+def available() -> bool:
+    try:
+        load()
+        return True
+    except BackendUnavailableError:
+        return False
+
+
+def make_program(insns: Sequence[tuple]) -> BpfProgram:
+    """A struct bpf_program owning a copy of `insns` (kept alive by the returned object)."""
+    array = (BpfInsn * len(insns))(*[BpfInsn(c, jt, jf, k) for c, jt, jf, k in insns])
+    program = BpfProgram(len(insns), ctypes.cast(array, ctypes.POINTER(BpfInsn)))
+    program._keep = array  # noqa: SLF001 - the array must outlive the struct
+    return program
+
+
+def compile_expression(expression: str, snaplen: int) -> List[tuple]:
+    """Compile a tcpdump expression for Ethernet with libpcap; accept value = snaplen."""
+    lib = load()
+    dead = lib.pcap_open_dead(DLT_EN10MB, snaplen)
+    program = BpfProgram()
+    try:
+        if lib.pcap_compile(dead, ctypes.byref(program), expression.encode(), 1,
+                            0xFFFFFFFF) != 0:
+            reason = (lib.pcap_geterr(dead) or b"").decode(errors="replace")
+            raise InvalidExpressionError(f"cannot compile filter expression {expression!r}: "
+                                         f"{reason}")
+        insns = program.bf_insns
+        result = [(insns[i].code, insns[i].jt, insns[i].jf, insns[i].k)
+                  for i in range(program.bf_len)]
+        lib.pcap_freecode(ctypes.byref(program))
+        return result
+    finally:
+        lib.pcap_close(dead)
+
+
+def offline_filter(program: BpfProgram, data: bytes, wire_length: int) -> int:
+    """Run a program on one packet with libpcap's interpreter; returns the accept value."""
+    header = PcapPkthdr(Timeval(0, 0), len(data), wire_length)
+    return load().pcap_offline_filter(ctypes.byref(program), ctypes.byref(header), data)

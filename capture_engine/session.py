@@ -1,0 +1,245 @@
+"""A blocking capture session: open, capture to the limits, drain, write, upload."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from typing import Callable, Dict, List, Optional
+
+from capture_engine import pcaplib
+from capture_engine import result as R
+from capture_engine.bpf import WHOLE_PACKET, compile_filters
+from capture_engine.errors import (
+    BackendUnavailableError,
+    CaptureError,
+    CaptureNotFoundError,
+    LocalFileError,
+)
+from capture_engine.interfaces import in_netns, resolve_interfaces
+from capture_engine.output import STOP_BYTES, STOP_COUNT, OutputPlan, Recorder
+from capture_engine.result import CaptureResult
+from capture_engine.settings import CaptureRequest
+from capture_engine.upload import upload_files
+from plumbing.clock import SystemClock
+
+log = logging.getLogger(__name__)
+Progress = Callable[[Dict[str, object]], None]
+PROGRESS_EVERY = 2.0
+DRAIN_SECONDS = 0.5  # > 2x the ring's block retire timeout (200 ms)
+BACKENDS = ("auto", "libpcap", "rawsocket")
+
+
+def make_backend(name: str = "auto"):
+    """The libpcap backend when libpcap loads (or is asked for), else the raw-socket one."""
+    from capture_engine.backend_libpcap import LibpcapBackend
+    from capture_engine.backend_raw import RawSocketBackend
+
+    if name not in BACKENDS:
+        raise BackendUnavailableError(f"unknown backend {name!r} (use {', '.join(BACKENDS)})")
+    if name == "rawsocket" or (name == "auto" and not pcaplib.available()):
+        return RawSocketBackend()
+    return LibpcapBackend()
+
+
+def program_for(request: CaptureRequest) -> List[tuple]:
+    snaplen = min(request.bytes_per_packet or WHOLE_PACKET, WHOLE_PACKET)
+    if request.bpf_expression:
+        return pcaplib.compile_expression(request.bpf_expression, snaplen)
+    return compile_filters(request.filters, snaplen)
+
+
+def output_plan(request: CaptureRequest) -> OutputPlan:
+    snaplen = min(request.bytes_per_packet or WHOLE_PACKET, WHOLE_PACKET)
+    if request.ring:
+        return OutputPlan(request.output_path(), snaplen, request.ring.file_size,
+                          request.ring.file_count, request.packet_count)
+    return OutputPlan(request.output_path(), snaplen, request.total_bytes, 0,
+                      request.packet_count)
+
+
+class _Session:
+    def __init__(self, request: CaptureRequest, stop_event: threading.Event,
+                 on_progress: Optional[Progress], clock, netns: Optional[str],
+                 progress_interval: float = PROGRESS_EVERY) -> None:
+        self.request, self.stop_event, self.clock, self.netns = request, stop_event, clock, netns
+        self.progress_interval = progress_interval
+        self._started = 0.0
+        self.on_progress = on_progress or (lambda status: None)
+        self.snapshot = CaptureResult(name=request.name)
+        self.recorder: Optional[Recorder] = None
+        self.backend = None
+
+    def update(self, **changes) -> CaptureResult:
+        self.snapshot = dataclasses.replace(self.snapshot, **changes)
+        return self.snapshot
+
+    def report(self) -> None:
+        try:
+            self.on_progress(self.snapshot.querystatus())
+        except Exception:  # noqa: BLE001 - a progress consumer must not kill the capture
+            log.exception("progress callback failed")
+
+    def counters(self) -> CaptureResult:
+        rec, be = self.recorder, self.backend
+        elapsed = round(self.clock.monotonic() - self._started, 3) if self._started else 0.0
+        return self.update(packets_captured=rec.packets, bytes_written=rec.bytes_written,
+                           packets_dropped=be.dropped, local_files=tuple(rec.files),
+                           extra={"elapsedSeconds": elapsed})
+
+    def open(self, backend_name: str) -> None:
+        program = program_for(self.request)
+        with in_netns(self.netns):
+            interfaces = resolve_interfaces(self.request.interfaces)
+            self.backend = make_backend(backend_name)
+            try:
+                self.backend.open(interfaces, program, self.request.bytes_per_packet)
+            except BaseException:
+                self.backend.close()
+                raise
+        self.update(backend=self.backend.name, interfaces=tuple(interfaces))
+        plan = output_plan(self.request)
+        self.recorder = Recorder(plan, self.backend.make_sink())
+        try:
+            os.makedirs(os.path.dirname(plan.file_path(1)) or ".", exist_ok=True)
+            self.recorder.start()
+        except OSError as exc:
+            raise LocalFileError(f"cannot create {plan.file_path(1)}: "
+                                 f"{exc.strerror or exc}") from None
+
+    def capture(self) -> str:
+        """Run the dispatch thread until a limit, a stop request or a failure; the reason."""
+        thread = threading.Thread(target=self._dispatch, name="capture-dispatch", daemon=True)
+        start_wall = time.time()
+        self.update(status=R.RUNNING, capture_start_time=self.clock.now())
+        self.report()
+        start = self.clock.monotonic()
+        limit = self.request.effective_time_limit
+        self._started = start
+        next_progress = start + self.progress_interval
+        thread.start()
+        reason = None
+        while reason is None and thread.is_alive():
+            now = self.clock.monotonic()
+            if self.stop_event.is_set():
+                reason = R.STOPPED_BY_REQUEST
+            elif now - start >= limit:
+                reason = R.TIME_EXCEEDED
+            elif now >= next_progress:
+                self.counters()
+                self.report()
+                next_progress = now + self.progress_interval
+            else:
+                self.stop_event.wait(min(0.05, max(limit - (now - start), 0.001)))
+        if reason is not None:
+            # Keep reading until partly filled ring blocks have been retired, but keep only
+            # what was stamped before the stop time.
+            self.recorder.cutoff_us = int(min(time.time(), start_wall + limit) * 1_000_000)
+            time.sleep(DRAIN_SECONDS)
+        self.backend.stop()
+        thread.join()
+        self.backend.drain(self.recorder)
+        return reason or self._own_reason()
+
+    def _dispatch(self) -> None:
+        try:
+            self.backend.run(self.recorder)
+        except Exception as exc:  # noqa: BLE001 - reported as the session's failure
+            log.exception("capture dispatch failed")
+            self.backend.failure = f"capture loop failed: {type(exc).__name__}: {exc}"
+
+    def _own_reason(self) -> str:
+        rec = self.recorder
+        if rec.error is not None:
+            return R.DISK_FULL if getattr(rec.error, "disk_full", False) else R.LOCAL_FILE_FAILED
+        if rec.done_reason == STOP_BYTES:
+            return R.BYTE_LIMIT
+        if rec.done_reason == STOP_COUNT:
+            return R.PACKET_COUNT
+        return R.INTERFACE_DOWN
+
+    def finish(self, reason: str) -> None:
+        self.recorder.close()
+        self.backend.close()
+        self.counters()
+        changes = dict(status=R.STOPPED, stop_reason=reason, capture_stop_time=self.clock.now())
+        error = self.recorder.error
+        if error is None and reason == R.INTERFACE_DOWN:
+            error = CaptureError(self.backend.failure or "the capture source stopped")
+            error.capture_error = R.CAPTURE_FAILED
+        if error is not None:
+            changes.update(status=R.ERROR, errors=(error.capture_error,),
+                           error_code=error.code, error_message=error.message)
+        self.update(**changes)
+
+    def fail(self, exc: CaptureError) -> CaptureResult:
+        for closer in (self.recorder, self.backend):
+            try:
+                if closer is not None:
+                    closer.close()
+            except Exception:  # noqa: BLE001 - already failing; keep the first error
+                log.exception("cleanup after failure")
+        files = tuple(self.recorder.files) if self.recorder else ()
+        return self.update(status=R.ERROR, stop_reason=R.CAPTURE_FAILED,
+                           errors=(exc.capture_error,), error_code=exc.code,
+                           error_message=exc.message, local_files=files,
+                           capture_stop_time=self.clock.now())
+
+
+def run_capture(request: CaptureRequest, *, blob_store=None, sas_token: Optional[str] = None,
+                stop_event: Optional[threading.Event] = None,
+                on_progress: Optional[Progress] = None, clock=None, backend: str = "auto",
+                netns: Optional[str] = None,
+                progress_interval: float = PROGRESS_EVERY) -> CaptureResult:
+    """Capture, write and upload one session; never raises for run-time failures.
+
+    Long-running (up to the time limit plus the upload): call it in a worker.
+    `on_progress(querystatus)` is called every `progress_interval` seconds and at the end.
+    `netns` opens the capture sockets inside that network namespace (tests, containers).
+    """
+    session = _Session(request, stop_event or threading.Event(), on_progress,
+                       clock or SystemClock(), netns, progress_interval)
+    try:
+        session.open(backend)
+        reason = session.capture()
+        session.finish(reason)
+    except CaptureError as exc:
+        session.fail(exc)
+        session.report()
+        return session.snapshot
+    except Exception as exc:  # noqa: BLE001 - the handler gets a status, not a traceback
+        log.exception("capture failed")
+        session.fail(CaptureError(f"internal error: {type(exc).__name__}: {exc}"))
+        session.report()
+        return session.snapshot
+    if request.storage_path:
+        upload_files(session, blob_store, sas_token)
+    session.report()
+    return session.snapshot
+
+
+def capture_files(request: CaptureRequest) -> List[str]:
+    """The local files a capture has on disk (one file, or the ring's files)."""
+    plan = output_plan(request)
+    if not plan.ring_files:
+        return [plan.path] if os.path.exists(plan.path) else []
+    stem, ext = os.path.splitext(plan.path)
+    folder = os.path.dirname(plan.path) or "."
+    prefix = os.path.basename(stem) + "_"
+    found = sorted(os.path.join(folder, n) for n in os.listdir(folder)
+                   if n.startswith(prefix) and n.endswith(ext or ".cap")
+                   and n[len(prefix):-len(ext or ".cap")].isdigit()) \
+        if os.path.isdir(folder) else []
+    return found
+
+
+def delete_capture_files(request: CaptureRequest) -> List[str]:
+    """action=delete: remove the capture's local file(s), never the blob; returns them."""
+    files = capture_files(request)
+    if not files:
+        raise CaptureNotFoundError(f"capture {request.name!r} has no local file "
+                                   f"({request.output_path()} does not exist)")
+    for path in files:
+        os.unlink(path)
+    return files

@@ -1,0 +1,73 @@
+"""Upload a finished capture to its storagePath with progress; failures keep the local file."""
+from __future__ import annotations
+
+import os
+import time
+from typing import List, Optional
+
+from capture_engine import result as R
+from capture_engine.errors import SasExpiredError, StorageForbiddenError, StorageUploadError
+from capture_engine.settings import public_url, storage_url
+from plumbing.blobstore import BlobError, BlobErrorKind, BlobStore
+
+PROGRESS_EVERY = 2.0
+
+
+def _error_for(exc: BlobError, kept: str) -> StorageUploadError:
+    cls = {BlobErrorKind.EXPIRED: SasExpiredError,
+           BlobErrorKind.FORBIDDEN: StorageForbiddenError}.get(exc.kind, StorageUploadError)
+    return cls(f"upload failed ({exc.kind.value}): {exc}; the capture is kept at {kept}")
+
+
+def _targets(session, sas_token: Optional[str]) -> List[tuple]:
+    request, files = session.request, list(session.recorder.files)
+    if not request.ring:
+        return [(path, storage_url(request, sas_token)) for path in files]
+    return [(path, storage_url(request, sas_token, "_" + os.path.splitext(path)[0][-5:]))
+            for path in files]
+
+
+def upload_files(session, blob_store: Optional[BlobStore], sas_token: Optional[str]) -> None:
+    """Upload every local file of the session; the result says what went where."""
+    store = blob_store or BlobStore()
+    targets = _targets(session, sas_token)
+    total = sum(os.path.getsize(path) for path, _ in targets if os.path.exists(path))
+    done, uploaded, last = 0, [], [0.0]
+    session.update(upload_total=total, upload_bytes=0)
+
+    def progress(current: int, _total: Optional[int]) -> None:
+        session.update(upload_bytes=done + current)
+        if time.monotonic() - last[0] >= PROGRESS_EVERY:
+            last[0] = time.monotonic()
+            session.report()
+
+    for path, url in targets:
+        try:
+            done += store.upload_file(url, path, progress=progress)
+        except BlobError as exc:
+            error = _error_for(exc, path)
+            session.update(status=R.ERROR, errors=tuple(session.snapshot.errors) +
+                           (error.capture_error,), error_code=error.code,
+                           error_message=error.message, uploaded_urls=tuple(uploaded))
+            return
+        except OSError as exc:
+            error = StorageUploadError(f"cannot read {path} for upload: {exc.strerror or exc}")
+            session.update(status=R.ERROR, errors=(error.capture_error,), error_code=error.code,
+                           error_message=error.message, uploaded_urls=tuple(uploaded))
+            return
+        uploaded.append(public_url(url))
+    session.update(uploaded_urls=tuple(uploaded), upload_bytes=done)
+    _drop_pending(session)
+
+
+def _drop_pending(session) -> None:
+    """A file kept only until upload (no filePath/localPath given) goes once it is uploaded."""
+    request = session.request
+    if request.file_path or request.local_path:
+        return
+    for path in session.recorder.files:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    session.update(local_files=())
