@@ -34,6 +34,7 @@ class Code:
     PLUGIN_CONFIG_PARSE = 314
     TOO_LATE = 402
     WORKLOAD_CONFIG_ERROR = 500
+    WORKLOAD_UNSUPPORTED = 501
 
 
 class SnapshotError(Exception):

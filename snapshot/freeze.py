@@ -9,8 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-
-from typing_extensions import Self
+from typing import Optional
 
 from snapshot.errors import Code, FreezeError
 from snapshot.log import BufferedLog
@@ -41,7 +40,7 @@ class Freezer:
         """Seconds from the first FIFREEZE to the last FITHAW."""
         return max(0.0, self.last_thaw - self.first_freeze)
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> Freezer:  # noqa: PYI034
         try:
             self._fds = [os.open(m, os.O_RDONLY | os.O_DIRECTORY) for m in self.mounts]
         except OSError as exc:
@@ -142,3 +141,13 @@ class Freezer:
         for fd in self._fds:
             os.close(fd)
         self._fds = []
+
+
+def read_watchdog_report(path: str) -> Optional[dict]:
+    """The watchdog's record of a forced thaw (worker death, timeout, signal), if any."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            report = json.load(stream)
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None

@@ -5,7 +5,7 @@ import enum
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Dict
 
 from plumbing.clock import utc_timestamp
 from snapshot.disks import DiskSnapshot
@@ -105,3 +105,15 @@ def _status_core(status: str, code: int, message: str, name: str, operation: str
     return {"name": name, "operation": operation, "status": status, "code": str(code),
             "formattedMessage": {"lang": "en-US", "message": message},
             "taskId": task_id, "commandStartTimeUTCTicks": start_ticks}
+
+
+def watchdog_report_result(report: Dict[str, Any], task_id: str = "",
+                           start_ticks: str = "") -> SnapshotResult:
+    """The failure to report when the watchdog had to thaw for a worker that did not finish."""
+    reason = str(report.get("reason", "unknown"))
+    thawed = report.get("thawed") or []
+    code = Code.FREEZE_TIMEOUT if reason == "timeout" else Code.FREEZE_FAILED
+    why = {"died": "the snapshot worker died while filesystems were frozen",
+           "timeout": "the freeze timed out"}.get(reason, f"the freeze was interrupted ({reason})")
+    return error_result(code, f"{why}; the watchdog thawed {len(thawed)} filesystem(s)",
+                        task_id, start_ticks)

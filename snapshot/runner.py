@@ -21,8 +21,10 @@ from snapshot.freeze import Freezer
 from snapshot.log import BufferedLog
 from snapshot.mounts import Mount, current_mounts, select_mounts
 from snapshot.result import Consistency, SnapshotResult, StorageDetails, error_result
-from snapshot.scripts import PhaseResult, PluginConfig, load_plugin_config, run_phase
+from snapshot.scripts import (PhaseResult, PluginConfig, check_scripts, load_plugin_config,
+                              run_phase)
 from snapshot.settings import SnapshotSettings
+from snapshot.workload import load_workload_config, unsupported
 
 _SYSTEM_CLOCK = SystemClock()
 META_TASK, META_TIME, META_CONSISTENCY = "vmsnapshotTaskId", "vmsnapshotTime", \
@@ -79,6 +81,10 @@ def run_snapshot(settings: SnapshotSettings, *, blob_store: BlobStore,
 
 def _execute(run: _Run, store: BlobStore, config: SnapshotLocalConfig, log: BufferedLog,
              clock: SystemClock) -> SnapshotResult:
+    workload = load_workload_config(config.workload_conf_path)
+    if workload is not None:
+        log.redactor.add(workload.cred_string)
+        raise unsupported(workload)
     run.plugin = load_plugin_config(config.plugin_config_path)
     freezing = config.fsfreeze and (run.plugin is None or run.plugin.fs_freeze_enabled)
     mounts: list[Mount] = []
@@ -90,6 +96,9 @@ def _execute(run: _Run, store: BlobStore, config: SnapshotLocalConfig, log: Buff
     run.storage = _storage(mounts)
     _timed(run, "preflight", clock, lambda: _preflight(store, run.settings.blob_sas_uris, log))
     has_scripts = bool(run.plugin and (run.plugin.pre_scripts or run.plugin.post_scripts))
+    if has_scripts:  # refuse missing or insecure scripts before anything runs
+        check_scripts(run.plugin, "pre")
+        check_scripts(run.plugin, "post")
     try:
         if has_scripts:
             run.pre = _timed(run, "pre_scripts", clock, lambda: run_phase(run.plugin, "pre", log))
@@ -204,7 +213,8 @@ def _preflight(store: BlobStore, uris: Sequence[str], log: BufferedLog) -> None:
         try:
             store.properties(uri)
         except BlobError as exc:
-            raise SnapshotError(f"disk blob {index} is not usable: {exc}", code_for(exc))
+            raise SnapshotError(f"disk blob {index} is not usable: {exc}",
+                                code_for(exc)) from None
     log.info(f"all {len(uris)} disk blob(s) answer")
 
 

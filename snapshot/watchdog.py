@@ -46,7 +46,7 @@ def _write_report(path: str | None, reason: str, mounts: list[str]) -> None:
     os.replace(tmp, path)
 
 
-def _wait(deadline: float, claimed: Set[int]) -> str:
+def _wait(deadline: float, claimed: set[int]) -> str:
     """'done', 'died' (EOF on stdin) or 'timeout'; tracks which mounts the worker froze."""
     stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
     while True:
@@ -75,7 +75,7 @@ def main() -> int:
     deadline = time.monotonic() + float(setup["timeout"])
     sys.stdout.write("ready\n")
     sys.stdout.flush()
-    claimed: Set[int] = set()
+    claimed: set[int] = set()
     try:
         reason = _wait(deadline, claimed)
     except _Signalled as sig:
