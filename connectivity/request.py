@@ -65,11 +65,14 @@ def parse_request(obj: Any) -> ConnectivityRequest:
         bad.add(key, f"unknown field (known: {', '.join(sorted(TOP_KEYS))})", E.InvalidSettings)
     protocol = _protocol(obj.get("protocol"), bad)
     dest = _object(obj, "destination", bad, required=True)
-    host, url_port, url_scheme, path = _destination(dest.get("address"), bad)
+    host, url_port, url_scheme, path = "", None, "", "/"
+    has_dest = isinstance(obj.get("destination"), dict)
+    if has_dest:  # a missing destination is one problem, not three
+        host, url_port, url_scheme, path = _destination(dest.get("address"), bad)
     if obj.get("protocol") is None and url_scheme:
         protocol = url_scheme
-    port = _port(dest.get("port"), "destination.port", bad, required=protocol == "Tcp"
-                 and url_port is None)
+    port = _port(dest.get("port"), "destination.port", bad, required=has_dest and
+                 protocol == "Tcp" and url_port is None)
     port = port or url_port or DEFAULT_PORTS.get(protocol or "", 0)
     source = _object(obj, "source", bad, required=False)
     source_port = _port(source.get("port"), "source.port", bad, required=False, allow_zero=True)
@@ -79,7 +82,7 @@ def parse_request(obj: Any) -> ConnectivityRequest:
         bad.add("preferredIPVersion", f"must be one of {', '.join(IP_VERSIONS)}, got {version!r}",
                 E.InvalidIPVersion)
     probes = _probes(obj.get("probes"), bad)
-    if host and version and _ip_or_none(host) is not None:
+    if host and version in IP_VERSIONS and _ip_or_none(host) is not None:
         literal = _ip_or_none(host)
         if literal is not None and literal.version != int(version[-1]):
             bad.add("preferredIPVersion", f"{version} requested but destination {host} is "
