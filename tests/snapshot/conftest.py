@@ -283,3 +283,20 @@ def hanging_proxy(azurite):
     proxy = HangingSnapshotProxy(azurite)
     yield proxy
     proxy.close()
+
+
+def account_sas_container_uri(azurite, container: str) -> str:
+    """A container URL carrying an account SAS: Azurite refuses snapshot reads under a
+    container service SAS, which Azure storage allows; the account SAS works on both."""
+    from datetime import datetime, timedelta, timezone
+
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    from devtools.azurite import ACCOUNT, ACCOUNT_KEY
+
+    azurite.create_container(container)
+    token = generate_account_sas(
+        ACCOUNT, ACCOUNT_KEY, ResourceTypes(container=True, object=True),
+        AccountSasPermissions(read=True, list=True, write=True, create=True, add=True),
+        datetime.now(timezone.utc) + timedelta(hours=2))
+    return f"{azurite.account_url}/{container}?{token}"

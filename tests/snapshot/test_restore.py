@@ -1,0 +1,70 @@
+"""Recovery points listed from disk snapshots and RestoreDisks through the CLI, on Azurite."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from snapshot.restore import RecoveryPoint, list_recovery_points
+from tests.snapshot.conftest import account_sas_container_uri, make_disks, write_vmbackup_conf
+from tests.snapshot.test_runner import do_run
+
+pytestmark = pytest.mark.root
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args) -> dict:
+    done = subprocess.run([sys.executable, "-m", "snapshot", *args, "--json"], cwd=str(ROOT),
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, f"CLI {args[0]} failed: {done.stderr}"
+    return json.loads(done.stdout)
+
+
+def test_list_and_restore_disks_byte_for_byte(loopfs, azurite, confdir):
+    write_vmbackup_conf(confdir, [loopfs("ext4").mountpoint])
+    uris = make_disks(azurite, 2)
+    container = urlsplit(uris[0]).path.split("/")[-2]
+    first, _ = do_run(confdir, uris)
+    assert first.ok, first.message
+    service = azurite.service()
+    disk0 = service.get_blob_client(container, "disk0.vhd")
+    disk0.upload_page(b"\xee" * 512, offset=0, length=512)  # the disk moves on after backup
+    second, _ = do_run(confdir, uris)
+    assert second.ok, second.message
+    source = account_sas_container_uri(azurite, container)
+    points = cli("list", "--container", source)
+    assert [p["taskId"] for p in points] == [first.task_id, second.task_id], points
+    assert points[0]["recoveryPointType"] == "FileSystemConsistent", points[0]
+    assert [d["disk"] for d in points[0]["disks"]] == ["disk0.vhd", "disk1.vhd"], points[0]
+    target = azurite.container_sas_uri("restored" + container[-8:])
+    outcome = cli("restore", "--container", source, "--task", first.task_id, "--target", target)
+    assert len(outcome["disks"]) == 2, outcome
+    for disk, info in zip(("disk0.vhd", "disk1.vhd"), first.disks):
+        snap_time = info.snapshot_time
+        expected = service.get_blob_client(container, disk, snapshot=snap_time)\
+            .download_blob().readall()
+        restored = azurite.read_blob("restored" + container[-8:], f"{first.task_id}/{disk}")
+        assert restored == expected, f"restored {disk} must equal its snapshot byte for byte"
+    current = disk0.download_blob().readall()
+    restored0 = azurite.read_blob("restored" + container[-8:], f"{first.task_id}/disk0.vhd")
+    assert restored0 != current, "the restore must come from the snapshot, not the live disk"
+    vmconfig = json.loads(azurite.read_blob("restored" + container[-8:],
+                                            f"{first.task_id}/vmconfig.json"))
+    assert vmconfig["restoreType"] == "RestoreDisks" and len(vmconfig["disks"]) == 2, vmconfig
+    assert "sig=" not in json.dumps(outcome) + json.dumps(vmconfig), "no SAS in the output"
+
+
+def test_unknown_task_is_a_coded_error(azurite):
+    target = azurite.container_sas_uri("emptyrestore")
+    done = subprocess.run([sys.executable, "-m", "snapshot", "restore", "--container", target,
+                           "--task", "nope_1", "--target", target, "--json"], cwd=str(ROOT),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1 and "no recovery point" in done.stderr, done.stderr
+    assert list_recovery_points(target) == [], "an empty container has no recovery points"
+    assert RecoveryPoint  # the public type stays importable for the handler
