@@ -10,7 +10,7 @@ import pytest
 from tests.packaging.zipbuild import ROOT
 
 # packaging/ is a folder of scripts, not a package (it would shadow PyPA's `packaging`).
-sys.path.insert(0, str(ROOT / "packaging"))
+sys.path.append(str(ROOT / "packaging"))
 from vendorlayout import (  # noqa: E402
     import_roots,
     plan,
