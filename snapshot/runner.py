@@ -21,8 +21,7 @@ from snapshot.freeze import Freezer
 from snapshot.log import BufferedLog
 from snapshot.mounts import Mount, current_mounts, select_mounts
 from snapshot.result import Consistency, SnapshotResult, StorageDetails, error_result
-from snapshot.scripts import (PhaseResult, PluginConfig, check_scripts, load_plugin_config,
-                              run_phase)
+from snapshot.scripts import PhaseResult, PluginConfig, check_scripts, load_plugin_config, run_phase
 from snapshot.settings import SnapshotSettings
 from snapshot.workload import load_workload_config, unsupported
 

@@ -2,77 +2,22 @@
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
 import os
 import subprocess
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from snapshot.watchdog import FITHAW
-
-MKFS = {"ext4": ["mkfs.ext4", "-q", "-F"], "xfs": ["mkfs.xfs", "-q", "-f"]}
-# mkfs.xfs refuses < 300 MiB unless told it is a test filesystem.
-MKFS_ENV = dict(os.environ, TEST_DEV="1", TEST_DIR="1", QA_CHECK_FS="1")
-
-
-@dataclass(frozen=True)
-class LoopFs:
-    image: Path
-    device: str
-    mountpoint: str
-    fstype: str
-
-
-def _sh(argv, **kw) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60,
-                          **kw).stdout.strip()
-
-
-def _thaw(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        fcntl.ioctl(fd, FITHAW, 0)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+from devtools.loopfs import LoopFilesystems
 
 
 @pytest.fixture
 def loopfs(tmp_path: Path):
     """Factory making small loop-mounted filesystems; all thawed, unmounted, detached after."""
-    made = []
-
-    def make(fstype: str = "ext4", size_mb: int = 64) -> LoopFs:
-        index = len(made)
-        image = tmp_path / f"fs{index}.{fstype}.img"
-        with open(image, "wb") as stream:
-            stream.truncate(size_mb * 1024 * 1024)
-        _sh(MKFS[fstype] + [str(image)], env=MKFS_ENV)
-        mountpoint = tmp_path / f"mnt{index}"
-        mountpoint.mkdir()
-        device = _sh(["losetup", "-f", "--show", str(image)])
-        made.append((device, str(mountpoint), False))
-        _sh(["mount", device, str(mountpoint)])
-        made[-1] = (device, str(mountpoint), True)
-        return LoopFs(image, device, str(mountpoint), fstype)
-
-    yield make
-    for device, mountpoint, mounted in reversed(made):
-        _thaw(mountpoint)
-        if mounted and subprocess.run(["umount", mountpoint], capture_output=True,
-                                      timeout=60, check=False).returncode != 0:
-            subprocess.run(["umount", "-l", mountpoint], capture_output=True, timeout=60,
-                           check=False)
-        subprocess.run(["losetup", "-d", device], capture_output=True, timeout=60,
-                       check=False)
+    with LoopFilesystems(tmp_path) as filesystems:
+        yield filesystems.make
 
 
 @pytest.fixture

@@ -15,8 +15,14 @@ from snapshot.errors import SnapshotError
 from snapshot.log import BufferedLog
 from snapshot.runner import run_snapshot
 from snapshot.settings import parse_snapshot_settings
-from tests.snapshot.conftest import (b64, make_disks, settings_dicts, write_plugin_config,
-                                     write_script, write_vmbackup_conf)
+from tests.snapshot.conftest import (
+    b64,
+    make_disks,
+    settings_dicts,
+    write_plugin_config,
+    write_script,
+    write_vmbackup_conf,
+)
 
 pytestmark = pytest.mark.root
 NOBODY = 65534

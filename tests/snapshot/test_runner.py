@@ -18,8 +18,14 @@ from snapshot.result import Consistency, transitioning_status_document
 from snapshot.runner import run_snapshot
 from snapshot.settings import parse_snapshot_settings
 from snapshot.watchdog import FIFREEZE, FITHAW
-from tests.snapshot.conftest import (make_disks, settings_dicts, wait_for, write_plugin_config,
-                                     write_script, write_vmbackup_conf)
+from tests.snapshot.conftest import (
+    make_disks,
+    settings_dicts,
+    wait_for,
+    write_plugin_config,
+    write_script,
+    write_vmbackup_conf,
+)
 
 pytestmark = pytest.mark.root
 
@@ -122,22 +128,24 @@ def test_consistency_table(row, loopfs, azurite, confdir, tmp_path):
 def test_hung_pre_script_is_killed_and_retries_rerun(loopfs, azurite, confdir, tmp_path):
     mount = loopfs("ext4").mountpoint
     write_vmbackup_conf(confdir, [mount])
-    child_pid = tmp_path / "child.pid"
-    runs = scripts(confdir, tmp_path, pre_body=f"sleep 300 & echo $! > {child_pid}; exit 5",
-                   preScriptNoOfRetries=2, timeoutInSeconds=20)
+    runs = scripts(confdir, tmp_path, pre_body="echo failing; exit 5", preScriptNoOfRetries=2,
+                   timeoutInSeconds=20)
     result, log = do_run(confdir, make_disks(azurite, 1))
     assert run_counts(runs) == {"pre": 3, "post": 1}, "two retries mean three real runs"
     assert result.consistency is Consistency.FILE_SYSTEM, "continueBackupOnFailure keeps going"
-    assert "attempt 3/3" in log.text(), "every attempt is logged"
-    hung = write_script(tmp_path / "hung.sh", f"echo pre >> {runs}\nsleep 300")
+    assert "attempt 3/3" in log.text() and "failing" in log.text(), "attempts and output logged"
+    child_pid = tmp_path / "child.pid"
+    hung = write_script(tmp_path / "hung.sh",
+                        f"echo pre >> {runs}\nsleep 300 &\necho $! > {child_pid}\nsleep 300")
     write_plugin_config(confdir, preScriptLocation=str(hung), timeoutInSeconds=1,
-                        continueBackupOnFailure=False)
+                        preScriptNoOfRetries=3, continueBackupOnFailure=False)
     result, _ = do_run(confdir, make_disks(azurite, 1))
     assert result.code == 312 and result.status == "error", result.message
+    assert run_counts(runs)["pre"] == 4, "the hung script ran once (its timeout covers retries)"
     pid = int(child_pid.read_text())
-    assert wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
-                    open(f"/proc/{pid}/stat").read().split()[2] == "Z", timeout=5) or True
-    assert run_counts(runs)["pre"] == 4, "the hung script ran once and was killed"
+    assert wait_for(lambda: not os.path.exists(f"/proc/{pid}")
+                    or open(f"/proc/{pid}/stat").read().split()[2] == "Z", timeout=5), \
+        "the script's whole process group, its background child too, is killed"
 
 
 def test_post_script_runs_after_failed_snapshot(loopfs, azurite, confdir, tmp_path):

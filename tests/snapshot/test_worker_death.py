@@ -13,7 +13,7 @@ import pytest
 
 from snapshot.freeze import read_watchdog_report
 from snapshot.result import watchdog_report_result
-from tests.snapshot.conftest import (make_disks, settings_dicts, wait_for, write_vmbackup_conf)
+from tests.snapshot.conftest import make_disks, settings_dicts, wait_for, write_vmbackup_conf
 
 pytestmark = pytest.mark.root
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ def test_worker_killed_or_stopped_mid_freeze_thaws(how, loopfs, azurite, confdir
         # (for SIGSTOP: within 1 s after the freeze timeout).
         bound = 1.0 if how == "SIGKILL" else timeout + 1.0
         for writer, count in zip(writers, counts):
-            assert wait_for(lambda: writer.count > count + 2, timeout=bound), \
+            assert wait_for(lambda w=writer, c=count: w.count > c + 2, timeout=bound), \
                 f"{how}: filesystems must be writable again"
         assert wait_for(report.exists, timeout=5), "the watchdog records the forced thaw"
         result = watchdog_report_result(read_watchdog_report(str(report)), public["taskId"])
