@@ -170,7 +170,7 @@ def _result(obs: Observations, issues: list[Issue]) -> ConnectivityResult:
         issues.append(Issue("TraceRouteUnavailable", "Warning", "Local",
                             context(detail=obs.trace_error)))
     return ConnectivityResult(status, sent, failed, latencies, tuple(build_hops(obs, issues)),
-                              tuple(issues), code, obs.request.host)
+                              tuple(issues), code, obs.request.host, tuple(obs.probes))
 
 
 def build_hops(obs: Observations, issues: list[Issue]) -> list[Hop]:

@@ -95,6 +95,7 @@ class ConnectivityResult:
     issues: tuple[Issue, ...] = ()
     status_code: int = E.REACHABLE
     destination: str = ""
+    probe_results: tuple[Any, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def succeeded(self) -> bool:

@@ -22,8 +22,29 @@ class SourceBindError(OSError):
 class ProbeResult:
     ok: bool
     outcome: str                 # "Connected", "Reply", "Timeout" or an errno name
-    rtt_ms: float | None = None
+    rtt_ms: float | None = None  # the kernel's handshake RTT sample when there is one
     peer: str = ""               # who answered an ICMP error, when known
+    wall_ms: float | None = None  # connect() to writable, as seen from user space
+
+
+TCPI_RTT_OFFSET = 68  # struct tcp_info: 8 bytes of u8 fields, then u32 rto ... rtt (linux/tcp.h)
+
+
+def handshake_rtt_ms(sock: socket.socket) -> float | None:
+    """The kernel's RTT sample of the SYN -> SYN/ACK exchange (tcpi_rtt, microseconds).
+
+    Right after connect() srtt holds exactly the first sample; it excludes the time this
+    process waited to be scheduled, which on a busy VM is larger than the RTT itself.
+    Zero (no sample, e.g. a retransmitted SYN under Karn's rule) means unknown.
+    """
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except OSError:
+        return None
+    if len(info) < TCPI_RTT_OFFSET + 4:
+        return None
+    micros = struct.unpack_from("I", info, TCPI_RTT_OFFSET)[0]
+    return micros / 1000.0 if micros else None
 
 
 def errno_name(code: int) -> str:
@@ -61,7 +82,9 @@ def tcp_connect(addr: str, port: int, source_port: int | None,
         if code:
             sock.close()
             return ProbeResult(False, errno_name(code)), None
-        return ProbeResult(True, "Connected", elapsed), sock
+        kernel = handshake_rtt_ms(sock)
+        return ProbeResult(True, "Connected", kernel if kernel is not None else elapsed,
+                           wall_ms=elapsed), sock
     except BaseException:
         sock.close()
         raise

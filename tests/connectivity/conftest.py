@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.connectivity.topology import SERVER, Path3, three_namespaces
+from devtools.pathlab import SERVER, Path3, three_namespaces
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from connectivity import errors as E
-from tests.connectivity.topology import (
+from devtools.pathlab import (
     CLIENT,
     CLOSED_PORT,
     HTTP_PORT,

@@ -7,7 +7,7 @@ import pytest
 
 from connectivity import errors as E
 from connectivity.request import DEFAULT_PROBES, parse_request
-from tests.connectivity.topology import PYTHON, ROOT
+from devtools.pathlab import PYTHON, ROOT
 
 TCP = {"destination": {"address": "10.199.2.2", "port": 80}}
 

@@ -1,4 +1,4 @@
-"""Client - router - server namespaces (10.199.0.0/16) with real servers, for tests and bench."""
+"""Client - router - server namespaces in 10.199.0.0/16 with real servers (tests, bench)."""
 from __future__ import annotations
 
 import json
@@ -13,9 +13,9 @@ from typing import Iterator
 from devtools.netns import Namespace, Topology, veth
 from plumbing import proc
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
-SERVERS = str(Path(__file__).with_name("servers.py"))
+SERVERS = str(Path(__file__).with_name("pathlab_servers.py"))
 CLIENT, ROUTER_IN, ROUTER_OUT, SERVER = "10.199.1.2", "10.199.1.1", "10.199.2.1", "10.199.2.2"
 SILENT_DNS = "10.199.2.53"
 HTTP_PORT, CLOSED_PORT = 80, 81
