@@ -96,7 +96,8 @@ def firewall_issue(finding: Finding, obs: Observations) -> Issue:
         if obs.request.protocol != "Icmp" else f"icmp to {obs.address}"
     certainty = "certain" if finding.certain else "possible (some matches not evaluated)"
     return Issue("GuestFirewall", "Error", "Inbound" if inbound else "Outbound", context(
-        rule=finding.rule_text, location=finding.location, verdict=finding.verdict,
+        rule=finding.rule_text, iptablesRule=finding.iptables_text or None,
+        location=finding.location, verdict=finding.verdict,
         hook=finding.hook, match=certainty,
         counterDelta=finding.counter_delta, probeOutcomes=", ".join(sorted(set(obs.outcomes))),
         detail=f"nft rule '{finding.rule_text}' ({finding.location}) {verb} {what}"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from plumbing import proc
@@ -39,6 +39,7 @@ class Finding:
     certain: bool                # every match expression was understood and matched
     hook: str
     counter_delta: int | None = None
+    iptables_text: str = ""      # the same rule as iptables-save prints it (iptables-nft tables)
 
     @property
     def location(self) -> str:
@@ -58,6 +59,7 @@ class Ruleset:
             self.rules.setdefault((rule["family"], rule["table"], rule["chain"]), []).append(rule)
         self.text = text
         self.available = bool(items)
+        self.iptables_tables: set = set()
 
     @classmethod
     def load(cls) -> Ruleset:
@@ -69,7 +71,10 @@ class Ruleset:
         if raw.returncode != 0:
             return cls([], {})
         items = json.loads(raw.stdout or "{}").get("nftables", [])
-        return cls(items, _rule_texts(text.stdout))
+        ruleset = cls(items, _rule_texts(text.stdout))
+        ruleset.iptables_tables = set(re.findall(
+            r"# Warning: table (\S+ \S+) is managed by iptables-nft", text.stdout + text.stderr))
+        return ruleset
 
     def counters(self) -> dict[Key, int]:
         out = {}
@@ -109,7 +114,8 @@ class Ruleset:
             key = where + (rule["handle"],)
             if verdict in TERMINAL:
                 text = self.text.get(key, verdict)
-                return Finding(key, _verdict_text(rule["expr"]), text, matched is True, flow.hook)
+                return Finding(key, _verdict_text(rule["expr"]), text, matched is True, flow.hook,
+                               iptables_text=self._iptables_line(where, rule))
             if matched is None:
                 continue  # never let a rule we cannot evaluate hide a later drop
             if verdict == "accept":
@@ -122,18 +128,35 @@ class Ruleset:
                 return None
         return None
 
+    def _iptables_line(self, where: tuple[str, str, str], rule: dict[str, Any]) -> str:
+        """iptables-save lists a chain's rules in the order nft does: pick the same position."""
+        family, table, chain = where
+        if f"{family} {table}" not in self.iptables_tables or family not in ("ip", "ip6"):
+            return ""
+        tool = "iptables-save" if family == "ip" else "ip6tables-save"
+        try:
+            saved = proc.run([tool, "-t", table], timeout=10, check=False).stdout
+        except proc.CommandError:
+            return ""
+        lines = [ln for ln in saved.splitlines() if ln.startswith(f"-A {chain} ")]
+        position = self.rules[where].index(rule)
+        return lines[position] if position < len(lines) else ""
+
 
 def with_counter_delta(finding: Finding, before: dict[Key, int],
                        after: dict[Key, int]) -> Finding:
     if finding.key not in after:
         return finding
     delta = after[finding.key] - before.get(finding.key, 0)
-    return Finding(finding.key, finding.verdict, finding.rule_text, finding.certain,
-                   finding.hook, delta)
+    return replace(finding, counter_delta=delta)
 
 
 def _verdict(exprs: list[dict[str, Any]]) -> tuple[str, str]:
     for expr in exprs:
+        xt = expr.get("xt")
+        if isinstance(xt, dict) and xt.get("type") == "target":
+            name = str(xt.get("name", "")).lower()
+            return (name, "") if name in TERMINAL else ("", "")
         for name in ("drop", "reject", "accept", "return"):
             if name in expr:
                 return name, ""
@@ -145,6 +168,9 @@ def _verdict(exprs: list[dict[str, Any]]) -> tuple[str, str]:
 
 def _verdict_text(exprs: list[dict[str, Any]]) -> str:
     for expr in exprs:
+        xt = expr.get("xt")
+        if isinstance(xt, dict) and xt.get("type") == "target":
+            return str(xt.get("name", "")).lower()
         if "reject" in expr:
             spec = expr["reject"] or {}
             kind = spec.get("type", "")
@@ -157,6 +183,9 @@ def rule_matches(exprs: list[dict[str, Any]], flow: Flow) -> bool | None:
     """True if every match holds, False if one fails, None if some could not be evaluated."""
     certain = True
     for expr in exprs:
+        xt = expr.get("xt")
+        if isinstance(xt, dict) and xt.get("type") == "match" and xt.get("name") != "comment":
+            certain = False  # an iptables extension match nft cannot show us
         if "match" not in expr:
             continue
         value = _field(expr["match"]["left"], flow)

@@ -82,6 +82,17 @@ def test_local_reject_is_told_apart_from_a_closed_port(net, verdict):
         "evidence"], "the closed port's RST must be seen coming from the server"
 
 
+def test_iptables_nft_rule_is_quoted_in_both_syntaxes(net):
+    net.client.run(["iptables", "-A", "OUTPUT", "-p", "tcp", "-d", SERVER, "--dport",
+                    str(HTTP_PORT), "-m", "comment", "--comment", "cc block", "-j", "DROP"],
+                   timeout=10)
+    _, answer = net.check(SERVER, "--port", str(HTTP_PORT), "--probes", "2")
+    evidence = ctx(issues_of(answer, "GuestFirewall")[0])
+    assert evidence["location"].startswith("table ip filter chain OUTPUT"), evidence
+    assert f"-d {SERVER}/32" in evidence["iptablesRule"], evidence
+    assert "--dport 80" in evidence["iptablesRule"] and "-j DROP" in evidence["iptablesRule"]
+
+
 def test_reply_dropped_on_input_is_an_inbound_guest_firewall_issue(net):
     net.nft("inet", "input", f"ip saddr {SERVER} tcp sport {HTTP_PORT} drop")
     _, answer = net.check(SERVER, "--port", str(HTTP_PORT), "--probes", "2")
