@@ -108,7 +108,7 @@ def _one_probe(obs: Observations, number: int, echo: IcmpEcho | None,
         if req.http is None:
             return tcp_probe(obs.address, req.port, req.source_port, settings.probe_timeout)
         outcome = http_probe(obs.address, req.host, req.port, req.protocol == "Https", req.http,
-                             req.source_port, settings.http_timeout)
+                             req.source_port, (settings.probe_timeout, settings.http_timeout))
         obs.http.append(outcome)
         good = outcome.status is not None and not outcome.error and status_valid(
             outcome.status, req.http.valid_status_codes)

@@ -85,8 +85,8 @@ def resolve(name: str, version: str | None = None, config: ResolverConfig | None
                 return Resolution(name, attempt.answers, "dns", tuple(attempts))
             if attempt.outcome in ("NXDOMAIN", "NOERROR"):
                 break  # an authoritative "no": other servers would say the same
-        if attempts[-1].outcome == "NXDOMAIN":
-            break
+        if attempts[-1].outcome == "NXDOMAIN" or all(a.outcome == "Timeout" for a in attempts):
+            break  # AAAA after all servers timed out on A would only double the wait
     outcomes = [a.outcome for a in attempts]
     failure = ("NXDOMAIN" if "NXDOMAIN" in outcomes else "NoAddress" if "NOERROR" in outcomes
                else "Timeout" if all(o == "Timeout" for o in outcomes) else outcomes[-1])

@@ -117,13 +117,17 @@ class HttpOutcome:
 
 
 def http_probe(addr: str, host: str, port: int, tls: bool, config: HttpConfiguration,
-               source_port: int | None, timeout: float) -> HttpOutcome:
-    """Connect, (TLS,) send one request and read the status line and headers."""
-    connect, sock = tcp_connect(addr, port, source_port, timeout)
+               source_port: int | None, timeouts: tuple[float, float]) -> HttpOutcome:
+    """Connect, (TLS,) send one request and read the status line and headers.
+
+    `timeouts` is (connect, exchange): the exchange budget covers TLS and the response.
+    """
+    connect, sock = tcp_connect(addr, port, source_port, timeouts[0])
     if sock is None:
         return HttpOutcome(connect)
     timings = {"connect": connect.rtt_ms or 0.0}
     started = time.perf_counter()
+    timeout = timeouts[1]
     try:
         sock.setblocking(True)
         sock.settimeout(timeout)
@@ -133,6 +137,8 @@ def http_probe(addr: str, host: str, port: int, tls: bool, config: HttpConfigura
             context.verify_mode = ssl.CERT_NONE  # reachability, not certificate policy
             sock = context.wrap_socket(sock, server_hostname=host)
             timings["tls"] = (time.perf_counter() - started) * 1000.0
+        timeout = max(0.05, timeouts[1] - (time.perf_counter() - started))
+        sock.settimeout(timeout)
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
         conn.sock = sock
         sent = time.perf_counter()

@@ -18,7 +18,7 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python")
 SERVERS = str(Path(__file__).with_name("pathlab_servers.py"))
 CLIENT, ROUTER_IN, ROUTER_OUT, SERVER = "10.199.1.2", "10.199.1.1", "10.199.2.1", "10.199.2.2"
 SILENT_DNS = "10.199.2.53"
-HTTP_PORT, CLOSED_PORT = 80, 81
+HTTP_PORT, CLOSED_PORT, HTTPS_PORT = 80, 81, 443
 
 
 @dataclass
@@ -67,12 +67,17 @@ def three_namespaces(prefix: str = "cc") -> Iterator[Path3]:
         etc.mkdir(parents=True, exist_ok=True)
         topo.callback(shutil.rmtree, str(etc), True)
         _start(topo, server, [PYTHON, SERVERS, "http", SERVER, str(HTTP_PORT)])
+        cert = str(etc / "server.pem")  # removed with etc
+        proc.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                  "-subj", "/CN=web.cc.test", "-keyout", cert, "-out", cert], timeout=60)
+        _start(topo, server, [PYTHON, SERVERS, "http", SERVER, str(HTTPS_PORT), cert])
         _start(topo, server, [PYTHON, SERVERS, "dns", SILENT_DNS])
         _start(topo, server, ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
                               f"--listen-address={SERVER}", "--bind-interfaces",
                               "--local=/cc.test/", f"--host-record=web.cc.test,{SERVER}",
                               "--pid-file=", "--user=root"])
         _wait_tcp(server, SERVER, HTTP_PORT)
+        _wait_tcp(server, SERVER, HTTPS_PORT)
         path = Path3(client, router, server, etc)
         path.resolv(SERVER)
         yield path

@@ -1,7 +1,8 @@
-"""Test servers run inside the server namespace: HTTP (200 on /, 500 on /fail) and a silent DNS."""
+"""Servers for the server namespace: HTTP(S) (200 on /, 500 on /fail) and a silent DNS."""
 from __future__ import annotations
 
 import socket
+import ssl
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,8 +20,13 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-def http(address: str, port: int) -> None:
-    ThreadingHTTPServer((address, port), Handler).serve_forever()
+def http(address: str, port: int, cert: str = "") -> None:
+    server = ThreadingHTTPServer((address, port), Handler)
+    if cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
 
 
 def silent_dns(address: str) -> None:
@@ -34,6 +40,6 @@ def silent_dns(address: str) -> None:
 if __name__ == "__main__":
     kind, address = sys.argv[1], sys.argv[2]
     if kind == "http":
-        http(address, int(sys.argv[3]))
+        http(address, int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "")
     else:
         silent_dns(address)

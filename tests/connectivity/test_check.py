@@ -161,6 +161,21 @@ def test_http_500_fails_status_validation(net):
     assert (good["connectionStatus"], errors_in(good)) == ("Reachable", []), good
 
 
+def test_https_request_succeeds_through_tls(net):
+    code, answer = net.check(f"https://{SERVER}/", "--valid-status", "200", "--probes", "2")
+    assert (code, answer["connectionStatus"], errors_in(answer)) == (0, "Reachable", []), answer
+
+
+def test_rule_dropping_every_other_syn_gives_degraded(net):
+    net.nft("inet", "output", f"tcp dport {HTTP_PORT} numgen inc mod 2 1 drop")
+    code, answer = net.check(SERVER, "--port", str(HTTP_PORT), "--probes", "4")
+    assert (code, answer["connectionStatus"]) == (0, "Degraded"), "Degraded reports success"
+    assert 0 < answer["probesFailed"] < answer["probesSent"] == 4, answer
+    evidence = ctx(issues_of(answer, "GuestFirewall")[0])
+    assert evidence["match"].startswith("possible"), "numgen cannot be evaluated: say so"
+    assert "numgen inc mod 2" in evidence["rule"], evidence
+
+
 def test_icmp_reaches_the_server_with_hops(net):
     code, answer = net.check(SERVER, "--protocol", "icmp", "--probes", "3")
     assert (code, answer["connectionStatus"], answer["probesSent"]) == (0, "Reachable", 3)
