@@ -13,6 +13,7 @@ from connectivity.model import Issue, context
 from connectivity.probe import HttpOutcome, ProbeResult
 from connectivity.request import ConnectivityRequest
 from connectivity.route import RouteLookup
+from plumbing.redact import strip_query
 
 REFUSED = errno.errorcode[errno.ECONNREFUSED]
 
@@ -127,7 +128,7 @@ def http_issues(obs: Observations) -> list[Issue]:
         valid = list(config.valid_status_codes) or "2xx, 3xx"
         found.append(Issue("StatusCodeValidationFailed", "Error", "Outbound", context(
             statusCodes=", ".join(map(str, bad)), validStatusCodes=valid,
-            request=f"{config.method.upper()} {config.path}",
+            request=f"{config.method.upper()} {strip_query(config.path)}",
             detail=f"HTTP {', '.join(map(str, bad))} not in validStatusCodes {valid}")))
     errors = [h for h in obs.http if h.error]
     if errors:

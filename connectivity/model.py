@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectivity import errors as E
+from plumbing.redact import redact_patterns
 
 Context = tuple[tuple[str, str], ...]
 
 
 def context(**items: Any) -> Context:
-    """Issue context as ordered (key, value) pairs; values become strings, None is dropped."""
-    return tuple((k, str(v)) for k, v in items.items() if v is not None)
+    """Issue context as ordered (key, value) pairs: strings without credentials, None dropped."""
+    return tuple((k, redact_patterns(str(v))) for k, v in items.items() if v is not None)
 
 
 @dataclass(frozen=True)

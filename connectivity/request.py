@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connectivity import errors as E
+from plumbing.redact import redact_patterns
 
 DEFAULT_PROBES = 10
 MAX_PROBES = 100
@@ -52,7 +53,7 @@ class _Problems:
         self.items: list[tuple[str, str, int]] = []
 
     def add(self, path: str, message: str, kind: type) -> None:
-        self.items.append((path, message, kind.code))
+        self.items.append((path, redact_patterns(message), kind.code))
 
 
 def parse_request(obj: Any) -> ConnectivityRequest:
@@ -71,9 +72,10 @@ def parse_request(obj: Any) -> ConnectivityRequest:
         host, url_port, url_scheme, path = _destination(dest.get("address"), bad)
     if obj.get("protocol") is None and url_scheme:
         protocol = url_scheme
+    is_url = "://" in str(dest.get("address", ""))  # a URL brings its own default port
     port = _port(dest.get("port"), "destination.port", bad, required=has_dest and
-                 protocol == "Tcp" and url_port is None)
-    port = port or url_port or DEFAULT_PORTS.get(protocol or "", 0)
+                 protocol == "Tcp" and not is_url)
+    port = port or url_port or DEFAULT_PORTS.get(url_scheme or protocol or "", 0)
     source = _object(obj, "source", bad, required=False)
     source_port = _port(source.get("port"), "source.port", bad, required=False, allow_zero=True)
     http = _http(obj.get("protocolConfiguration"), protocol, path, bad)

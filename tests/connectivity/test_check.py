@@ -1,6 +1,8 @@
 """End-to-end checks in real namespaces: the answer must match the topology we built."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from connectivity import errors as E
@@ -152,11 +154,14 @@ def test_source_port_in_use_is_socket_bind(net):
     assert answer["connectionStatus"] == "Unreachable"
 
 
-def test_http_500_fails_status_validation(net):
-    _, answer = net.check(f"http://{SERVER}/fail", "--valid-status", "200", "--probes", "2")
+def test_http_500_fails_status_validation_without_leaking_the_query(net):
+    _, answer = net.check(f"http://{SERVER}/fail?sv=2024&sig=S3CR3T", "--valid-status", "200",
+                          "--probes", "2")
+    assert "S3CR3T" not in json.dumps(answer), "a SAS signature leaked into the answer"
     evidence = ctx(issues_of(answer, "StatusCodeValidationFailed")[0])
     assert evidence["statusCodes"] == "500" and evidence["validStatusCodes"] == "[200]", evidence
     assert (answer["connectionStatus"], answer["probesFailed"]) == ("Unreachable", 2)
+    assert evidence["request"] == "GET /fail", evidence
     _, good = net.check(f"http://{SERVER}/", "--valid-status", "200", "--probes", "2")
     assert (good["connectionStatus"], errors_in(good)) == ("Reachable", []), good
 

@@ -31,6 +31,8 @@ CORPUS = [
      E.InvalidPort.code, ["destination.port", "required"], False),
     ("source-port-text", {**TCP, "source": {"port": "80"}},
      E.InvalidPort.code, ["source.port"], False),
+    ("url-secret-redacted", {"destination": {"address": "https://:9/x?sig=S3CR3T"}},
+     E.InvalidDestination.code, ["destination.address", "sig=REDACTED"], False),
     ("unknown-protocol", {**TCP, "protocol": "Udp"},
      E.InvalidProtocol.code, ["protocol", "'Udp'"], False),
     ("probes-zero", {**TCP, "probes": 0}, E.InvalidProbeCount.code, ["probes", "1-100"], False),
@@ -84,7 +86,7 @@ def test_bad_input_gets_a_specific_code_and_clear_message(request, settings, cod
         assert len(caught.value.problems) == 1, caught.value.problems
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} missing from {message!r}"
-    assert "Traceback" not in message
+    assert "Traceback" not in message and "S3CR3T" not in message
 
 
 def test_every_problem_is_reported_at_once():
