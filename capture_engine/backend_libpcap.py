@@ -81,7 +81,11 @@ class LibpcapSink:
 
     def read(self, start: int, end: int) -> bytes:
         self.flush()
-        return os.pread(self.libc.fileno(self._file()), end - start, start)
+        fd = os.open(self.path, os.O_RDONLY)  # libpcap's FILE is write-only
+        try:
+            return os.pread(fd, end - start, start)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         if self.dumper:

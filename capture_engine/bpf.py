@@ -10,6 +10,7 @@ from capture_engine.filters import AddressSet, CaptureFilter, PortSet
 Insn = Tuple[int, int, int, int]  # (code, jt, jf, k) as in struct sock_filter
 MAX_INSNS = 4096
 WHOLE_PACKET = 262144  # tcpdump's default snap length
+FILTER_READS = 128  # our programs read at most 14 + 60 (IPv4 options) + 4 bytes
 
 LD_W, LD_H, LD_B = 0x20, 0x28, 0x30          # ld [k]
 LD_H_IND, LDX_MSH = 0x48, 0xB1               # ldh [x + k]; ldx 4*([k]&0xf)

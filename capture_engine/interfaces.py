@@ -66,7 +66,7 @@ def in_netns(name: Optional[str]) -> Iterator[None]:
     if not name:
         yield
         return
-    saved = os.open("/proc/self/ns/net", os.O_RDONLY)
+    saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
         target = os.open(f"/run/netns/{name}", os.O_RDONLY)
     except OSError:

@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional
 
 from capture_engine import pcaplib
 from capture_engine import result as R
-from capture_engine.bpf import WHOLE_PACKET, compile_filters
+from capture_engine.bpf import FILTER_READS, WHOLE_PACKET, compile_filters
 from capture_engine.errors import (
     BackendUnavailableError,
     CaptureError,
@@ -43,8 +43,16 @@ def make_backend(name: str = "auto"):
     return LibpcapBackend()
 
 
-def program_for(request: CaptureRequest) -> List[tuple]:
+def program_for(request: CaptureRequest, backend: str = "rawsocket") -> List[tuple]:
+    """The kernel filter; its accept value is the snap length the kernel stores.
+
+    libpcap re-runs the filter in user space on the first ring block after pcap_setfilter,
+    on the stored bytes only: its kernel program keeps enough bytes for the filter to read
+    every header field, and libpcap's own snap length cuts the records to the limit.
+    """
     snaplen = min(request.bytes_per_packet or WHOLE_PACKET, WHOLE_PACKET)
+    if backend == "libpcap":
+        snaplen = WHOLE_PACKET if request.bpf_expression else max(snaplen, FILTER_READS)
     if request.bpf_expression:
         return pcaplib.compile_expression(request.bpf_expression, snaplen)
     return compile_filters(request.filters, snaplen)
@@ -89,11 +97,11 @@ class _Session:
                            extra={"elapsedSeconds": elapsed})
 
     def open(self, backend_name: str) -> None:
-        program = program_for(self.request)
         with in_netns(self.netns):
             interfaces = resolve_interfaces(self.request.interfaces)
             self.backend = make_backend(backend_name)
             try:
+                program = program_for(self.request, self.backend.name)
                 self.backend.open(interfaces, program, self.request.bytes_per_packet)
             except BaseException:
                 self.backend.close()
