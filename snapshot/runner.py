@@ -20,10 +20,17 @@ from snapshot.errors import Code, FreezeError, SnapshotError
 from snapshot.freeze import Freezer
 from snapshot.log import BufferedLog
 from snapshot.mounts import Mount, current_mounts, select_mounts
+from snapshot.pghooks import PostgresHooks
 from snapshot.result import Consistency, SnapshotResult, StorageDetails, error_result
-from snapshot.scripts import PhaseResult, PluginConfig, check_scripts, load_plugin_config, run_phase
+from snapshot.scripts import (
+    PhaseResult,
+    PluginConfig,
+    ScriptHooks,
+    check_scripts,
+    load_plugin_config,
+)
 from snapshot.settings import SnapshotSettings
-from snapshot.workload import load_workload_config, unsupported
+from snapshot.workload import credential_env, load_workload_config, unsupported
 
 _SYSTEM_CLOCK = SystemClock()
 META_TASK, META_TIME, META_CONSISTENCY = "vmsnapshotTaskId", "vmsnapshotTime", \
@@ -40,6 +47,8 @@ class _Run:
 
     settings: SnapshotSettings
     plugin: PluginConfig | None = None
+    has_hooks: bool = False
+    stop_on_failure: bool = False
     pre: PhaseResult | None = None
     post: PhaseResult | None = None
     froze: bool = False
@@ -80,11 +89,7 @@ def run_snapshot(settings: SnapshotSettings, *, blob_store: BlobStore,
 
 def _execute(run: _Run, store: BlobStore, config: SnapshotLocalConfig, log: BufferedLog,
              clock: SystemClock) -> SnapshotResult:
-    workload = load_workload_config(config.workload_conf_path)
-    if workload is not None:
-        log.redactor.add(workload.cred_string)
-        raise unsupported(workload)
-    run.plugin = load_plugin_config(config.plugin_config_path)
+    hooks = _hooks(run, config, log)
     freezing = config.fsfreeze and (run.plugin is None or run.plugin.fs_freeze_enabled)
     mounts: list[Mount] = []
     if freezing:
@@ -94,30 +99,43 @@ def _execute(run: _Run, store: BlobStore, config: SnapshotLocalConfig, log: Buff
             log.info(f"not freezing {note}")
     run.storage = _storage(mounts)
     _timed(run, "preflight", clock, lambda: _preflight(store, run.settings.blob_sas_uris, log))
-    has_scripts = bool(run.plugin and (run.plugin.pre_scripts or run.plugin.post_scripts))
-    if has_scripts:  # refuse missing or insecure scripts before anything runs
+    if run.plugin is not None and hooks is not None:  # refuse bad scripts before any runs
         check_scripts(run.plugin, "pre")
         check_scripts(run.plugin, "post")
     try:
-        if has_scripts:
-            run.pre = _timed(run, "pre_scripts", clock, lambda: run_phase(run.plugin, "pre", log))
-            if not run.pre.ok and not run.plugin.continue_on_failure:
-                return _decide(run, has_scripts)
-        _freeze_and_snapshot(run, store, config, [m.mountpoint for m in mounts], log, clock,
-                             has_scripts)
+        if hooks is not None:
+            run.pre = _timed(run, "pre_hooks", clock, hooks.pre)
+            if not run.pre.ok and run.stop_on_failure:
+                return _decide(run)
+        _freeze_and_snapshot(run, store, config, [m.mountpoint for m in mounts], log, clock)
     finally:
-        if run.pre is not None:
-            run.post = _timed(run, "post_scripts", clock,
-                              lambda: run_phase(run.plugin, "post", log))
-    return _decide(run, has_scripts)
+        if run.pre is not None and hooks is not None:
+            run.post = _timed(run, "post_hooks", clock, hooks.post)
+    return _decide(run)
+
+
+def _hooks(run: _Run, config: SnapshotLocalConfig, log: BufferedLog):
+    """Workload hooks when workload.conf exists (they replace scripts), else plugin scripts."""
+    workload = load_workload_config(config.workload_conf_path)
+    if workload is not None:
+        log.redactor.add(workload.cred_string, credential_env(workload).get("PGPASSWORD", ""))
+        if workload.name != "postgres":
+            raise unsupported(workload)
+        run.has_hooks = run.stop_on_failure = True
+        return PostgresHooks(workload, log)
+    run.plugin = load_plugin_config(config.plugin_config_path)
+    if run.plugin is None or not (run.plugin.pre_scripts or run.plugin.post_scripts):
+        return None
+    run.has_hooks = True
+    run.stop_on_failure = not run.plugin.continue_on_failure
+    return ScriptHooks(run.plugin, log)
 
 
 def _freeze_and_snapshot(run: _Run, store: BlobStore, config: SnapshotLocalConfig,
-                         mounts: Sequence[str], log: BufferedLog, clock: SystemClock,
-                         has_scripts: bool) -> None:
+                         mounts: Sequence[str], log: BufferedLog, clock: SystemClock) -> None:
     expected = Consistency.CRASH
     if mounts:
-        expected = (Consistency.APPLICATION if has_scripts and run.pre and run.pre.ok
+        expected = (Consistency.APPLICATION if run.has_hooks and run.pre and run.pre.ok
                      else Consistency.FILE_SYSTEM)
     metadata = dict(run.settings.backup_metadata)
     metadata.update({META_TASK: run.settings.task_id, META_TIME: utc_timestamp(clock.now()),
@@ -151,12 +169,11 @@ def _freeze_and_snapshot(run: _Run, store: BlobStore, config: SnapshotLocalConfi
         run.freeze_window = freezer.window if freezer.first_freeze else None
 
 
-def _decide(run: _Run, has_scripts: bool) -> SnapshotResult:
+def _decide(run: _Run) -> SnapshotResult:
     """The spec's consistency table."""
     s = run.settings
     scripts_failed = [p for p in (run.pre, run.post) if p is not None and not p.ok]
-    stop_on_failure = run.plugin is not None and not run.plugin.continue_on_failure
-    if scripts_failed and stop_on_failure:
+    if scripts_failed and run.stop_on_failure:
         first = scripts_failed[0]
         return _result(run, "error", first.code, first.message, Consistency.NONE)
     failed = [d for d in run.disks if not d.is_successful]
@@ -172,7 +189,7 @@ def _decide(run: _Run, has_scripts: bool) -> SnapshotResult:
     if not run.froze:
         return _result(run, "success", Code.SUCCESS, "crash-consistent snapshot taken",
                        Consistency.CRASH)
-    if has_scripts and not scripts_failed:
+    if run.has_hooks and not scripts_failed:
         return _result(run, "success", Code.SUCCESS_APP_CONSISTENT,
                        "application-consistent snapshot taken", Consistency.APPLICATION)
     note = f" ({scripts_failed[0].message}; continueBackupOnFailure)" if scripts_failed else ""

@@ -171,3 +171,17 @@ def _run_script(config: PluginConfig, phase: str, script: str, log: BufferedLog)
                         timeout_code if timed_out else failed)
     error.runs = attempt  # type: ignore[attr-defined]
     raise error
+
+
+class ScriptHooks:
+    """The plugin config's pre- and post-scripts as the run's quiesce/resume hooks."""
+
+    def __init__(self, config: PluginConfig, log: BufferedLog) -> None:
+        self.config = config
+        self.log = log
+
+    def pre(self) -> PhaseResult:
+        return run_phase(self.config, "pre", self.log)
+
+    def post(self) -> PhaseResult:
+        return run_phase(self.config, "post", self.log)

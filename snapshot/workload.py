@@ -4,7 +4,7 @@ from __future__ import annotations
 import configparser
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Dict, Optional
 
 from snapshot.errors import Code, WorkloadConfigError
 
@@ -50,10 +50,32 @@ def load_workload_config(path: str) -> Optional[WorkloadConfig]:
     except ValueError:
         problems.append("timeout must be a number of seconds in (0, 3600]")
         timeout = DEFAULT_TIMEOUT
+    cred = section.get("credString", "").strip()
+    problems += [f"credString key {key!r} is not supported (use {', '.join(CRED_KEYS)})"
+                 for key in _cred_pairs(cred) if key not in CRED_KEYS]
     if problems:
         raise WorkloadConfigError(f"{path} [workload]: " + "; ".join(problems))
     return WorkloadConfig(name, command_path, section.get("linux_user", "").strip(),
-                          section.get("credString", "").strip(), timeout)
+                          cred, timeout)
+
+
+CRED_KEYS = ("host", "port", "user", "password", "dbname", "sslmode")
+
+
+def _cred_pairs(cred: str) -> Dict[str, str]:
+    """credString as libpq-style `key=value` pairs separated by spaces."""
+    pairs = {}
+    for item in cred.split():
+        key, _, value = item.partition("=")
+        pairs[key.strip().lower()] = value
+    return pairs
+
+
+def credential_env(config: WorkloadConfig) -> Dict[str, str]:
+    """credString as PG* environment variables: never on a command line, never logged."""
+    names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD",
+             "dbname": "PGDATABASE", "sslmode": "PGSSLMODE"}
+    return {names[k]: v for k, v in _cred_pairs(config.cred_string).items() if k in names}
 
 
 def unsupported(config: WorkloadConfig) -> WorkloadConfigError:

@@ -99,6 +99,11 @@ CASES = {
     "post-script-too-open": (_plugin(post_mode=0o755), 311, "group/other"),
     "workload-conf-malformed": (_conf_text("workload.conf", "[workload]\nworkload_name = db2\n"),
                                 500, "workload_name"),
+    "workload-cred-bad-key": (_conf_text("workload.conf", "[workload]\nworkload_name = postgres\n"
+                                                          "credString = secret=hunter22x\n"),
+                              500, "credString key"),
+    "workload-unsupported": (_conf_text("workload.conf", "[workload]\nworkload_name = oracle\n"),
+                             501, "not available"),
     "workload-conf-garbage": (_conf_text("workload.conf", "no section here\n"), 500,
                               "workload.conf"),
 }

@@ -1,0 +1,120 @@
+"""PostgreSQL workload hooks: pg_backup_start held in one psql session across the freeze."""
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import threading
+import time
+from typing import List, Optional
+
+from plumbing.proc import kill_group
+from snapshot.errors import Code
+from snapshot.log import BufferedLog
+from snapshot.scripts import PhaseResult
+from snapshot.workload import WorkloadConfig, credential_env
+
+LABEL = "vmsnapshot"
+STDERR_CAP = 16 * 1024
+
+
+class PostgresHooks:
+    """pre() quiesces (checkpoint + backup mode), post() resumes; post() always ends the session.
+
+    If this process dies, psql reads EOF and exits, and the server aborts the backup itself.
+    """
+
+    def __init__(self, config: WorkloadConfig, log: BufferedLog) -> None:
+        self.config = config
+        self.log = log
+        self._psql: Optional[subprocess.Popen] = None
+        self._buffer = b""
+        self._stderr: List[bytes] = []
+        self._legacy = False
+
+    def pre(self) -> PhaseResult:
+        try:
+            self._start()
+            version = self._ask("SHOW server_version_num;")
+            self._legacy = int(version[0]) < 150000
+            start = "pg_start_backup" if self._legacy else "pg_backup_start"
+            lsn = self._ask(f"SELECT {start}('{LABEL}', true"
+                            + (", false);" if self._legacy else ");"))
+        except (OSError, RuntimeError, ValueError, IndexError) as exc:
+            self._close()
+            code = (Code.WORKLOAD_TIMEOUT if isinstance(exc, TimeoutError)
+                    else Code.WORKLOAD_QUIESCE_FAILED)
+            return self._failed("pre", code, f"quiesce failed: {exc}")
+        self.log.info(f"postgres quiesced: backup started at WAL {lsn[0] if lsn else '?'}")
+        return PhaseResult("pre", True, 0, "postgres quiesced", 1)
+
+    def post(self) -> PhaseResult:
+        if self._psql is None:
+            return PhaseResult("post", True, 0, "postgres was not quiesced", 0)
+        stop = ("SELECT labelfile FROM pg_stop_backup(false);" if self._legacy
+                else "SELECT labelfile FROM pg_backup_stop(false);")
+        try:
+            label = self._ask(stop)
+        except (OSError, RuntimeError) as exc:
+            return self._failed("post", Code.WORKLOAD_RESUME_FAILED, f"resume failed: {exc}")
+        finally:
+            self._close()
+        self.log.block("postgres resumed; backup label:", "\n".join(label))
+        return PhaseResult("post", True, 0, "postgres resumed", 1)
+
+    def _failed(self, phase: str, code: int, message: str) -> PhaseResult:
+        detail = b"".join(self._stderr).decode("utf-8", "replace").strip()[-500:]
+        text = message + (f" ({detail})" if detail else "")
+        self.log.error(f"postgres {text}")
+        return PhaseResult(phase, False, code, f"postgres {text}", 1)
+
+    def _start(self) -> None:
+        psql = self.config.command_path or "psql"
+        if os.path.isdir(psql):
+            psql = os.path.join(psql, "psql")
+        env = dict(os.environ, PGAPPNAME=LABEL, PGCONNECT_TIMEOUT="10")
+        env.update(credential_env(self.config))
+        self._psql = subprocess.Popen(
+            [psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd="/",
+            user=self.config.linux_user or None, start_new_session=True)
+        threading.Thread(target=self._drain_stderr, daemon=True).start()
+
+    def _drain_stderr(self) -> None:
+        assert self._psql is not None and self._psql.stderr is not None
+        kept = 0
+        for chunk in iter(lambda: self._psql.stderr.read1(4096), b""):
+            if kept < STDERR_CAP:
+                self._stderr.append(chunk[:STDERR_CAP - kept])
+                kept += len(chunk)
+
+    def _ask(self, sql: str) -> List[str]:
+        """Send one statement; return its output lines, up to a marker, within the timeout."""
+        assert self._psql is not None and self._psql.stdin is not None
+        marker = f"--{LABEL}-done-{time.monotonic_ns()}--"
+        self._psql.stdin.write(f"{sql}\n\\echo {marker}\n".encode())
+        self._psql.stdin.flush()
+        deadline = time.monotonic() + self.config.timeout
+        while marker.encode() not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no answer within {self.config.timeout:g}s")
+            ready, _, _ = select.select([self._psql.stdout], [], [], left)
+            if ready:
+                data = os.read(self._psql.stdout.fileno(), 65536)
+                if not data:
+                    raise RuntimeError(f"psql exited with {self._psql.wait()}")
+                self._buffer += data
+        answer, _, self._buffer = self._buffer.partition(marker.encode() + b"\n")
+        return [line for line in answer.decode("utf-8", "replace").splitlines() if line]
+
+    def _close(self) -> None:
+        psql, self._psql = self._psql, None
+        if psql is None:
+            return
+        try:
+            psql.stdin.close()
+            psql.wait(5)
+        except (OSError, subprocess.TimeoutExpired):
+            kill_group(psql.pid)
+            psql.wait()
