@@ -65,24 +65,30 @@ def render(report: StatusReport, now: datetime) -> List[Dict[str, Any]]:
 
 
 def encode_within_limit(document: List[Dict[str, Any]]) -> bytes:
-    """Serialize; if too large, shorten the longest substatus messages until it fits."""
-    data = json.dumps(document, separators=(",", ":")).encode("utf-8")
+    """Serialize; if too large, shorten long substatus messages, then drop entries."""
+    def dump() -> bytes:
+        return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+    def message_of(entry: Dict[str, Any]) -> str:
+        return entry["formattedMessage"]["message"]
+
+    data = dump()
     substatus = document[0]["status"]["substatus"]
-    while len(data) > TARGET_STATUS_BYTES:
-        longest = max(substatus, key=lambda s: len(s["formattedMessage"]["message"]),
-                      default=None)
-        message = longest["formattedMessage"]["message"] if longest else ""
-        if longest is None or len(message) <= 1024:
-            if not substatus:
-                top = document[0]["status"]["formattedMessage"]
-                top["message"] = top["message"][:1024] + TRIMMED_NOTE
-                return json.dumps(document, separators=(",", ":")).encode("utf-8")
-            substatus.pop()  # drop whole entries, newest last, once messages are short
-        else:
-            excess = len(data) - TARGET_STATUS_BYTES
-            keep = max(1024, len(message) - excess - len(TRIMMED_NOTE))
-            longest["formattedMessage"]["message"] = message[:keep] + TRIMMED_NOTE
-        data = json.dumps(document, separators=(",", ":")).encode("utf-8")
+    while len(data) > TARGET_STATUS_BYTES and substatus:  # 1. longest messages first
+        longest = max(substatus, key=lambda entry: len(message_of(entry)))
+        message = message_of(longest)
+        if len(message) <= 1024 + len(TRIMMED_NOTE):
+            break
+        keep = max(1024, len(message) - (len(data) - TARGET_STATUS_BYTES) - len(TRIMMED_NOTE))
+        longest["formattedMessage"]["message"] = message[:keep] + TRIMMED_NOTE
+        data = dump()
+    while len(data) > TARGET_STATUS_BYTES and substatus:  # 2. then the newest entries
+        substatus.pop()
+        data = dump()
+    if len(data) > TARGET_STATUS_BYTES:  # 3. a huge top-level message alone
+        top = document[0]["status"]["formattedMessage"]
+        top["message"] = top["message"][:1024] + TRIMMED_NOTE
+        data = dump()
     return data
 
 

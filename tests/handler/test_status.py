@@ -1,0 +1,62 @@
+"""Status files: the agent's exact schema, atomic writes, trimmed under 128 KiB yet valid."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from handler.status import (MAX_STATUS_BYTES, StatusReport, Substatus, read_status, render,
+                            write_status)
+
+NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def test_rendered_status_has_exactly_the_agent_schema():
+    report = StatusReport("Contoso.X", "enable", "success", 0, "done",
+                          [Substatus("cap1", "success", 0, '{"a": 1}')])
+    (entry,) = render(report, NOW)
+    assert entry["version"] == 1.0 and entry["timestampUTC"] == "2026-11-22T12:00:00Z"
+    status = entry["status"]
+    assert set(status) == {"name", "operation", "status", "code", "configurationAppliedTime",
+                           "formattedMessage", "substatus"}
+    assert status["formattedMessage"] == {"lang": "en-US", "message": "done"}
+    assert status["substatus"][0] == {"name": "cap1", "status": "success", "code": 0,
+                                      "formattedMessage": {"lang": "en-US",
+                                                           "message": '{"a": 1}'}}
+
+
+def test_invalid_status_values_are_refused_before_they_reach_the_agent():
+    with pytest.raises(ValueError):
+        StatusReport("x", "enable", "running", 0, "no such status")
+    with pytest.raises(ValueError):
+        StatusReport("x", "enable", "success", 0, "", [Substatus("s", "Running", 0, "")])
+
+
+def test_oversized_substatus_is_trimmed_under_the_limit_and_stays_valid(tmp_path):
+    huge = [Substatus(f"capture{i}", "success", 0, "x" * 40_000) for i in range(8)]
+    report = StatusReport("Contoso.X", "enable", "success", 0, "eight captures", huge)
+    data = write_status(tmp_path, 4, report, NOW)
+    assert len(data) < MAX_STATUS_BYTES, f"{len(data)} bytes"
+    document = read_status(tmp_path, 4)
+    assert document == json.loads(data), "the file on disk is the trimmed document"
+    names = [s["name"] for s in document[0]["status"]["substatus"]]
+    assert names == [f"capture{i}" for i in range(8)], "trimming shortens, it drops no entry"
+    messages = [s["formattedMessage"]["message"] for s in document[0]["status"]["substatus"]]
+    trimmed = [m for m in messages if m.endswith("KiB]")]
+    assert trimmed, "something had to be trimmed"
+    assert all(m == "x" * 40_000 or m in trimmed for m in messages), "intact or marked"
+
+
+def test_too_many_entries_are_dropped_rather_than_breaking_the_file(tmp_path):
+    many = [Substatus(f"s{i}", "success", 0, "y" * 1500) for i in range(200)]
+    data = write_status(tmp_path, 5, StatusReport("x", "enable", "success", 0, "m", many), NOW)
+    document = json.loads(data)
+    assert len(data) < MAX_STATUS_BYTES and 0 < len(document[0]["status"]["substatus"]) < 200
+
+
+def test_write_is_atomic_no_temp_files_left(tmp_path):
+    write_status(tmp_path, 1, StatusReport("x", "enable", "transitioning", 0, "a"), NOW)
+    write_status(tmp_path, 1, StatusReport("x", "enable", "success", 0, "b"), NOW)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1.status"]
+    assert read_status(tmp_path, 1)[0]["status"]["status"] == "success"
