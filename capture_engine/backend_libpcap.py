@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import select
 import time
@@ -71,7 +72,12 @@ class LibpcapSink:
     def flush(self) -> None:
         ctypes.set_errno(0)
         if self.lib.pcap_dump_flush(self.dumper) != 0 or self.libc.ferror(self._file()):
-            raise _os_error("write error")
+            error = _os_error("write error")
+            if not error.errno:  # pcap_dump's fwrite failed earlier; its errno is gone
+                space = os.statvfs(os.path.dirname(self.path) or ".")
+                if space.f_bavail == 0:
+                    error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise error
 
     def truncate(self, offset: int) -> None:
         self.flush()

@@ -81,7 +81,8 @@ def _items(raw: Any, field: str, problems: ProblemList) -> Optional[List[str]]:
     if parts and parts[-1] == "":
         parts.pop()  # one trailing separator is allowed
     if not parts or any(p == "" for p in parts):
-        problems.add(field, f"empty value or empty list item in {raw!r}", InvalidSettingsError)
+        problems.add(field, f"malformed list {raw!r}: an empty value or empty list item",
+                     InvalidRangeError)
         return None
     if len(parts) > MAX_LIST_ITEMS:
         problems.add(field, f"a list may hold at most {MAX_LIST_ITEMS} items", InvalidRangeError)

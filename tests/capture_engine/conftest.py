@@ -123,3 +123,14 @@ def live(lab, tmp_path_factory) -> LiveRun:
     for proc in dumps.values():
         helpers.stop_process(proc)
     return run
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    try:
+        yield str(mount)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

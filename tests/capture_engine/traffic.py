@@ -120,3 +120,22 @@ def addresses() -> Tuple[List[str], List[str]]:
     vm = [f"{a}/24" for a in VM_V4] + [f"{a}/64" for a in VM_V6]
     peer = [f"{a}/24" for a in PEER_V4] + [f"{a}/64" for a in PEER_V6]
     return vm, peer
+
+
+def blast(lab: Lab, count: int, size: int, port: int = 7777, interval: float = 0.0,
+          stamps: list = None) -> None:
+    """`count` UDP datagrams peer -> vm (bounded); `stamps` gets (seq, time after send)."""
+    import time
+
+    receiver = _sock(lab, "vm", VM_V4[0], socket.SOCK_DGRAM, port)
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+    try:
+        with _sock(lab, "peer", PEER_V4[0], socket.SOCK_DGRAM, port) as sender:
+            for seq in range(count):
+                sender.sendto(seq.to_bytes(4, "big") + b"\0" * (size - 4), (VM_V4[0], port))
+                if stamps is not None:
+                    stamps.append((seq, time.time()))
+                if interval:
+                    time.sleep(interval)
+    finally:
+        receiver.close()
