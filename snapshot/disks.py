@@ -54,8 +54,12 @@ def snapshot_disks(store: BlobStore, uris: Sequence[str], metadata: Mapping[str,
         return DiskSnapshot(strip_query(uri), True, snapshot_time=when)
 
     workers = max(1, min(parallelism, len(uris)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="disk-snapshot") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="disk-snapshot")
+    try:
         return list(pool.map(one, uris))
+    finally:
+        # On a signal, do not wait for hanging requests: the caller must thaw now.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def failure_code(results: Sequence[DiskSnapshot]) -> int:

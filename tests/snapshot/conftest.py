@@ -169,14 +169,17 @@ def wait_for(predicate, timeout: float = 10.0, step: float = 0.02) -> bool:
 
 
 class HangingSnapshotProxy:
-    """Forwards to Azurite, but never answers a snapshot request (comp=snapshot)."""
+    """Forwards to Azurite, but never answers a snapshot request (comp=snapshot), or answers
+    it with `answer` = (status, x-ms-error-code): answers Azurite itself never gives."""
 
-    def __init__(self, azurite) -> None:
+    def __init__(self, azurite, answer=None) -> None:
         import http.client
         import http.server
         import threading
 
         target_port = azurite.port
+        proxy = self
+        self.answer = answer
         self.held = threading.Event()
         release = self.release = threading.Event()
         held = self.held
@@ -185,6 +188,17 @@ class HangingSnapshotProxy:
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if "comp=snapshot" in self.path and proxy.answer is not None:
+                    status, code = proxy.answer
+                    body = (f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code>'
+                            f'<Message>{code}</Message></Error>').encode()
+                    self.send_response(status)
+                    self.send_header("x-ms-error-code", code)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 if "comp=snapshot" in self.path:
                     held.set()
                     release.wait(30)

@@ -185,3 +185,15 @@ def test_transitioning_document_has_spec_fields():
     status = doc[0]["status"]
     assert status["status"] == "transitioning" and status["code"] == "4", status
     assert json.loads(status["formattedMessage"]["message"])["snapshotConsistency"] == 0
+
+
+@pytest.mark.parametrize(("status", "error_code", "expected"),
+                         [(409, "SnapshotCountExceeded", 85), (503, "ServerBusy", 173)])
+def test_storage_answers_map_to_their_codes(status, error_code, expected, loopfs, azurite,
+                                            confdir, hanging_proxy):
+    write_vmbackup_conf(confdir, [loopfs("ext4").mountpoint])
+    hanging_proxy.answer = (status, error_code)
+    uris = [hanging_proxy.route(u) for u in make_disks(azurite, 2)]
+    result, _ = do_run(confdir, uris)
+    assert (result.status, result.code) == ("error", expected), result.message
+    assert [d.is_successful for d in result.disks] == [False, False], "one entry per disk"

@@ -74,3 +74,27 @@ def test_worker_killed_or_stopped_mid_freeze_thaws(how, loopfs, azurite, confdir
     finally:
         worker.kill()
         worker.wait(10)
+
+
+def test_sigterm_mid_freeze_thaws_and_reports(loopfs, azurite, confdir, tmp_path,
+                                                        hanging_proxy, writer_factory):
+    mount = loopfs("ext4").mountpoint
+    # The hanging request's thread outlives the report until its own 5 s timeout.
+    write_vmbackup_conf(confdir, [mount], timeout=60, extra="SnapshotTimeout = 5\n")
+    writer = writer_factory(os.path.join(mount, "w.bin"))
+    uris = [hanging_proxy.route(u) for u in make_disks(azurite, 1)]
+    worker, frozen, _public, lines = start_worker(tmp_path, confdir, uris)
+    try:
+        assert frozen.wait(30), "the worker should freeze: " + "".join(lines)
+        assert hanging_proxy.held.wait(10), "the snapshot should be hanging while frozen"
+        count = writer.count
+        worker.send_signal(signal.SIGTERM)
+        assert wait_for(lambda: writer.count > count + 2, timeout=1.0), \
+            "SIGTERM: the worker itself thaws at once"
+        out, _ = worker.communicate(timeout=60)
+        status = json.loads(out)[0]["status"]
+        assert status["status"] == "error" and "signal 15" in status["formattedMessage"][
+            "message"], status
+    finally:
+        worker.kill()
+        worker.wait(10)
