@@ -22,7 +22,14 @@ sys.path.insert(0, str(ROOT))
 from connectivity.check import CheckSettings, run_check  # noqa: E402
 from connectivity.hops import Tracer  # noqa: E402
 from connectivity.request import parse_request  # noqa: E402
-from devtools.pathlab import CLIENT, HTTP_PORT, SERVER, Path3, three_namespaces  # noqa: E402
+from devtools.pathlab import (  # noqa: E402
+    CLIENT,
+    HTTP_PORT,
+    PYTHON,
+    SERVER,
+    Path3,
+    three_namespaces,
+)
 from plumbing import proc  # noqa: E402
 
 
@@ -93,6 +100,11 @@ def hop_discovery(path: Path3, rounds: int) -> dict:
         with path.client.enter():
             return run_check(request)
 
+    def ours_cli():
+        return path.client.run([PYTHON, "-m", "connectivity", SERVER, "--port", str(HTTP_PORT),
+                                "--probes", "1", "--json"], timeout=60, check=False,
+                               cwd=str(ROOT)).stdout
+
     def traceroute():
         return path.client.run(["traceroute", "-T", "-n", "-q", "3", "-p", str(HTTP_PORT),
                                 SERVER], timeout=60).stdout
@@ -104,6 +116,7 @@ def hop_discovery(path: Path3, rounds: int) -> dict:
     figures = {}
     for name, fn in (("ours: hop discovery (3 probes/hop)", ours_trace),
                      ("ours: full answer, 3 probes + hops", ours_full),
+                     ("ours: CLI process, 1 probe + hops", ours_cli),
                      ("traceroute -T -q 3", traceroute), ("mtr --tcp -r -c 3", mtr)):
         seconds, last = timed(fn, rounds)
         figures[name] = {"median_s": round(seconds, 4), "sample": _hops_of(last)}
@@ -111,6 +124,8 @@ def hop_discovery(path: Path3, rounds: int) -> dict:
 
 
 def _hops_of(output: object) -> str:
+    if isinstance(output, str) and output.lstrip().startswith("{"):
+        return " ".join(h["address"] for h in json.loads(output)["hops"])
     if isinstance(output, str):
         body = output.split("\n", 1)[-1] if output.startswith("traceroute") else output
         return " ".join(w for w in body.split() if w.startswith("10.199."))
