@@ -23,7 +23,9 @@ class PressureSampler:
         idle = (system.idle + getattr(system, "iowait", 0.0)) - (
             self._system.idle + getattr(self._system, "iowait", 0.0))
         mine = (own.user + own.system) - (self._own.user + self._own.system)
-        return max(0.0, 100.0 * (total - idle - mine) / total) if total > 0 else 0.0
+        # Of the CPU time this check did not use itself, the share others kept busy.
+        spare = total - mine
+        return max(0.0, 100.0 * (total - idle - mine) / spare) if spare > 0 else 0.0
 
     def issues(self) -> list[Issue]:
         cpu = self.cpu_percent()

@@ -103,6 +103,20 @@ def test_reply_dropped_on_input_is_an_inbound_guest_firewall_issue(net):
     assert ctx(found[0])["hook"] == "input"
 
 
+def test_chain_policy_drop_and_jumps_are_followed(net):
+    ruleset = ("table inet ccfw {\n chain cc_sub {\n  ip daddr 10.199.2.0/24 tcp dport { 81, 82 } "
+               "reject\n }\n chain cc_output {\n  type filter hook output priority 0; "
+               "policy drop;\n  tcp dport 22 accept\n  tcp dport 81-90 jump cc_sub\n }\n}\n")
+    net.client.run(["nft", "-f", "-"], timeout=10, input_bytes=ruleset.encode())
+    _, dropped = net.check(SERVER, "--port", str(HTTP_PORT), "--probes", "1")
+    _, rejected = net.check(SERVER, "--port", str(CLOSED_PORT), "--probes", "1")
+    policy = ctx(issues_of(dropped, "GuestFirewall")[0])
+    assert policy["verdict"] == "policy drop" and "policy drop" in policy["rule"], policy
+    sub = ctx(issues_of(rejected, "GuestFirewall")[0])
+    assert "chain cc_sub" in sub["location"] and sub["verdict"].startswith("reject"), sub
+    assert "tcp dport { 81, 82 } reject" in sub["rule"], sub
+
+
 def test_missing_route_is_route_missing(net):
     net.client.ip("route", "del", "default")
     try:
@@ -185,6 +199,21 @@ def test_icmp_reaches_the_server_with_hops(net):
     code, answer = net.check(SERVER, "--protocol", "icmp", "--probes", "3")
     assert (code, answer["connectionStatus"], answer["probesSent"]) == (0, "Reachable", 3)
     assert [h["address"] for h in answer["hops"]] == [CLIENT, ROUTER_IN, SERVER], answer["hops"]
+
+
+def test_cpu_pressure_from_other_processes_is_a_warning(net):
+    burn = "import time\nend = time.time() + 15\nwhile time.time() < end: pass"
+    burners = [net.client.popen([PYTHON, "-c", burn]) for _ in range(3)]
+    try:
+        _, answer = net.check(SERVER, "--port", str(HTTP_PORT), "--probes", "10")
+    finally:
+        for child in burners:
+            child.kill()
+            child.wait()
+    cpu = issues_of(answer, "CPU")
+    assert cpu and cpu[0]["severity"] == "Warning", answer["issues"]
+    assert float(ctx(cpu[0])["cpuPercent"]) >= 90, ctx(cpu[0])
+    assert answer["connectionStatus"] == "Reachable", "pressure is a warning, not a failure"
 
 
 def test_table_output_names_hops_and_issue(net):
