@@ -18,6 +18,8 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python")
 SERVERS = str(Path(__file__).with_name("pathlab_servers.py"))
 CLIENT, ROUTER_IN, ROUTER_OUT, SERVER = "10.199.1.2", "10.199.1.1", "10.199.2.1", "10.199.2.2"
 SILENT_DNS = "10.199.2.53"
+CLIENT6, ROUTER6_IN, ROUTER6_OUT, SERVER6 = ("fd00:199:1::2", "fd00:199:1::1", "fd00:199:2::1",
+                                             "fd00:199:2::2")
 HTTP_PORT, CLOSED_PORT, HTTPS_PORT = 80, 81, 443
 
 
@@ -44,6 +46,22 @@ class Path3:
         ruleset = (f"table {family} ccfw {{\n chain cc_{hook} {{\n"
                    f"  type filter hook {hook} priority 0;\n  {rule}\n }}\n}}\n")
         self.client.run(["nft", "-f", "-"], timeout=10, input_bytes=ruleset.encode())
+
+    @contextmanager
+    def ipv6(self) -> Iterator[None]:
+        """IPv6 on the whole path for one test; the client has none again afterwards."""
+        plan = ((self.client, "c0", CLIENT6), (self.router, "r0", ROUTER6_IN),
+                (self.router, "r1", ROUTER6_OUT), (self.server, "s0", SERVER6))
+        for ns, dev, addr in plan:
+            ns.ip("-6", "addr", "add", f"{addr}/64", "dev", dev, "nodad")
+        self.router.run(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"], timeout=10)
+        self.client.ip("-6", "route", "add", "default", "via", ROUTER6_IN)
+        self.server.ip("-6", "route", "add", "default", "via", ROUTER6_OUT)
+        try:
+            yield
+        finally:
+            for ns, dev, addr in plan:
+                ns.ip("-6", "addr", "del", f"{addr}/64", "dev", dev)
 
     def resolv(self, *servers: str) -> None:
         text = "".join(f"nameserver {s}\n" for s in servers) + "options timeout:1\n"
@@ -74,10 +92,10 @@ def three_namespaces(prefix: str = "cc") -> Iterator[Path3]:
         _start(topo, server, [PYTHON, SERVERS, "dns", SILENT_DNS])
         _start(topo, server, ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
                               f"--listen-address={SERVER}", "--bind-interfaces",
-                              "--local=/cc.test/", f"--host-record=web.cc.test,{SERVER}",
+                              "--local=/cc.test/", f"--host-record=web.cc.test,{SERVER},{SERVER6}",
                               "--pid-file=", "--user=root"])
-        _wait_tcp(server, SERVER, HTTP_PORT)
-        _wait_tcp(server, SERVER, HTTPS_PORT)
+        wait_tcp(server, SERVER, HTTP_PORT)
+        wait_tcp(server, SERVER, HTTPS_PORT)
         path = Path3(client, router, server, etc)
         path.resolv(SERVER)
         yield path
@@ -89,7 +107,7 @@ def _start(topo: Topology, ns: Namespace, argv: list[str]) -> None:
     topo.callback(proc.kill_group, child.pid)
 
 
-def _wait_tcp(ns: Namespace, host: str, port: int) -> None:
+def wait_tcp(ns: Namespace, host: str, port: int) -> None:
     probe = (f"import socket,time\nfor _ in range(100):\n try:\n  socket.create_connection("
              f"({host!r},{port}),0.2).close();break\n except OSError: time.sleep(0.05)")
     ns.run([sys.executable, "-c", probe], timeout=15)

@@ -8,12 +8,14 @@ import pytest
 from connectivity import errors as E
 from devtools.pathlab import (
     CLIENT,
+    CLIENT6,
     CLOSED_PORT,
     HTTP_PORT,
     PYTHON,
     ROUTER_IN,
     SERVER,
     SILENT_DNS,
+    wait_tcp,
 )
 
 pytestmark = pytest.mark.root
@@ -193,6 +195,26 @@ def test_rule_dropping_every_other_syn_gives_degraded(net):
     evidence = ctx(issues_of(answer, "GuestFirewall")[0])
     assert evidence["match"].startswith("possible"), "numgen cannot be evaluated: say so"
     assert "numgen inc mod 2" in evidence["rule"], evidence
+
+
+def test_ipv6_preferred_reaches_the_aaaa_address(net):
+    with net.ipv6():
+        listener = net.server.popen([PYTHON, "-c", "import socket,time; s=socket.socket("
+                                     "socket.AF_INET6); s.bind(('fd00:199:2::2', 8080)); "
+                                     "s.listen(); time.sleep(30)"])
+        try:
+            wait_tcp(net.server, "fd00:199:2::2", 8080)
+            code, answer = net.check("web.cc.test", "--port", "8080", "--ip-version", "IPv6",
+                                     "--probes", "3")
+            _, closed = net.check("fd00:199:2::2", "--port", str(CLOSED_PORT), "--probes", "1")
+        finally:
+            listener.kill()
+            listener.wait()
+    assert (code, answer["connectionStatus"], answer["probesFailed"]) == (0, "Reachable", 0), \
+        answer
+    assert answer["hops"][0]["address"] == CLIENT6, answer["hops"]
+    assert issues_of(answer, "TraceRouteUnavailable"), "IPv6 hops are not traced: say so"
+    assert errors_in(closed) == ["NoListenerOnDestination"], closed["issues"]
 
 
 def test_icmp_reaches_the_server_with_hops(net):
