@@ -1,9 +1,12 @@
 """The lifecycle commands the agent runs, and the worker entry, as plain functions."""
 from __future__ import annotations
 
+import shutil
+import signal
+
 from handler import jobs
 from handler.errors import HandlerError, NoRuntimeSettingsError
-from handler.operations.base import Outcome
+from handler.operations.base import STOPPED_CODE, OperationStopped, Outcome
 from handler.runtime import Runtime
 from handler.settings_file import choose_sequence
 from handler.state import OperationRecord
@@ -20,8 +23,18 @@ def install(rt: Runtime) -> int:
 
 
 def update(rt: Runtime) -> int:
-    rt.log.info("update from %s to %s", rt.environ.get("AZURE_GUEST_AGENT_UPDATING_FROM_VERSION"),
-                rt.environ.get("AZURE_GUEST_AGENT_EXTENSION_VERSION"))
+    """Carry our records over from the old version's folder (the agent copies only mrseq
+    and status/; the old folder is deleted after its uninstall)."""
+    old_version = rt.environ.get("AZURE_GUEST_AGENT_UPDATING_FROM_VERSION", "")
+    ext_dir = rt.env.extension_dir
+    prefix = ext_dir.name.rsplit("-", 1)[0]
+    old_state = ext_dir.parent / f"{prefix}-{old_version}" / "state"
+    rt.log.info("update from %s to %s", old_version or "?", ext_dir.name)
+    if old_version and old_state.is_dir() and old_state != rt.env.state_dir:
+        with rt.store.lock():
+            shutil.copytree(old_state, rt.env.state_dir, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("handler.lock"))
+        rt.log.info("update: state carried over from %s", old_state)
     return 0
 
 
@@ -53,17 +66,24 @@ def enable(rt: Runtime) -> int:
     with rt.store.lock():
         if seq is None:
             raise NoRuntimeSettingsError(f"no *.settings file in {rt.env.config_folder}")
-        previous = rt.store.operation(seq)
-        if rt.store.last_seq() == seq and previous is not None:
-            rt.log.info("enable: sequence %d already processed (%s); reporting it", seq,
-                        previous.status)
-            record = rt.refresh_status(seq) or previous
-            return 0 if record.status != "error" else 1
+        if rt.store.last_seq() == seq:
+            return _report_processed(rt, seq)
         record = _enable_new(rt, seq)
         rt.store.set_last_seq(seq)
         record = rt.refresh_status(seq) or record
         rt.upload_log(rt.cached_settings(seq), record)
     heartbeat(rt, f"sequence {seq}: {record.status}")
+    return 0 if record.status != "error" else 1
+
+
+def _report_processed(rt: Runtime, seq: int) -> int:
+    """The agent re-ran enable for a sequence number we already took: never redo it."""
+    record = rt.store.operation(seq)
+    if record is None:  # processed by a version whose records we do not have
+        rt.log.info("enable: sequence %d already processed; keeping its status", seq)
+        return 0
+    rt.log.info("enable: sequence %d already processed (%s); reporting it", seq, record.status)
+    record = rt.refresh_status(seq) or record
     return 0 if record.status != "error" else 1
 
 
@@ -101,9 +121,12 @@ def worker(rt: Runtime, job_id: str) -> int:
         rt.log.error("worker: no job %s", job_id)
         return 1
     op = rt.registry[job.command]
+    signal.signal(signal.SIGTERM, lambda signum, frame: op.stop())
     try:
         settings = rt.settings(job.seq)
         outcome = op.work(settings, job, rt)
+    except OperationStopped as exc:
+        outcome, settings = Outcome("error", STOPPED_CODE, str(exc)), rt.cached_settings(job.seq)
     except HandlerError as exc:
         outcome, settings = Outcome("error", exc.code, str(exc)), None
     except Exception as exc:  # noqa: BLE001 - a worker must always leave a terminal record

@@ -22,6 +22,13 @@ class Outcome:
     detail: Dict[str, Any] = field(default_factory=dict)
 
 
+class OperationStopped(Exception):
+    """Raised in a worker's main thread when the agent disables the extension."""
+
+
+STOPPED_CODE = 51
+
+
 class Operation:
     """Base for the operations; subclasses override what they need."""
 
@@ -48,6 +55,10 @@ class Operation:
                              runtime: "Runtime") -> Optional[List[Dict[str, Any]]]:
         """What goes to statusBlobUri; by default the status file itself."""
         return document
+
+    def stop(self) -> None:
+        """Called from the worker's SIGTERM handler (disable): by default, unwind the work."""
+        raise OperationStopped("stopped by disable before it completed")
 
     def on_worker_death(self, job: "JobRecord") -> Outcome:
         return Outcome("error", 50, f"worker {job.pid} for {job.name} ended without a result "

@@ -4,8 +4,10 @@ from __future__ import annotations
 from typing import Dict
 
 from handler.operations.base import Operation
+from handler.operations.connectivity_check import ConnectivityCheck
+from handler.operations.vmsnapshot import VmSnapshot
 
 
 def build_registry() -> Dict[str, Operation]:
-    operations: Dict[str, Operation] = {}
-    return operations
+    operations = [ConnectivityCheck(), VmSnapshot("snapshot"), VmSnapshot("install")]
+    return {op.command: op for op in operations}

@@ -6,8 +6,14 @@ from datetime import datetime, timezone
 
 import pytest
 
-from handler.status import (MAX_STATUS_BYTES, StatusReport, Substatus, read_status, render,
-                            write_status)
+from handler.status import (
+    MAX_STATUS_BYTES,
+    StatusReport,
+    Substatus,
+    read_status,
+    render,
+    write_status,
+)
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
 

@@ -1,0 +1,107 @@
+"""commandToExecute=snapshot|install (Azure Backup): dedupe, too-late check, detached run."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Mapping, Optional
+
+from handler.errors import SettingsValidationError
+from handler.operations.base import Operation, Outcome
+from handler.state import JobRecord, OperationRecord
+from handler.status import Substatus
+
+SUBSTATUS = "VMSnapshot"
+# parse() must give the same answer whenever it runs (the worker and later enables re-parse),
+# so the too-late rule, which depends on when the command arrived, is applied in enable().
+_PARSE_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+
+
+class VmSnapshot(Operation):
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def parse(self, public: Mapping[str, Any], protected: Mapping[str, Any]) -> Any:
+        from snapshot.errors import SnapshotSettingsError
+        from snapshot.settings import parse_snapshot_settings
+
+        try:
+            return parse_snapshot_settings(public, protected, now=_PARSE_EPOCH)
+        except SnapshotSettingsError as exc:
+            raise SettingsValidationError([("publicSettings/protectedSettings", p)
+                                           for p in exc.problems], code=exc.code,
+                                          prefix="invalid VMSnapshot settings") from None
+
+    def enable(self, settings, runtime) -> OperationRecord:
+        from snapshot.errors import Code, TooLateError
+        from snapshot.settings import check_not_too_late
+        from snapshot.tasks import TaskRegistry
+
+        request, seq = settings.request, settings.seq
+        record = OperationRecord(seq, self.command, "transitioning", Code.TRANSITIONING,
+                                 f"task {request.task_id}: snapshot running",
+                                 substatus_name=SUBSTATUS)
+        if request.command == "install":
+            record.status, record.code, record.message = "success", Code.SUCCESS, "installed"
+            return record
+        try:
+            check_not_too_late(request, runtime.clock.now())
+        except TooLateError as exc:
+            record.status, record.code, record.message = "error", exc.code, exc.message
+            return record
+        if not TaskRegistry(str(runtime.env.state_dir / "snapshot")).claim(request.task_id):
+            record.status, record.code = "success", Code.ALREADY_PROCESSED
+            record.message = f"task {request.task_id} already processed; not run again"
+            return record
+        job = runtime.start_job(seq, self.command, SUBSTATUS)
+        record.jobs = [job.job_id]
+        return record
+
+    def work(self, settings, job: JobRecord, runtime) -> Outcome:
+        from snapshot.config import load_local_config
+        from snapshot.log import BufferedLog
+        from snapshot.runner import run_snapshot
+
+        log = BufferedLog(redactor=runtime.redactor)
+        result = run_snapshot(settings.request, blob_store=runtime.blob_store,
+                              config=load_local_config(runtime.environ), log=log,
+                              clock=runtime.clock)
+        for line in log.lines():  # written only now: nothing may touch disk during the freeze
+            runtime.log.info("snapshot: %s", line)
+        document = result.status_blob_document(runtime.clock.now())
+        return Outcome(result.status, result.code, result.message,
+                       detail={"statusBlob": document,
+                               "snapshotConsistency": result.consistency.value})
+
+    def on_worker_death(self, job: JobRecord) -> Outcome:
+        from snapshot.errors import Code
+
+        return Outcome("error", Code.ERROR, f"snapshot worker {job.pid} died before reporting; "
+                                            f"the watchdog thawed any frozen filesystem")
+
+    def substatus(self, record: OperationRecord, runtime) -> List[Substatus]:
+        return [Substatus(SUBSTATUS, record.status, record.code,
+                          _message_json(self._document(record, runtime)))]
+
+    def status_blob_document(self, document, record: OperationRecord, runtime):
+        return self._document(record, runtime)
+
+    def _document(self, record: OperationRecord, runtime) -> List[Dict[str, Any]]:
+        from snapshot.result import error_result, transitioning_status_document
+
+        settings = runtime.cached_settings(record.seq)
+        task = settings.request.task_id if settings else ""
+        ticks = settings.request.start_ticks if settings else ""
+        job: Optional[JobRecord] = runtime.store.job(record.jobs[0]) if record.jobs else None
+        if job is not None and job.detail.get("statusBlob"):
+            return job.detail["statusBlob"]
+        now = runtime.clock.now()
+        if record.status == "transitioning":
+            return transitioning_status_document(task, ticks, now)
+        result = error_result(record.code, record.message, task, ticks)
+        if record.status == "success":
+            from dataclasses import replace
+            result = replace(result, status="success")
+        return result.status_blob_document(now)
+
+
+def _message_json(document: List[Dict[str, Any]]) -> str:
+    return document[0]["status"]["formattedMessage"]["message"]
