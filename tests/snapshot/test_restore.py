@@ -11,7 +11,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from snapshot.restore import RecoveryPoint, list_recovery_points
-from tests.snapshot.conftest import account_sas_container_uri, make_disks, write_vmbackup_conf
+from tests.snapshot.conftest import (
+    account_sas_container_uri,
+    make_disks,
+    settings_dicts,
+    write_vmbackup_conf,
+)
 from tests.snapshot.test_runner import do_run
 
 pytestmark = pytest.mark.root
@@ -68,3 +73,22 @@ def test_unknown_task_is_a_coded_error(azurite):
     assert done.returncode == 1 and "no recovery point" in done.stderr, done.stderr
     assert list_recovery_points(target) == [], "an empty container has no recovery points"
     assert RecoveryPoint  # the public type stays importable for the handler
+
+
+def test_cli_run_dedupes_by_task_id(azurite, confdir, tmp_path):
+    (confdir / "vmbackup.conf").write_text("[SnapshotThread]\nfsfreeze = False\n")
+
+    public, protected = settings_dicts(make_disks(azurite, 1))
+    (tmp_path / "pub.json").write_text(json.dumps(public))
+    (tmp_path / "pro.json").write_text(json.dumps(protected))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), VMSNAPSHOT_CONF=str(confdir / "vmbackup.conf"),
+               VMSNAPSHOT_PLUGIN_CONFIG=str(confdir / "none.json"),
+               VMSNAPSHOT_WORKLOAD_CONF=str(confdir / "none.conf"))
+    codes = []
+    for _ in range(2):
+        argv = [sys.executable, "-m", "snapshot", "run", "--public", str(tmp_path / "pub.json"),
+                "--protected", str(tmp_path / "pro.json"), "--state-dir", str(tmp_path / "state")]
+        done = subprocess.run(argv, cwd=str(ROOT), env=env, capture_output=True, text=True,
+                              timeout=120, check=False)
+        codes.append(json.loads(done.stdout)[0]["status"]["code"])
+    assert codes == ["1", "3"], f"second run of one task is 'already processed': {codes}"

@@ -110,3 +110,14 @@ def test_object_str_with_whitespace_decodes():
     protected["objectStr"] = "  " + b64({"blobSASUri": [URI]}) + "\n"
     settings = parse_snapshot_settings(public, protected, now=datetime.now(timezone.utc))
     assert settings.blob_sas_uris == (URI,), "whitespace around base64 is stripped"
+
+
+def test_install_reports_success_without_touching_storage():
+    from plumbing.blobstore import BlobStore
+    from snapshot.runner import run_snapshot
+
+    settings = parse_snapshot_settings({"taskId": "t_1", "commandToExecute": "install"}, {},
+                                       now=datetime.now(timezone.utc))
+    result = run_snapshot(settings, blob_store=BlobStore(), config=load_local_config({}),
+                          log=BufferedLog())
+    assert (result.status, result.code) == ("success", 1), result.message
