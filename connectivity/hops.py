@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from connectivity.probe import checksum, errno_name
+from connectivity.probe import checksum, enable_rx_timestamps, errno_name, recv_stamped
 
 WINDOW = 4          # TTLs probed together; the next window only if the destination is not met
 
@@ -58,6 +58,8 @@ class Tracer:
         with socket.socket(socket.AF_INET, socket.SOCK_RAW, proto) as out, \
                 socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as icmp:
             listen = [icmp] if self.icmp else [out, icmp]
+            for sock in listen:
+                enable_rx_timestamps(sock)
             number = 0
             for first in range(1, self.settings.max_hops + 1, WINDOW):
                 last = min(first + WINDOW - 1, self.settings.max_hops)
@@ -76,12 +78,15 @@ class Tracer:
         record = self.trace.records.setdefault(ttl, TtlRecord())
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
         record.sent += 1
+        packet = self._packet(number)
+        # Stamp before sending: on a veth the answer can arrive before sendto() returns.
+        sent = time.time()  # the kernel's receive stamps use this scale
         try:
-            sock.sendto(self._packet(number), (self.dst, 0))
+            sock.sendto(packet, (self.dst, 0))
         except OSError as exc:
             self.trace.send_errors[errno_name(exc.errno or 0)] += 1
             return
-        self.pending[number] = (ttl, time.perf_counter())
+        self.pending[number] = (ttl, sent)
 
     def _packet(self, number: int) -> bytes:
         if self.icmp:
@@ -103,9 +108,8 @@ class Tracer:
             if left <= 0:
                 break
             for sock in select.select(socks, [], [], left)[0]:
-                data, _ = sock.recvfrom(4096)
-                now = time.perf_counter()
-                self._match(data, now)
+                data, _, received = recv_stamped(sock, 4096)
+                self._match(data, received)
         self.pending.clear()
 
     def _match(self, data: bytes, now: float) -> None:
@@ -156,7 +160,7 @@ class Tracer:
         if entry is None:
             return
         ttl, sent = entry
-        self.trace.records[ttl].replies.append((src, (now - sent) * 1000.0, kind))
+        self.trace.records[ttl].replies.append((src, max(0.0, now - sent) * 1000.0, kind))
         closer = self.trace.reached_ttl is None or ttl < self.trace.reached_ttl
         if kind in ("SYN/ACK", "RST", "EchoReply") and closer:
             self.trace.reached_ttl = ttl

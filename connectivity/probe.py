@@ -10,6 +10,7 @@ import ssl
 import struct
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from connectivity.request import HttpConfiguration
 
@@ -45,6 +46,27 @@ def handshake_rtt_ms(sock: socket.socket) -> float | None:
         return None
     micros = struct.unpack_from("I", info, TCPI_RTT_OFFSET)[0]
     return micros / 1000.0 if micros else None
+
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # linux/asm-generic/socket.h
+
+
+def enable_rx_timestamps(sock: socket.socket) -> None:
+    """Ask the kernel to stamp each received packet: RTTs then exclude our wake-up delay."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError:
+        pass
+
+
+def recv_stamped(sock: socket.socket, size: int) -> tuple[bytes, Any, float]:
+    """Data, peer, and the kernel's receive time on the time.time() scale (else now)."""
+    data, ancillary, _flags, peer = sock.recvmsg(size, 64)
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= 16:
+            seconds, nanos = struct.unpack("qq", payload[:16])
+            return data, peer, seconds + nanos / 1e9
+    return data, peer, time.time()
 
 
 def errno_name(code: int) -> str:
@@ -178,6 +200,7 @@ class IcmpEcho:
             self.sock = socket.socket(_family(addr), socket.SOCK_RAW, proto)
             self.raw = True
         self.ident = struct.unpack("!H", os.urandom(2))[0]
+        enable_rx_timestamps(self.sock)
 
     def close(self) -> None:
         self.sock.close()
@@ -185,20 +208,20 @@ class IcmpEcho:
     def probe(self, seq: int, timeout: float) -> ProbeResult:
         kind = 128 if self.v6 else 8
         packet = _icmp(kind, self.ident, seq, b"connectivity-check")
-        started = time.perf_counter()
+        deadline = time.perf_counter() + timeout
+        sent = time.time()
         try:
             self.sock.sendto(packet, (self.addr, 0))
         except OSError as exc:
             return ProbeResult(False, errno_name(exc.errno or 0))
-        deadline = started + timeout
         while True:
             left = deadline - time.perf_counter()
             if left <= 0 or not select.select([self.sock], [], [], left)[0]:
                 return ProbeResult(False, "Timeout")
-            data, peer = self.sock.recvfrom(2048)
+            data, peer, received = recv_stamped(self.sock, 2048)
             got = self._match(data, seq)
             if got == "Reply" and peer[0] == self.addr:
-                return ProbeResult(True, "Reply", (time.perf_counter() - started) * 1000.0)
+                return ProbeResult(True, "Reply", max(0.0, received - sent) * 1000.0)
             if got and got != "Reply":
                 return ProbeResult(False, got, peer=peer[0])
 
