@@ -50,8 +50,12 @@ def postgres():
                       f"-k {sock} -p {port} -c listen_addresses=''", "start"])
         yield {"bindir": bindir, "sock": str(sock), "port": port, "mount": mount,
                "data": data}
-        subprocess.run([f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"],
-                       user="postgres", capture_output=True, timeout=120, check=False, cwd="/")
+        for mode in ("fast", "immediate"):  # a server that will not stop fast is stopped hard
+            stopped = subprocess.run([f"{bindir}/pg_ctl", "-D", data, "-m", mode, "-t", "30",
+                                      "-w", "stop"], user="postgres", capture_output=True,
+                                     timeout=120, check=False, cwd="/")
+            if stopped.returncode == 0:
+                break
     finally:
         loops.close()
         shutil.rmtree(root, ignore_errors=True)
