@@ -148,42 +148,52 @@ def http_probe(addr: str, host: str, port: int, tls: bool, config: HttpConfigura
     if sock is None:
         return HttpOutcome(connect)
     timings = {"connect": connect.rtt_ms or 0.0}
-    started = time.perf_counter()
-    timeout = timeouts[1]
     try:
-        sock.setblocking(True)
-        sock.settimeout(timeout)
-        if tls:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE  # reachability, not certificate policy
-            sock = context.wrap_socket(sock, server_hostname=host)
-            timings["tls"] = (time.perf_counter() - started) * 1000.0
-        timeout = max(0.05, timeouts[1] - (time.perf_counter() - started))
-        sock.settimeout(timeout)
-        conn = http.client.HTTPConnection(host, port, timeout=timeout)
-        conn.sock = sock
-        sent = time.perf_counter()
-        conn.request(config.method.upper(), config.path, headers=dict(config.headers))
-        response = conn.getresponse()
-        timings["firstByte"] = (time.perf_counter() - sent) * 1000.0
-        response.close()
-        return HttpOutcome(connect, response.status, response.reason, timings_ms=timings)
+        status, reason = _exchange(sock, host, port, tls, config, timeouts[1], timings)
+        return HttpOutcome(connect, status, reason, timings_ms=timings)
     except ssl.SSLError as exc:
         return HttpOutcome(connect, error=f"TLS handshake failed: {exc}", error_kind="tls",
                            timings_ms=timings)
     except socket.timeout:
         return HttpOutcome(connect, error="no HTTP response within the timeout",
                            error_kind="timeout", timings_ms=timings)
-    except (http.client.LineTooLong, http.client.HTTPException) as exc:
-        kind = "headers" if "header" in type(exc).__name__.lower() else "protocol"
+    except http.client.HTTPException as exc:
+        # http.client names the header section in its message when that is what broke
+        # (a line over 64 KiB, more than 100 headers); a bad status line is "protocol".
+        kind = "headers" if "header" in str(exc).lower() else "protocol"
         return HttpOutcome(connect, error=f"{type(exc).__name__}: {exc}", error_kind=kind,
                            timings_ms=timings)
     except OSError as exc:
         return HttpOutcome(connect, error=f"{errno_name(exc.errno or 0)}: {exc.strerror}",
                            error_kind="protocol", timings_ms=timings)
+
+
+def _exchange(sock: socket.socket, host: str, port: int, tls: bool, config: HttpConfiguration,
+              budget: float, timings: dict[str, float]) -> tuple[int, str]:
+    """TLS (optional), one request, the status line and headers; always ends with RST."""
+    started = time.perf_counter()
+    current = sock
+    try:
+        current.setblocking(True)
+        current.settimeout(budget)
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE  # reachability, not certificate policy
+            current = context.wrap_socket(current, server_hostname=host)
+            timings["tls"] = (time.perf_counter() - started) * 1000.0
+        left = max(0.05, budget - (time.perf_counter() - started))
+        current.settimeout(left)
+        conn = http.client.HTTPConnection(host, port, timeout=left)
+        conn.sock = current
+        sent = time.perf_counter()
+        conn.request(config.method.upper(), config.path, headers=dict(config.headers))
+        response = conn.getresponse()
+        timings["firstByte"] = (time.perf_counter() - sent) * 1000.0
+        response.close()
+        return response.status, response.reason
     finally:
-        abort(sock)
+        abort(current)
 
 
 class IcmpEcho:

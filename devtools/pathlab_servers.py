@@ -1,4 +1,4 @@
-"""Servers for the server namespace: HTTP(S) (200 on /, 500 on /fail) and a silent DNS."""
+"""Lab servers: HTTP(S) (200 on /, 500 on /fail, 150 headers on /badheaders), silent DNS."""
 from __future__ import annotations
 
 import socket
@@ -9,6 +9,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path.startswith("/badheaders"):
+            self.send_response(200)
+            for i in range(150):  # http.client refuses more than 100 header lines
+                self.send_header(f"X-Filler-{i}", "x")
+            self.end_headers()
+            return
         status = 500 if self.path.startswith("/fail") else 200
         body = f"status {status}\n".encode()
         self.send_response(status)

@@ -182,6 +182,13 @@ def test_http_500_fails_status_validation_without_leaking_the_query(net):
     assert (good["connectionStatus"], errors_in(good)) == ("Reachable", []), good
 
 
+def test_malformed_response_headers_fail_header_validation(net):
+    _, answer = net.check(f"http://{SERVER}/badheaders", "--probes", "1")
+    found = issues_of(answer, "HeaderValidationFailed")
+    assert found and "more than 100 headers" in ctx(found[0])["detail"], answer["issues"]
+    assert answer["connectionStatus"] == "Unreachable"
+
+
 def test_https_request_succeeds_through_tls(net):
     code, answer = net.check(f"https://{SERVER}/", "--valid-status", "200", "--probes", "2")
     assert (code, answer["connectionStatus"], errors_in(answer)) == (0, "Reachable", []), answer
