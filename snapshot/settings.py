@@ -101,7 +101,7 @@ def parse_snapshot_settings(public: Mapping[str, Any], protected: Mapping[str, A
     command = command.strip().lower()
     fields: dict[str, Any] = {}
     if command == "snapshot":
-        fields = _snapshot_fields(public, protected, problems)
+        fields = _snapshot_fields(public, protected, problems, now)
     if problems:
         raise SnapshotSettingsError(problems)
     settings = SnapshotSettings(task_id=task_id.strip(), command=command,
@@ -122,7 +122,7 @@ def check_not_too_late(settings: SnapshotSettings, now: datetime,
 
 
 def _snapshot_fields(public: dict[str, Any], protected: dict[str, Any],
-                     problems: list[str]) -> dict[str, Any]:
+                     problems: list[str], now: datetime) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     raw_ticks = public.get("commandStartTimeUTCTicks")
     try:
@@ -135,7 +135,7 @@ def _snapshot_fields(public: dict[str, Any], protected: dict[str, Any],
     protected_obj = _object(protected.get("objectStr"), "protected objectStr", problems,
                             required=True)
     fields["blob_sas_uris"] = _blob_uris(protected_obj.get(
-        "blobSASUri", public_obj.get("blobSASUri")), problems)
+        "blobSASUri", public_obj.get("blobSASUri")), problems, now)
     fields["backup_metadata"] = _metadata(public_obj.get("backupMetadata"), problems)
     included = public_obj.get("includedDisks") or {}
     fields["included_disks"] = included if isinstance(included, dict) else {}
@@ -155,7 +155,7 @@ def _object(raw: Any, name: str, problems: list[str], required: bool) -> dict[st
         return {}
 
 
-def _blob_uris(raw: Any, problems: list[str]) -> tuple[str, ...]:
+def _blob_uris(raw: Any, problems: list[str], now: datetime) -> tuple[str, ...]:
     if not isinstance(raw, list) or not raw:
         problems.append("objectStr.blobSASUri is missing or not a non-empty list")
         return ()
@@ -166,7 +166,7 @@ def _blob_uris(raw: Any, problems: list[str]) -> tuple[str, ...]:
         except BlobError as exc:
             problems.append(f"blobSASUri[{index}]: {exc}")
             continue
-        if sas_expired(uri):
+        if sas_expired(uri, now):  # with the injected clock: parsing stays deterministic
             problems.append(f"blobSASUri[{index}]: the SAS token has expired")
     return tuple(uris)
 
