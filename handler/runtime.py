@@ -59,7 +59,7 @@ class Runtime:
         self.memory_log = memory_log
         self.environ = environ
         self.clock = clock
-        self.store = StateStore(env.state_dir, env.mrseq_file)
+        self.store = StateStore(env.state_dir, env.mrseq_file, redactor.redact)
         self._settings: Dict[int, HandlerSettings] = {}
         self.manifest: Mapping[str, object] = {}
 

@@ -8,7 +8,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 TERMINAL = ("success", "error")
 
@@ -77,8 +77,10 @@ class JobRecord:
 class StateStore:
     """Records in <ext>/state; every read-modify-write happens under `lock()`."""
 
-    def __init__(self, state_dir: Path, mrseq_file: Path) -> None:
+    def __init__(self, state_dir: Path, mrseq_file: Path,
+                 redact: Callable[[str], str] = lambda text: text) -> None:
         self.root = state_dir
+        self._redact = redact  # records hold messages: nothing secret may reach the disk
         self.mrseq_file = mrseq_file
         for sub in ("ops", "jobs"):
             (state_dir / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -146,6 +148,6 @@ class StateStore:
         except ValueError:
             return None  # a torn record cannot happen (atomic writes); treat junk as absent
 
-    @staticmethod
-    def _write(path: Path, data: Dict[str, Any]) -> None:
-        write_atomic(path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
+    def _write(self, path: Path, data: Dict[str, Any]) -> None:
+        text = self._redact(json.dumps(data, indent=1, sort_keys=True))
+        write_atomic(path, text.encode("utf-8"))
