@@ -1,4 +1,4 @@
-"""Nothing the handler writes (logs, status, state, events, blobs) holds a secret or SAS signature."""
+"""Nothing the handler writes (logs, status, state, events, blobs) holds a secret."""
 from __future__ import annotations
 
 import socket
