@@ -53,6 +53,7 @@ _SIGNATURES = {
     "pcap_stats": (ctypes.c_int, [_P, ctypes.POINTER(PcapStat)]),
     "pcap_close": (None, [_P]),
     "pcap_dump_open": (_P, [_P, ctypes.c_char_p]),
+    "pcap_dump_fopen": (_P, [_P, _P]),
     "pcap_dump_flush": (ctypes.c_int, [_P]),
     "pcap_dump_ftell": (ctypes.c_long, [_P]),
     "pcap_dump_file": (_P, [_P]),

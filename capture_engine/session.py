@@ -27,6 +27,7 @@ from plumbing.clock import SystemClock
 log = logging.getLogger(__name__)
 Progress = Callable[[Dict[str, object]], None]
 PROGRESS_EVERY = 2.0
+MAX_NAP = 0.5  # the longest the main loop sleeps, so the dispatch thread's end is noticed
 DRAIN_SECONDS = 0.5  # > 2x the ring's block retire timeout (200 ms)
 BACKENDS = ("auto", "libpcap", "rawsocket")
 
@@ -139,7 +140,9 @@ class _Session:
                 self.report()
                 next_progress = now + self.progress_interval
             else:
-                self.stop_event.wait(min(0.05, max(limit - (now - start), 0.001)))
+                # Sleep to the next deadline or report; a stop request wakes us at once.
+                until = min(limit - (now - start), next_progress - now, MAX_NAP)
+                self.stop_event.wait(max(until, 0.001))
         if reason is not None:
             # Keep reading until partly filled ring blocks have been retired, but keep only
             # what was stamped before the stop time.
