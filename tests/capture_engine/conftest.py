@@ -40,6 +40,8 @@ def lab():
         vm, peer = topo.namespace("vm"), topo.namespace("peer")
         vm_addrs, peer_addrs = traffic.addresses()
         veth(vm, "cap0", vm_addrs, peer, "peer0", peer_addrs)
+        veth(vm, "cap1", [f"{traffic.VM_SECOND}/24"], peer, "peer1",
+             [f"{traffic.PEER_SECOND}/24"])
         yield traffic.Lab(vm, peer, "cap0")
 
 

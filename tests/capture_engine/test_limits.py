@@ -131,3 +131,32 @@ def test_disk_full_keeps_what_was_written_and_says_so(lab, tiny_fs, backend):
     assert len(records) == status["packetsCaptured"] > 50, status
     assert os.path.getsize(result.local_path) == status["bytesWritten"]
     assert result.local_path in status["errorMessage"], status["errorMessage"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_up_nic_by_default_merged_into_one_file(lab, tmp_path, backend):
+    request = parse_capture_settings(_settings("multi"), capture_root=str(tmp_path))
+    dumps = {name: helpers.start_tcpdump(lab.vm, name, str(tmp_path / f"{name}.pcap"))
+             for name in ("cap0", "cap1")}
+    running = start_session(lab, request, backend)
+    start = time.time()
+    traffic.generate(lab)
+    traffic.blast(lab, 40, 200, 7003, 0.001, vm_addr=traffic.VM_SECOND,
+                  peer_addr=traffic.PEER_SECOND)
+    end = time.time()
+    time.sleep(0.3)
+    running.stop.set()
+    result = running.finish()
+    for proc in dumps.values():
+        helpers.stop_process(proc)
+    assert result.interfaces == ("cap0", "cap1"), result.querystatus()
+    expected = sum((helpers.keys(helpers.in_window(helpers.read_pcap(str(tmp_path /
+                                                                         f"{name}.pcap")),
+                                                   start, end + 0.2))
+                    for name in dumps), helpers.keys([]))
+    got = helpers.keys(helpers.in_window(helpers.read_pcap(result.local_path), start,
+                                         end + 0.2))
+    assert got == expected, f"missing {helpers.describe(expected - got)}; " \
+        f"extra {helpers.describe(got - expected)}"
+    assert sum(1 for (data, _) in got if data[30:34] == bytes([10, 199, 2, 1])) >= 40, \
+        "nothing from the second NIC"

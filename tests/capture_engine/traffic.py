@@ -34,6 +34,7 @@ UDP_FLOWS = [("vm", "10.199.1.1", 40001, "10.199.1.2", 53, 3),
              ("peer", "10.199.1.4", 443, "10.199.1.1", 6000, 2),
              ("peer", "fd00:199:1::3", 5001, "fd00:199:1::1", 6000, 2)]
 # (from side, destination)
+VM_SECOND, PEER_SECOND = "10.199.2.1", "10.199.2.2"  # a second NIC of the VM
 PINGS = [("vm", "10.199.1.2"), ("peer", "10.199.1.10"), ("vm", "fd00:199:1::2")]
 
 
@@ -123,16 +124,16 @@ def addresses() -> Tuple[List[str], List[str]]:
 
 
 def blast(lab: Lab, count: int, size: int, port: int = 7777, interval: float = 0.0,
-          stamps: list = None) -> None:
+          stamps: list = None, vm_addr: str = VM_V4[0], peer_addr: str = PEER_V4[0]) -> None:
     """`count` UDP datagrams peer -> vm (bounded); `stamps` gets (seq, time after send)."""
     import time
 
-    receiver = _sock(lab, "vm", VM_V4[0], socket.SOCK_DGRAM, port)
+    receiver = _sock(lab, "vm", vm_addr, socket.SOCK_DGRAM, port)
     receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
     try:
-        with _sock(lab, "peer", PEER_V4[0], socket.SOCK_DGRAM, port) as sender:
+        with _sock(lab, "peer", peer_addr, socket.SOCK_DGRAM, port) as sender:
             for seq in range(count):
-                sender.sendto(seq.to_bytes(4, "big") + b"\0" * (size - 4), (VM_V4[0], port))
+                sender.sendto(seq.to_bytes(4, "big") + b"\0" * (size - 4), (vm_addr, port))
                 if stamps is not None:
                     stamps.append((seq, time.time()))
                 if interval:
