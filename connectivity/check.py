@@ -88,7 +88,14 @@ def _not_started(request: ConnectivityRequest, exc: E.ConnectivityError,
 
 def _probe_all(obs: Observations, settings: CheckSettings, clock: Any) -> None:
     req = obs.request
-    echo = IcmpEcho(obs.address) if req.protocol == "Icmp" else None
+    try:
+        echo = IcmpEcho(obs.address) if req.protocol == "Icmp" else None
+    except OSError as exc:
+        name = errno_name(exc.errno or 0)
+        obs.local_error = f"cannot open an ICMP socket ({name}): needs root, or this group " \
+                          "in net.ipv4.ping_group_range"
+        obs.probes.extend(ProbeResult(False, name) for _ in range(req.probes))
+        return
     try:
         for number in range(req.probes):
             if number:

@@ -28,6 +28,7 @@ class Observations:
     bind_error: OSError | None = None
     trace: Trace | None = None
     trace_error: str = ""
+    local_error: str = ""        # the probe socket itself could not be opened
     outbound: Finding | None = None
     inbound: Finding | None = None
     ruleset_read: bool = False
@@ -51,6 +52,8 @@ def issues_for(obs: Observations) -> list[Issue]:
     """Local causes first (bind, route, firewall), then what the destination answered."""
     if obs.bind_error is not None:
         return [bind_issue(obs)]
+    if obs.local_error:
+        return [Issue("NetworkError", "Error", "Local", context(detail=obs.local_error))]
     if not obs.route.ok:
         return [Issue(obs.route.issue_type, "Error", "Local", tuple(obs.route.evidence()))]
     found = [firewall_issue(f, obs) for f in (obs.outbound, obs.inbound) if f is not None]

@@ -115,7 +115,10 @@ def query(server: str, name: str, qtype: str, timeout: float) -> ServerAttempt:
         return ServerAttempt(server, qtype, "Timeout", (), _ms(started))
     except OSError as exc:
         return ServerAttempt(server, qtype, "Error", (), _ms(started), _os_error(exc))
-    rcode, answers = parse_reply(reply, QTYPES[qtype])
+    try:
+        rcode, answers = parse_reply(reply, QTYPES[qtype])
+    except (struct.error, IndexError):
+        return ServerAttempt(server, qtype, "Error", (), _ms(started), "malformed reply")
     return ServerAttempt(server, qtype, RCODES.get(rcode, f"RCODE{rcode}"), answers, _ms(started))
 
 

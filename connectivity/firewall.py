@@ -70,7 +70,10 @@ class Ruleset:
             return cls([], {})
         if raw.returncode != 0:
             return cls([], {})
-        items = json.loads(raw.stdout or "{}").get("nftables", [])
+        try:
+            items = json.loads(raw.stdout or "{}").get("nftables", [])
+        except ValueError:
+            return cls([], {})
         ruleset = cls(items, _rule_texts(text.stdout))
         ruleset.iptables_tables = set(re.findall(
             r"# Warning: table (\S+ \S+) is managed by iptables-nft", text.stdout + text.stderr))

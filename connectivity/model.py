@@ -116,12 +116,12 @@ class ConnectivityResult:
 
     @property
     def summary(self) -> str:
-        """One line for people: status, then the first error issue with its evidence."""
+        """One line for people: status, then the first error with its evidence, or the stats."""
         head = f"{self.connection_status}: {self.destination}" if self.destination else \
             self.connection_status
-        errors_first = sorted(self.issues, key=lambda i: i.severity != "Error")
-        if errors_first:
-            issue = errors_first[0]
+        errors = [i for i in self.issues if i.severity == "Error"]
+        if errors:
+            issue = errors[0]
             detail = issue.detail()
             return f"{head}: {issue.type}" + (f" ({detail})" if detail else "")
         if self.latencies_ms:

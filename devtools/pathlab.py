@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,10 @@ def three_namespaces(prefix: str = "cc") -> Iterator[Path3]:
         etc.mkdir(parents=True, exist_ok=True)
         topo.callback(shutil.rmtree, str(etc), True)
         _start(topo, server, [PYTHON, SERVERS, "http", SERVER, str(HTTP_PORT)])
-        cert = str(etc / "server.pem")  # removed with etc
+        # Not under /etc/netns/<client>: `ip netns exec` bind-mounts every file found there.
+        certs = tempfile.mkdtemp(prefix="ccpki")
+        topo.callback(shutil.rmtree, certs, True)
+        cert = str(Path(certs) / "server.pem")
         proc.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                   "-subj", "/CN=web.cc.test", "-keyout", cert, "-out", cert], timeout=60)
         _start(topo, server, [PYTHON, SERVERS, "http", SERVER, str(HTTPS_PORT), cert])

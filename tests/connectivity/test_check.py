@@ -12,6 +12,7 @@ from devtools.pathlab import (
     CLOSED_PORT,
     HTTP_PORT,
     PYTHON,
+    ROOT,
     ROUTER_IN,
     SERVER,
     SILENT_DNS,
@@ -243,6 +244,19 @@ def test_cpu_pressure_from_other_processes_is_a_warning(net):
     assert cpu and cpu[0]["severity"] == "Warning", answer["issues"]
     assert float(ctx(cpu[0])["cpuPercent"]) >= 90, ctx(cpu[0])
     assert answer["connectionStatus"] == "Reachable", "pressure is a warning, not a failure"
+
+
+def test_without_root_tcp_still_answers_and_hops_say_why_not(net):
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    tcp = net.client.run([*nobody, PYTHON, "-m", "connectivity", SERVER, "--port",
+                          str(HTTP_PORT), "--probes", "2", "--json"], timeout=60, check=False,
+                         cwd=str(ROOT))
+    icmp = net.client.run([*nobody, PYTHON, "-m", "connectivity", SERVER, "--protocol", "icmp",
+                           "--probes", "2", "--json"], timeout=60, check=False, cwd=str(ROOT))
+    answer, pinged = json.loads(tcp.stdout), json.loads(icmp.stdout)
+    assert (tcp.returncode, answer["connectionStatus"]) == (0, "Reachable"), tcp.stderr
+    assert "raw sockets" in ctx(issues_of(answer, "TraceRouteUnavailable")[0])["detail"]
+    assert "ping_group_range" in ctx(issues_of(pinged, "NetworkError")[0])["detail"], pinged
 
 
 def test_table_output_names_hops_and_issue(net):
