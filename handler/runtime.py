@@ -115,7 +115,7 @@ class Runtime:
     def reap_dead_workers(self) -> None:
         def mark(job: JobRecord) -> JobRecord:
             op = self.registry.get(job.command)
-            outcome = op.on_worker_death(job) if op else Outcome("error", 50, "worker died")
+            outcome = op.on_worker_death(job, self) if op else Outcome("error", 50, "worker died")
             self.log.error("worker %s (pid %d) died: %s", job.job_id, job.pid, outcome.message)
             return self.finish_job(job.job_id, outcome, state="died")
         jobs.reap_dead(self.store, mark)
@@ -142,8 +142,8 @@ class Runtime:
         record = self.store.operation(seq) if seq is not None else None
         if record is None:
             return None
-        record = self.conclude(record)
         op = self.registry.get(record.command)
+        record = op.settle(record, self) if op else self.conclude(record)
         substatus = op.substatus(record, self) if op else []
         settings = self.cached_settings(seq) if record.command else None
         if settings is not None and settings.status_blob_uri:

@@ -47,6 +47,10 @@ class Operation:
         """The long part, in a detached worker process."""
         raise NotImplementedError
 
+    def settle(self, record: "OperationRecord", runtime: "Runtime") -> "OperationRecord":
+        """Decide the sequence's top-level state from its jobs (default: all must finish)."""
+        return runtime.conclude(record)
+
     def substatus(self, record: "OperationRecord", runtime: "Runtime") -> List[Substatus]:
         """Substatus entries for this sequence number's status file."""
         return runtime.job_substatus(record.jobs)
@@ -60,6 +64,6 @@ class Operation:
         """Called from the worker's SIGTERM handler (disable): by default, unwind the work."""
         raise OperationStopped("stopped by disable before it completed")
 
-    def on_worker_death(self, job: "JobRecord") -> Outcome:
+    def on_worker_death(self, job: "JobRecord", runtime: "Runtime") -> Outcome:
         return Outcome("error", 50, f"worker {job.pid} for {job.name} ended without a result "
                                     f"(killed or crashed); the operation did not complete")

@@ -5,9 +5,11 @@ from typing import Dict
 
 from handler.operations.base import Operation
 from handler.operations.connectivity_check import ConnectivityCheck
+from handler.operations.packet_capture import PacketCapture
 from handler.operations.vmsnapshot import VmSnapshot
 
 
 def build_registry() -> Dict[str, Operation]:
-    operations = [ConnectivityCheck(), VmSnapshot("snapshot"), VmSnapshot("install")]
+    operations = [ConnectivityCheck(), PacketCapture(), VmSnapshot("snapshot"),
+                  VmSnapshot("install")]
     return {op.command: op for op in operations}

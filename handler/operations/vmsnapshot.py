@@ -1,13 +1,16 @@
 """commandToExecute=snapshot|install (Azure Backup): dedupe, too-late check, detached run."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from handler.errors import SettingsValidationError
 from handler.operations.base import Operation, Outcome
 from handler.state import JobRecord, OperationRecord
 from handler.status import Substatus
+from plumbing.blobstore import BlobStore
 
 SUBSTATUS = "VMSnapshot"
 # parse() must give the same answer whenever it runs (the worker and later enables re-parse),
@@ -60,9 +63,13 @@ class VmSnapshot(Operation):
         from snapshot.log import BufferedLog
         from snapshot.runner import run_snapshot
 
+        config = replace(load_local_config(runtime.environ),
+                         watchdog_report_path=str(_watchdog_report(job, runtime)))
+        # The per-request timeout is what bounds a hanging snapshot while frozen.
+        store = BlobStore(policy=runtime.blob_store.policy, timeout=config.snapshot_timeout,
+                          redactor=runtime.redactor)
         log = BufferedLog(redactor=runtime.redactor)
-        result = run_snapshot(settings.request, blob_store=runtime.blob_store,
-                              config=load_local_config(runtime.environ), log=log,
+        result = run_snapshot(settings.request, blob_store=store, config=config, log=log,
                               clock=runtime.clock)
         for line in log.lines():  # written only now: nothing may touch disk during the freeze
             runtime.log.info("snapshot: %s", line)
@@ -71,11 +78,21 @@ class VmSnapshot(Operation):
                        detail={"statusBlob": document,
                                "snapshotConsistency": result.consistency.value})
 
-    def on_worker_death(self, job: JobRecord) -> Outcome:
+    def on_worker_death(self, job: JobRecord, runtime) -> Outcome:
         from snapshot.errors import Code
+        from snapshot.freeze import read_watchdog_report
+        from snapshot.result import watchdog_report_result
 
-        return Outcome("error", Code.ERROR, f"snapshot worker {job.pid} died before reporting; "
-                                            f"the watchdog thawed any frozen filesystem")
+        report = read_watchdog_report(str(_watchdog_report(job, runtime)))
+        if report is None:
+            return Outcome("error", Code.ERROR, f"snapshot worker {job.pid} died before it "
+                                                f"froze anything or reported")
+        settings = runtime.cached_settings(job.seq)
+        task, ticks = (settings.request.task_id, settings.request.start_ticks) if settings \
+            else ("", "")
+        result = watchdog_report_result(report, task, ticks)
+        return Outcome("error", result.code, result.message,
+                       detail={"statusBlob": result.status_blob_document(runtime.clock.now())})
 
     def substatus(self, record: OperationRecord, runtime) -> List[Substatus]:
         return [Substatus(SUBSTATUS, record.status, record.code,
@@ -98,9 +115,14 @@ class VmSnapshot(Operation):
             return transitioning_status_document(task, ticks, now)
         result = error_result(record.code, record.message, task, ticks)
         if record.status == "success":
-            from dataclasses import replace
             result = replace(result, status="success")
         return result.status_blob_document(now)
+
+
+def _watchdog_report(job: JobRecord, runtime) -> Path:
+    folder = runtime.env.state_dir / "snapshot"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{job.job_id}.watchdog.json"
 
 
 def _message_json(document: List[Dict[str, Any]]) -> str:

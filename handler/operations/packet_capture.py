@@ -1,0 +1,189 @@
+"""commandToExecute=packetCapture: start/stop/delete sessions, one detached worker each."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from typing import Any, Dict, List, Mapping, Optional
+
+from handler.errors import HandlerError, SettingsValidationError
+from handler.operations.base import Operation, Outcome
+from handler.state import JobRecord, OperationRecord
+from handler.status import Substatus
+from plumbing.clock import utc_timestamp
+
+# The agent passes its environment through; tests point the capture root elsewhere.
+CAPTURE_ROOT_VARIABLE = "PACKET_CAPTURE_ROOT"
+SUBSTATUS_STATES = {"Running": "transitioning", "NotStarted": "transitioning",
+                    "Stopped": "success", "Error": "error", "Unknown": "warning"}
+
+
+class CaptureStateError(HandlerError):
+    code, title = 151, "Capture state conflict"
+
+
+class PacketCapture(Operation):
+    command = "packetCapture"
+
+    def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
+        self.capture_root = environ.get(CAPTURE_ROOT_VARIABLE) or "/var/captures"
+        self._stop = threading.Event()
+
+    def parse(self, public: Mapping[str, Any], protected: Mapping[str, Any]) -> Any:
+        from capture_engine.errors import CaptureSettingsError
+        from capture_engine.settings import parse_capture_settings
+
+        try:
+            return parse_capture_settings(public.get("packetCapture"),
+                                          capture_root=self.capture_root)
+        except CaptureSettingsError as exc:
+            raise SettingsValidationError(
+                [(f"publicSettings.packetCapture.{path}", what) for path, what in exc.problems],
+                code=exc.code, prefix="invalid packetCapture settings") from None
+
+    # -- enable -------------------------------------------------------------------------
+    def enable(self, settings, runtime) -> OperationRecord:
+        request, seq = settings.request, settings.seq
+        record = OperationRecord(seq, self.command, "transitioning", 0, "",
+                                 detail={"action": request.action, "capture": request.name})
+        running = self._running(runtime, request.name)
+        if request.action == "start":
+            if running is not None:
+                raise CaptureStateError(f"capture {request.name!r} is already running")
+            job = runtime.start_job(seq, self.command, request.name,
+                                    job_id=f"capture-{seq}-{_safe(request.name)}")
+            record.jobs, record.message = [job.job_id], f"capture {request.name!r} starting"
+        elif request.action == "stop":
+            if running is None:
+                return self._not_found(record, request.name, "stop")
+            os.kill(running.pid, signal.SIGTERM)
+            record.jobs, record.message = [running.job_id], f"capture {request.name!r} stopping"
+        else:
+            record = self._delete(record, request, running, runtime)
+        return record
+
+    def _delete(self, record: OperationRecord, request, running: Optional[JobRecord],
+                runtime) -> OperationRecord:
+        from capture_engine.errors import CaptureNotFoundError
+        from capture_engine.session import delete_capture_files
+
+        if running is not None:
+            raise CaptureStateError(f"capture {request.name!r} is running: stop it first")
+        started = self._latest(runtime, request.name)
+        source = runtime.cached_settings(started.seq) if started else None
+        target = source.request if source is not None else request
+        try:
+            removed = delete_capture_files(target)
+        except CaptureNotFoundError as exc:
+            record.status, record.code, record.message = "error", exc.code, str(exc)
+            return record
+        record.status, record.message = "success", (
+            f"capture {request.name!r}: deleted {', '.join(removed)} (blobs are kept)")
+        return record
+
+    def _not_found(self, record: OperationRecord, name: str, action: str) -> OperationRecord:
+        from capture_engine.errors import CaptureNotFoundError
+
+        record.status, record.code = "error", CaptureNotFoundError.code
+        record.message = f"cannot {action} capture {name!r}: no such running capture"
+        return record
+
+    # -- worker -------------------------------------------------------------------------
+    def work(self, settings, job: JobRecord, runtime) -> Outcome:
+        from capture_engine.session import run_capture
+
+        def progress(querystatus: Dict[str, Any]) -> None:
+            with runtime.store.lock():
+                runtime.store.update_job(job.job_id, detail=querystatus,
+                                         status=_substatus_state(querystatus),
+                                         updated=utc_timestamp(runtime.clock.now()))
+                runtime.refresh_status()
+
+        result = run_capture(settings.request, blob_store=runtime.blob_store,
+                             sas_token=settings.protected.get("storageSasToken"),
+                             stop_event=self._stop, on_progress=progress, clock=runtime.clock)
+        status = result.querystatus()
+        runtime.log.info("capture %s ended: %s", job.name, json.dumps(status))
+        return Outcome("error" if not result.ok else "success", result.error_code or 0,
+                       _summary(status), detail=status)
+
+    def stop(self) -> None:
+        self._stop.set()  # the session drains, writes and uploads, then the worker ends
+
+    def on_worker_death(self, job: JobRecord, runtime) -> Outcome:
+        from capture_engine.result import agent_stopped
+
+        status = agent_stopped(job.name).querystatus()
+        status["localFiles"] = job.detail.get("localFiles", [])
+        status["localPath"] = job.detail.get("localPath")
+        status["captureStartTime"] = job.detail.get("captureStartTime")
+        return Outcome("error", 50, f"capture {job.name!r}: worker {job.pid} died "
+                                    f"(AgentStopped); local files kept", detail=status)
+
+    # -- status -------------------------------------------------------------------------
+    def settle(self, record: OperationRecord, runtime) -> OperationRecord:
+        """start succeeds once the session runs: a 5-hour capture must not keep the agent
+        waiting for a terminal status; the substatus carries the session's own state."""
+        if record.terminal or not record.jobs:
+            return record
+        job = runtime.store.job(record.jobs[0])
+        if job is None:
+            return record
+        if job.finished:
+            return runtime.conclude(record)
+        if record.detail.get("action") == "start" and \
+                job.detail.get("packetCaptureStatus") == "Running":
+            record.status, record.message = "success", f"capture {job.name!r} running"
+            runtime.store.save_operation(record)
+        return record
+
+    def substatus(self, record: OperationRecord, runtime) -> List[Substatus]:
+        """Every capture session this handler knows, newest job per name."""
+        latest: Dict[str, JobRecord] = {}
+        for job in runtime.store.jobs():
+            if job.command == self.command:
+                if job.name not in latest or job.seq >= latest[job.name].seq:
+                    latest[job.name] = job
+        return [Substatus(name, _job_state(job), job.code,
+                          json.dumps(job.detail) if job.detail else job.message)
+                for name, job in sorted(latest.items())]
+
+    @staticmethod
+    def _running(runtime, name: str) -> Optional[JobRecord]:
+        runtime.reap_dead_workers()
+        for job in runtime.store.jobs():
+            if job.command == PacketCapture.command and job.name == name and not job.finished:
+                return job
+        return None
+
+    @staticmethod
+    def _latest(runtime, name: str) -> Optional[JobRecord]:
+        jobs = [j for j in runtime.store.jobs()
+                if j.command == PacketCapture.command and j.name == name]
+        return max(jobs, key=lambda j: j.seq) if jobs else None
+
+
+def _substatus_state(querystatus: Mapping[str, Any]) -> str:
+    return SUBSTATUS_STATES.get(str(querystatus.get("packetCaptureStatus")), "transitioning")
+
+
+def _job_state(job: JobRecord) -> str:
+    if job.finished:
+        return "error" if job.status == "error" else "success"
+    return _substatus_state(job.detail) if job.detail else "transitioning"
+
+
+def _summary(status: Mapping[str, Any]) -> str:
+    where = status.get("uploadedUrl") or status.get("localPath") or "no file"
+    text = (f"capture {status.get('name')!r} {status.get('packetCaptureStatus')}"
+            f" ({status.get('stopReason') or 'no stop reason'}): "
+            f"{status.get('packetsCaptured', 0)} packets, {status.get('bytesWritten', 0)} bytes,"
+            f" {status.get('packetsDropped', 0)} dropped; {where}")
+    if status.get("errorMessage"):
+        text += f"; error: {status['errorMessage']}"
+    return text
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64]
