@@ -54,7 +54,7 @@ def run_check(request: ConnectivityRequest, *, clock: Any = None,
     _probe_all(obs, settings, clock)
     if obs.bind_error is None and obs.route.ok and settings.discover_hops:
         _trace(obs, settings)
-    if obs.outcomes and obs.bind_error is None and obs.route.ok:
+    if obs.network_failures and obs.bind_error is None and obs.route.ok:
         _firewall(obs, before)
     return _result(obs, issues_for(obs) + sampler.issues())
 
@@ -75,9 +75,7 @@ def _target(request: ConnectivityRequest) -> str:
 
 
 def _unresolvable(res: dns.Resolution) -> E.DestinationUnresolvable:
-    exc = E.DestinationUnresolvable(f"cannot resolve {res.name}: {dns_issue(res).detail()}")
-    exc.resolution = res  # type: ignore[attr-defined]
-    return exc
+    return E.DestinationUnresolvable(f"cannot resolve {res.name}: {dns_issue(res).detail()}", res)
 
 
 def _not_started(request: ConnectivityRequest, exc: E.ConnectivityError,

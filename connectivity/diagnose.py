@@ -37,6 +37,11 @@ class Observations:
     def outcomes(self) -> list[str]:
         return [p.outcome for p in self.probes if not p.ok]
 
+    @property
+    def network_failures(self) -> list[str]:
+        """Failures before any HTTP exchange: the only ones a firewall rule can explain."""
+        return [o for o in self.outcomes if not o.startswith("HTTP")]
+
 
 def dns_issue(res: dns.Resolution) -> Issue:
     detail = {"NXDOMAIN": f"{res.name}: NXDOMAIN from {res.server}",

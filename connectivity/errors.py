@@ -66,6 +66,10 @@ class DestinationUnresolvable(ConnectivityError):
     code = 21
     title = "DestinationUnresolvable"
 
+    def __init__(self, message: str, resolution: object = None) -> None:
+        super().__init__(message)
+        self.resolution = resolution  # the dns.Resolution with every server's answer
+
 
 class IPv6Unavailable(ConnectivityError):
     code = 22
