@@ -1,4 +1,5 @@
 """VMSnapshot driven the way the backup service does it: through the agent and the handler."""
+# ruff: noqa: F811 - the snapshot fixtures are imported so pytest finds them here
 from __future__ import annotations
 
 import json
