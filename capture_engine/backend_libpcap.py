@@ -9,6 +9,7 @@ import time
 from typing import List, Optional, Sequence, Tuple
 
 from capture_engine import pcaplib
+from capture_engine.backend_raw import NAP_BELOW_PACKETS, nap
 from capture_engine.bpf import WHOLE_PACKET
 from capture_engine.errors import (
     CaptureFailedError,
@@ -178,11 +179,14 @@ class LibpcapBackend:
             poller.register(fd, select.POLLIN)
         next_stats = time.monotonic() + 1.0
         while not self._stopping and not recorder.done and self.failure is None:
+            handled = 0
             for fd, _ in poller.poll(BLOCK_TIMEOUT_MS):
                 if fd == self._wake_r:
                     os.read(self._wake_r, 64)
                 elif fd in by_fd:
-                    self._dispatch(*by_fd[fd], recorder)
+                    handled += self._dispatch(*by_fd[fd], recorder)
+            if 0 < handled < NAP_BELOW_PACKETS:
+                nap(self._wake_r)
             if time.monotonic() >= next_stats:
                 self.refresh_stats()
                 next_stats = time.monotonic() + 1.0
@@ -193,15 +197,16 @@ class LibpcapBackend:
         for name, handle, _ in self.handles:
             self._dispatch(name, handle, recorder)
 
-    def _dispatch(self, name: str, handle: int, recorder) -> None:
+    def _dispatch(self, name: str, handle: int, recorder) -> int:
         if recorder.done:
-            return
+            return 0
         start = recorder.sink.offset()
         count = self.lib.pcap_dispatch(handle, -1, self._dump, recorder.sink.dumper)
         if count > 0 or recorder.sink.offset() != start:
             recorder.after_direct_batch(start, max(count, 0))
         if count < 0 and count != PCAP_ERROR_BREAK:
             self.failure = f"capture on {name} failed: {self._error(handle)}"
+        return max(count, 0)
 
     def refresh_stats(self) -> None:
         received = dropped = 0
