@@ -61,7 +61,7 @@ def build_runtime(env: HandlerEnvironment, command: str, argument: Optional[str]
     memory = MemoryLog(RedactingFormatter(redactor))
     logger.addHandler(memory)
     version = environ.get("AZURE_GUEST_AGENT_EXTENSION_VERSION", "")
-    runtime = Runtime(env, build_registry(), redactor,
+    runtime = Runtime(env, build_registry(environ), redactor,
                       BlobStore(policy=DEFAULT_POLICY, timeout=30.0, redactor=redactor),
                       logger, EventWriter(env.events_folder, version, redactor), memory,
                       environ=environ, clock=SystemClock())

@@ -13,8 +13,10 @@ from handler.state import JobRecord, OperationRecord
 from handler.status import Substatus
 from plumbing.clock import utc_timestamp
 
-# The agent passes its environment through; tests point the capture root elsewhere.
+# The agent passes its environment through: tests (and containers) point the capture root
+# elsewhere and may capture inside a named network namespace.
 CAPTURE_ROOT_VARIABLE = "PACKET_CAPTURE_ROOT"
+CAPTURE_NETNS_VARIABLE = "PACKET_CAPTURE_NETNS"
 SUBSTATUS_STATES = {"Running": "transitioning", "NotStarted": "transitioning",
                     "Stopped": "success", "Error": "error", "Unknown": "warning"}
 
@@ -28,6 +30,7 @@ class PacketCapture(Operation):
 
     def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
         self.capture_root = environ.get(CAPTURE_ROOT_VARIABLE) or "/var/captures"
+        self.netns = environ.get(CAPTURE_NETNS_VARIABLE) or None
         self._stop = threading.Event()
 
     def parse(self, public: Mapping[str, Any], protected: Mapping[str, Any]) -> Any:
@@ -102,7 +105,8 @@ class PacketCapture(Operation):
 
         result = run_capture(settings.request, blob_store=runtime.blob_store,
                              sas_token=settings.protected.get("storageSasToken"),
-                             stop_event=self._stop, on_progress=progress, clock=runtime.clock)
+                             stop_event=self._stop, on_progress=progress, clock=runtime.clock,
+                             netns=self.netns)
         status = result.querystatus()
         runtime.log.info("capture %s ended: %s", job.name, json.dumps(status))
         return Outcome("error" if not result.ok else "success", result.error_code or 0,
@@ -145,8 +149,9 @@ class PacketCapture(Operation):
             if job.command == self.command:
                 if job.name not in latest or job.seq >= latest[job.name].seq:
                     latest[job.name] = job
-        return [Substatus(name, _job_state(job), job.code,
-                          json.dumps(job.detail) if job.detail else job.message)
+        return [Substatus(name, _job_state(job), job.code, json.dumps(
+            job.detail or {"name": name, "packetCaptureStatus": "NotStarted",
+                           "packetCaptureError": [], "message": job.message}))
                 for name, job in sorted(latest.items())]
 
     @staticmethod

@@ -1,7 +1,8 @@
 """The operation table: commandToExecute -> the operation that runs it."""
 from __future__ import annotations
 
-from typing import Dict
+import os
+from typing import Dict, Mapping
 
 from handler.operations.base import Operation
 from handler.operations.connectivity_check import ConnectivityCheck
@@ -9,7 +10,7 @@ from handler.operations.packet_capture import PacketCapture
 from handler.operations.vmsnapshot import VmSnapshot
 
 
-def build_registry() -> Dict[str, Operation]:
-    operations = [ConnectivityCheck(), PacketCapture(), VmSnapshot("snapshot"),
+def build_registry(environ: Mapping[str, str] = os.environ) -> Dict[str, Operation]:
+    operations = [ConnectivityCheck(), PacketCapture(environ), VmSnapshot("snapshot"),
                   VmSnapshot("install")]
     return {op.command: op for op in operations}
