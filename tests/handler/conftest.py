@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.handler.agent import FakeAgent
-from tests.handler.fabric import TenantCertificate
+from devtools.fakeagent import FakeAgent
+from devtools.fabric import TenantCertificate
 
 
 @pytest.fixture(scope="session")

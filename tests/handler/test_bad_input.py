@@ -8,7 +8,7 @@ from typing import Callable, NamedTuple
 
 import pytest
 
-from tests.handler.agent import FakeAgent
+from devtools.fakeagent import FakeAgent
 
 SECRET_SIG = "BadInputSecretSig0123456789"
 

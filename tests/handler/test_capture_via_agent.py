@@ -1,4 +1,4 @@
-"""packetCapture driven through the agent: start, query, stop, delete, disable; upload to Azurite."""
+"""packetCapture through the agent: start, query, stop, delete, disable; uploads to Azurite."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import dpkt
 import pytest
 
 from devtools.netns import Topology, veth
-from tests.handler.agent import FakeAgent
+from devtools.fakeagent import FakeAgent
 
 pytestmark = pytest.mark.root
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.handler.fabric import CIPHERS
+from devtools.fabric import CIPHERS
 
 pytestmark = pytest.mark.root
 

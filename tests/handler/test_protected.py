@@ -7,7 +7,7 @@ import pytest
 
 from handler import errors
 from handler.protected import decrypt_protected_settings, parse_envelope
-from tests.handler.fabric import CIPHERS, TenantCertificate
+from devtools.fabric import CIPHERS, TenantCertificate
 
 SECRET = {"storageSasToken": "?sv=2024&sig=VERYSECRETSIG", "nested": {"password": "hunter22"}}
 

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from tests.handler.agent import FakeAgent
+from devtools.fakeagent import FakeAgent
 from tests.snapshot.conftest import (  # noqa: F401 - fixtures
     confdir,
     hanging_proxy,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-from tests.handler.fabric import TenantCertificate
+from devtools.fabric import TenantCertificate
 
 # The agent's per-command timeouts (seconds); at the deadline the process group is killed.
 TIMEOUTS = {"install": 900, "enable": 300, "disable": 900, "update": 900, "uninstall": 300}
