@@ -64,6 +64,7 @@ class LibpcapSink:
         stream = self.libc.fopen(path.encode(), b"wb")
         if not stream:
             raise _os_error("cannot create the file")
+        os.fchmod(self.libc.fileno(stream), 0o640)  # captures hold other people's traffic
         self.libc.setvbuf(stream, self._buffer, IOFBF, len(self._buffer))
         getattr(self.libc, "__fsetlocking")(stream, FSETLOCKING_BYCALLER)
         dumper = self.lib.pcap_dump_fopen(self.handle, stream)

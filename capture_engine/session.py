@@ -120,8 +120,8 @@ class _Session:
     def capture(self) -> str:
         """Run the dispatch thread until a limit, a stop request or a failure; the reason."""
         thread = threading.Thread(target=self._dispatch, name="capture-dispatch", daemon=True)
-        start_wall = time.time()
         self.update(status=R.RUNNING, capture_start_time=self.clock.now())
+        start_wall = time.time()  # not before captureStartTime: the cutoff is never earlier
         self.report()
         start = self.clock.monotonic()
         limit = self.request.effective_time_limit

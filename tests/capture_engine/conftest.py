@@ -59,7 +59,7 @@ class LiveRun:
 
 def _start_engine(lab, case: str, filters: List[dict], snaplen: int, folder: str, run: LiveRun):
     settings = {"name": f"lp-{case}", "bytesToCapturePerPacket": snaplen, "filters": filters,
-                "storageLocation": {"filePath": f"lp-{case}.cap"}}
+                "storageLocation": {"filePath": f"lp-{case}.cap"}, "interfaces": [lab.vm_if]}
     request = parse_capture_settings(settings, capture_root=folder)
     stop, ready = threading.Event(), threading.Event()
 

@@ -17,9 +17,9 @@ BACKENDS = ["libpcap", "rawsocket"]
 
 
 def _settings(name, **extra):
-    base = {"name": name, "storageLocation": {"filePath": f"{name}.cap"}}
+    base = {"name": name, "storageLocation": {"filePath": f"{name}.cap"}, "interfaces": ["cap0"]}
     base.update(extra)
-    return base
+    return {k: v for k, v in base.items() if v is not None}
 
 
 def _contiguous_in(ours, ref):
@@ -91,6 +91,7 @@ def test_ring_of_files_rotates_at_record_boundaries_and_deletes_the_oldest(lab, 
                                                                            backend):
     request = parse_capture_settings(
         {"name": "ring", "continuousCapture": True, "storageLocation": {"localPath": "ring.cap"},
+         "interfaces": ["cap0"],
          "captureSettings": {"fileCount": 3, "fileSizeInBytes": 2000}},
         capture_root=str(tmp_path))
     ref = helpers.start_tcpdump(lab.vm, lab.vm_if, str(tmp_path / "ref.pcap"))
@@ -135,7 +136,8 @@ def test_disk_full_keeps_what_was_written_and_says_so(lab, tiny_fs, backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_up_nic_by_default_merged_into_one_file(lab, tmp_path, backend):
-    request = parse_capture_settings(_settings("multi"), capture_root=str(tmp_path))
+    request = parse_capture_settings(_settings("multi", interfaces=None),
+                                     capture_root=str(tmp_path))
     dumps = {name: helpers.start_tcpdump(lab.vm, name, str(tmp_path / f"{name}.pcap"))
              for name in ("cap0", "cap1")}
     running = start_session(lab, request, backend)
