@@ -14,6 +14,7 @@ from capture_engine.bpf import FILTER_READS, WHOLE_PACKET, compile_filters
 from capture_engine.errors import (
     BackendUnavailableError,
     CaptureError,
+    CaptureFailedError,
     CaptureNotFoundError,
     LocalFileError,
 )
@@ -177,8 +178,7 @@ class _Session:
         changes = dict(status=R.STOPPED, stop_reason=reason, capture_stop_time=self.clock.now())
         error = self.recorder.error
         if error is None and reason == R.INTERFACE_DOWN:
-            error = CaptureError(self.backend.failure or "the capture source stopped")
-            error.capture_error = R.CAPTURE_FAILED
+            error = CaptureFailedError(self.backend.failure or "the capture source stopped")
         if error is not None:
             changes.update(status=R.ERROR, errors=(error.capture_error,),
                            error_code=error.code, error_message=error.message)

@@ -162,3 +162,21 @@ def test_every_up_nic_by_default_merged_into_one_file(lab, tmp_path, backend):
         f"extra {helpers.describe(got - expected)}"
     assert sum(1 for (data, _) in got if data[30:34] == bytes([10, 199, 2, 1])) >= 40, \
         "nothing from the second NIC"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_interface_removed_mid_capture_ends_with_interface_down(lab, tmp_path, backend):
+    lab.vm.ip("link", "add", "gone0", "type", "veth", "peer", "name", "gone1")
+    lab.vm.ip("link", "set", "gone0", "up")
+    lab.vm.ip("link", "set", "gone1", "up")
+    request = parse_capture_settings(_settings("gone", interfaces=["gone0"]),
+                                     capture_root=str(tmp_path))
+    running = start_session(lab, request, backend)
+    lab.vm.ip("link", "del", "gone0")
+    result = running.finish()
+    status = result.querystatus()
+    assert status["stopReason"] == "InterfaceDown" and status["packetCaptureStatus"] == "Error", \
+        status
+    assert status["errorCode"] == 121 and status["packetCaptureError"] == ["CaptureFailed"]
+    assert "gone0" in status["errorMessage"], status["errorMessage"]
+    helpers.read_pcap(result.local_path)  # what was written is a valid file
