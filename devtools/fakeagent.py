@@ -39,6 +39,7 @@ class FakeAgent:
     certificate: TenantCertificate
     extra_env: Dict[str, str] = field(default_factory=dict)
     handler_name: str = PUBLISHER_TYPE
+    cipher: str = "des3"  # the fabric's default today; FIPS 140-3 VMs get aes256
     runs: List[CommandRun] = field(default_factory=list)
 
     # -- package ------------------------------------------------------------------------
@@ -67,11 +68,12 @@ class FakeAgent:
     # -- settings -----------------------------------------------------------------------
     def write_settings(self, ext_dir: Path, seq: int, public: Optional[Mapping[str, Any]],
                        protected: Optional[Mapping[str, Any]] = None,
-                       cipher: str = "des3") -> Path:
+                       cipher: Optional[str] = None) -> Path:
         handler_settings: Dict[str, Any] = {"publicSettings": public, "protectedSettings": None,
                                             "protectedSettingsCertThumbprint": None}
         if protected is not None:
-            handler_settings["protectedSettings"] = self.certificate.encrypt(protected, cipher)
+            handler_settings["protectedSettings"] = self.certificate.encrypt(
+                protected, cipher or self.cipher)
             handler_settings["protectedSettingsCertThumbprint"] = self.certificate.thumbprint
         path = ext_dir / "config" / f"{seq}.settings"
         path.write_text(json.dumps({"runtimeSettings": [{"handlerSettings": handler_settings}]}))

@@ -27,6 +27,17 @@ class Namespace:
         self.name = name
         proc.run(["ip", "netns", "add", name], timeout=15)
         _ip("link", "set", "lo", "up", ns=name)
+        self._quiet()
+
+    def _quiet(self) -> None:
+        """No traffic of the kernel's own (router solicitations, DAD probes): tests compare
+        captures packet for packet, and a stray ICMPv6 packet would be noise."""
+        settings = [f"net.ipv6.conf.{scope}.{key}={value}"
+                    for scope in ("all", "default")
+                    for key, value in (("router_solicitations", 0), ("accept_ra", 0),
+                                       ("dad_transmits", 0))]
+        proc.run(["ip", "netns", "exec", self.name, "sysctl", "-q", "-w", *settings],
+                 timeout=15, check=False)
 
     def ip(self, *args: str) -> str:
         return _ip(*args, ns=self.name)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.fakeagent import FakeAgent
 from devtools.fabric import TenantCertificate
+from devtools.fakeagent import FakeAgent
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from devtools.netns import Topology, veth
 from devtools.fakeagent import FakeAgent
+from devtools.netns import Topology, veth
 
 pytestmark = pytest.mark.root
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from devtools.fabric import CIPHERS
+from devtools.fakeagent import FakeAgent
 
 pytestmark = pytest.mark.root
 
@@ -38,6 +39,13 @@ def listener():
     stop.set()
     thread.join(2)
     server.close()
+
+
+@pytest.fixture(params=CIPHERS)
+def any_cipher(request, agent: FakeAgent) -> str:
+    """Run a scenario once per content cipher the fabric uses."""
+    agent.cipher = request.param
+    return request.param
 
 
 def check_settings(port: int, probes: int = 3) -> dict:
@@ -72,9 +80,17 @@ def test_fresh_install_and_enable_reaches_success_with_blobs(agent, ext_dir, azu
     assert blob[0]["status"]["status"] == "success", "status blob lags the local status"
     log = azurite.read_blob("logs", f"fresh-{cipher}.log").decode()
     assert "connectivity check result" in log, log[-500:]
+    events = sorted((agent.log_root / agent.handler_name / "events").glob("*.json"))
+    assert events, "telemetry events are written to eventsFolder"
+    for path in events:
+        (event,) = json.loads(path.read_text())
+        assert set(event) == {"Version", "Timestamp", "TaskName", "EventLevel", "Message",
+                              "EventPid", "EventTid", "OperationId"}, event
+        assert len(path.read_bytes()) <= 6 * 1024 and len(event["Message"]) <= 3 * 1024
 
 
-def test_new_settings_then_same_sequence_reenable_after_restart(agent, ext_dir, listener):
+def test_new_settings_then_same_sequence_reenable_after_restart(agent, any_cipher, ext_dir,
+                                                               listener):
     agent.write_settings(ext_dir, 1, check_settings(listener))
     assert agent.run(ext_dir, "enable", 1).returncode == 0
     agent.wait_terminal(ext_dir, 1)
@@ -93,7 +109,7 @@ def test_new_settings_then_same_sequence_reenable_after_restart(agent, ext_dir, 
     assert again["substatus"] == first["substatus"]
 
 
-def test_update_in_the_agents_order_keeps_state_and_does_not_redo(agent, ext_dir,
+def test_update_in_the_agents_order_keeps_state_and_does_not_redo(agent, any_cipher, ext_dir,
                                                                   extension_zip, listener):
     agent.write_settings(ext_dir, 1, check_settings(listener))
     agent.run(ext_dir, "enable", 1)
@@ -110,7 +126,7 @@ def test_update_in_the_agents_order_keeps_state_and_does_not_redo(agent, ext_dir
     assert jobs_of(new_dir) == jobs_before, "the new version must not re-run sequence 1"
 
 
-def test_disable_stops_running_workers_and_uninstall_cleans_up(agent, ext_dir):
+def test_disable_stops_running_workers_and_uninstall_cleans_up(agent, any_cipher, ext_dir):
     # A check that cannot finish quickly: 100 probes to a listener that never accepts.
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
@@ -131,7 +147,7 @@ def test_disable_stops_running_workers_and_uninstall_cleans_up(agent, ext_dir):
     assert runs["uninstall"].returncode == 0, runs["uninstall"].output
 
 
-def test_a_killed_worker_is_reported_as_error_by_the_next_enable(agent, ext_dir):
+def test_a_killed_worker_is_reported_as_error_by_the_next_enable(agent, any_cipher, ext_dir):
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(0)

@@ -5,9 +5,9 @@ import base64
 
 import pytest
 
+from devtools.fabric import CIPHERS, TenantCertificate
 from handler import errors
 from handler.protected import decrypt_protected_settings, parse_envelope
-from devtools.fabric import CIPHERS, TenantCertificate
 
 SECRET = {"storageSasToken": "?sv=2024&sig=VERYSECRETSIG", "nested": {"password": "hunter22"}}
 
