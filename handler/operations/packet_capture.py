@@ -17,6 +17,7 @@ from plumbing.clock import utc_timestamp
 # elsewhere and may capture inside a named network namespace.
 CAPTURE_ROOT_VARIABLE = "PACKET_CAPTURE_ROOT"
 CAPTURE_NETNS_VARIABLE = "PACKET_CAPTURE_NETNS"
+PROGRESS_REFRESH_SECONDS = 10.0
 SUBSTATUS_STATES = {"Running": "transitioning", "NotStarted": "transitioning",
                     "Stopped": "success", "Error": "error", "Unknown": "warning"}
 
@@ -96,12 +97,18 @@ class PacketCapture(Operation):
     def work(self, settings, job: JobRecord, runtime) -> Outcome:
         from capture_engine.session import run_capture
 
+        last = {"state": "", "at": float("-inf")}
+
         def progress(querystatus: Dict[str, Any]) -> None:
+            """Record every report; re-render status (and its blob) on a state change, else
+            at most every PROGRESS_REFRESH_SECONDS: a 5-hour capture is not 9,000 uploads."""
+            state, now = _substatus_state(querystatus), runtime.clock.monotonic()
             with runtime.store.lock():
-                runtime.store.update_job(job.job_id, detail=querystatus,
-                                         status=_substatus_state(querystatus),
+                runtime.store.update_job(job.job_id, detail=querystatus, status=state,
                                          updated=utc_timestamp(runtime.clock.now()))
-                runtime.refresh_status()
+                if state != last["state"] or now - last["at"] >= PROGRESS_REFRESH_SECONDS:
+                    runtime.refresh_status()
+                    last.update(state=state, at=now)
 
         result = run_capture(settings.request, blob_store=runtime.blob_store,
                              sas_token=settings.protected.get("storageSasToken"),
