@@ -124,10 +124,11 @@ class PacketCapture(Operation):
 
     def on_worker_death(self, job: JobRecord, runtime) -> Outcome:
         from capture_engine.result import agent_stopped
+        from capture_engine.session import capture_files
 
-        status = agent_stopped(job.name).querystatus()
-        status["localFiles"] = job.detail.get("localFiles", [])
-        status["localPath"] = job.detail.get("localPath")
+        settings = runtime.cached_settings(job.seq)
+        files = capture_files(settings.request) if settings is not None else []
+        status = agent_stopped(job.name, local_files=files).querystatus()
         status["captureStartTime"] = job.detail.get("captureStartTime")
         return Outcome("error", 50, f"capture {job.name!r}: worker {job.pid} died "
                                     f"(AgentStopped); local files kept", detail=status)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -140,3 +142,21 @@ def test_bad_capture_settings_name_every_field(capture_agent, ext_dir):
     assert status["status"] == "error" and 100 <= status["code"] < 200, status
     for field in ("bytesToCapturePerPacket", "protocol", "localPort", "filePath"):
         assert field in message, f"{field} missing from {message!r}"
+
+
+def test_a_session_whose_worker_died_is_error_agent_stopped(capture_agent, ext_dir, tmp_path):
+    agent = capture_agent
+    agent.write_settings(ext_dir, 1, capture(
+        "doomed", timeLimitInSeconds=300, interfaces=["cap0"],
+        storageLocation={"filePath": str(tmp_path / "captures" / "doomed.cap")}))
+    assert agent.run(ext_dir, "enable", 1).returncode == 0
+    wait_for_state(agent, ext_dir, 1, "doomed", "Running")
+    (job_file,) = (ext_dir / "state" / "jobs").glob("*.json")
+    os.kill(json.loads(job_file.read_text())["pid"], signal.SIGKILL)
+    agent.run(ext_dir, "enable", 1)  # the agent restarts and re-runs enable
+    died = substatus(agent, ext_dir, 1, "doomed")
+    assert died["packetCaptureStatus"] == "Error", died
+    assert died["packetCaptureError"] == ["AgentStopped"], died
+    assert died["localPath"], f"where the partial capture is stays in the status: {died}"
+    sub = [s for s in agent.status(ext_dir, 1)["substatus"] if s["name"] == "doomed"][0]
+    assert sub["status"] == "error", sub
