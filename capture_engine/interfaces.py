@@ -2,26 +2,16 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
-import os
 import socket
 import struct
 from typing import Iterator, List, Optional, Sequence
 
 from capture_engine.errors import InterfaceNotFoundError
+from plumbing import netns
 
 SIOCGIFFLAGS = 0x8913
 IFF_UP, IFF_LOOPBACK = 0x1, 0x8
-CLONE_NEWNET = 0x40000000
-
-
-def _setns(fd: int) -> None:
-    """setns(2) through libc: os.setns exists only from Python 3.12."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 def _flags(name: str) -> int:
@@ -63,19 +53,8 @@ def resolve_interfaces(requested: Sequence[str]) -> List[str]:
 @contextlib.contextmanager
 def in_netns(name: Optional[str]) -> Iterator[None]:
     """Run the calling thread inside network namespace `name` (None: stay where it is)."""
-    if not name:
-        yield
-        return
-    saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    except OSError:
-        os.close(saved)
-        raise InterfaceNotFoundError(f"network namespace {name!r} does not exist") from None
-    try:
-        _setns(target)
-        yield
-    finally:
-        os.close(target)
-        _setns(saved)
-        os.close(saved)
+        with netns.in_netns(name):
+            yield
+    except netns.NamespaceNotFound as exc:
+        raise InterfaceNotFoundError(str(exc)) from None

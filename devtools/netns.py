@@ -8,6 +8,7 @@ from contextlib import ExitStack
 from typing import List, Optional, Sequence
 
 from plumbing import proc
+from plumbing.netns import in_netns
 
 
 def _ip(*args: str, ns: Optional[str] = None) -> str:
@@ -53,7 +54,7 @@ class Namespace:
 
     def enter(self):
         """A context manager that runs the calling thread inside this namespace."""
-        return _InNamespace(self.name)
+        return in_netns(self.name)
 
     def close(self) -> None:
         subprocess.run(["ip", "netns", "del", self.name], check=False,
@@ -64,38 +65,6 @@ class Namespace:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-CLONE_NEWNET = 0x40000000
-
-
-def _setns(fd: int) -> None:
-    """setns(2) through libc: os.setns only exists from Python 3.12."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno))
-
-
-class _InNamespace:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._saved: Optional[int] = None
-
-    def __enter__(self) -> None:
-        self._saved = os.open("/proc/self/ns/net", os.O_RDONLY)
-        target = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._saved is not None
-        _setns(self._saved)
-        os.close(self._saved)
 
 
 def veth(a: Namespace, a_if: str, a_addrs: Sequence[str], b: Namespace, b_if: str,
