@@ -148,7 +148,7 @@ class Runtime:
         settings = self.cached_settings(seq) if record.command else None
         if settings is not None and settings.status_blob_uri:
             self._upload_status_blob(record, op, substatus, settings.status_blob_uri)
-        self._write_local(record, substatus)
+        self._write_local(record, op, substatus)
         return record
 
     def _report(self, record: OperationRecord, substatus: List[Substatus]) -> StatusReport:
@@ -169,9 +169,11 @@ class Runtime:
                             [Substatus(s.name, s.status, s.code, self.redactor(s.message))
                              for s in substatus + extra])
 
-    def _write_local(self, record: OperationRecord, substatus: List[Substatus]) -> None:
+    def _write_local(self, record: OperationRecord, op: Optional[Operation],
+                     substatus: List[Substatus]) -> None:
+        extra = op.status_extra(record, self) if op is not None else {}
         write_status(self.env.status_folder, record.seq, self._report(record, substatus),
-                     self.clock.now())
+                     self.clock.now(), extra)
 
     def _upload_status_blob(self, record: OperationRecord, op: Optional[Operation],
                             substatus: List[Substatus], uri: str) -> None:

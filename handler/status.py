@@ -15,6 +15,8 @@ STATUS_VALUES = ("transitioning", "warning", "error", "success")
 MAX_STATUS_BYTES = 128 * 1024
 # Room kept below the agent's limit so a trimmed file is safely under it.
 TARGET_STATUS_BYTES = MAX_STATUS_BYTES - 4096
+AGENT_KEYS = ("name", "operation", "status", "code", "configurationAppliedTime",
+              "formattedMessage", "substatus")
 TRIMMED_NOTE = " [trimmed to keep the status file under 128 KiB]"
 
 
@@ -43,7 +45,9 @@ class StatusReport:
                 raise ValueError(f"status {value!r} is not one of {STATUS_VALUES}")
 
 
-def render(report: StatusReport, now: datetime) -> List[Dict[str, Any]]:
+def render(report: StatusReport, now: datetime,
+           extra: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+    """The agent's document; `extra` adds keys the agent ignores (never replaces its own)."""
     stamp = utc_timestamp(now)
     return [{
         "version": 1.0,
@@ -60,6 +64,7 @@ def render(report: StatusReport, now: datetime) -> List[Dict[str, Any]]:
                  "formattedMessage": {"lang": "en-US", "message": s.message}}
                 for s in report.substatus
             ],
+            **{k: v for k, v in (extra or {}).items() if k not in AGENT_KEYS},
         },
     }]
 
@@ -92,8 +97,9 @@ def encode_within_limit(document: List[Dict[str, Any]]) -> bytes:
     return data
 
 
-def write_status(status_folder: Path, seq: int, report: StatusReport, now: datetime) -> bytes:
-    data = encode_within_limit(render(report, now))
+def write_status(status_folder: Path, seq: int, report: StatusReport, now: datetime,
+                 extra: Optional[Dict[str, Any]] = None) -> bytes:
+    data = encode_within_limit(render(report, now, extra))
     try:
         write_atomic(status_folder / f"{seq}.status", data, mode=0o644)
     except OSError as exc:

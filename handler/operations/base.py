@@ -64,6 +64,11 @@ class Operation:
         """Called from the worker's SIGTERM handler (disable): by default, unwind the work."""
         raise OperationStopped("stopped by disable before it completed")
 
+    def status_extra(self, record: "OperationRecord", runtime: "Runtime") -> Dict[str, Any]:
+        """Keys added to the local status object beside the agent's own (the agent ignores
+        them); VMSnapshot puts the backup service's fields here."""
+        return {}
+
     def on_worker_death(self, job: "JobRecord", runtime: "Runtime") -> Outcome:
         return Outcome("error", 50, f"worker {job.pid} for {job.name} ended without a result "
                                     f"(killed or crashed); the operation did not complete")

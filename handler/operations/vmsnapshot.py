@@ -98,6 +98,10 @@ class VmSnapshot(Operation):
         return [Substatus(SUBSTATUS, record.status, record.code,
                           _message_json(self._document(record, runtime)))]
 
+    def status_extra(self, record: OperationRecord, runtime) -> Dict[str, Any]:
+        status = self._document(record, runtime)[0]["status"]
+        return {k: v for k, v in status.items() if k not in ("code", "status")}
+
     def status_blob_document(self, document, record: OperationRecord, runtime):
         return self._document(record, runtime)
 

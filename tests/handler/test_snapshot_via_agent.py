@@ -48,6 +48,9 @@ def test_snapshot_through_the_agent_is_file_system_consistent(agent: FakeAgent, 
     assert agent.run(ext_dir, "enable", 1).returncode == 0
     status = agent.wait_terminal(ext_dir, 1, timeout=120)
     assert status["status"] == "success", status
+    assert status["taskId"] == public["taskId"] and len(status["snapshotInfo"]) == 2, \
+        "the local status carries the backup service's fields too"
+    assert isinstance(status["code"], int), "but keeps the agent's integer code"
     (sub,) = status["substatus"]
     assert json.loads(sub["formattedMessage"]["message"])["snapshotConsistency"] == 1, sub
     blob = json.loads(azurite.read_blob("vmstatus", "status.json"))[0]["status"]
