@@ -17,6 +17,7 @@ apt_packages=(
     libpcap0.8 tcpdump tshark
     nftables iptables dnsmasq-base traceroute mtr-tiny
     e2fsprogs xfsprogs
+    postgresql
     "${extra[@]}"
 )
 missing=()
