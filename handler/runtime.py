@@ -20,6 +20,9 @@ from plumbing.blobstore import BlobError, BlobErrorKind, BlobStore
 from plumbing.clock import SystemClock, utc_timestamp
 from plumbing.redact import Redactor
 
+# What is remembered: enough for status and idempotency, never an ever-growing folder.
+KEEP_FINISHED_JOBS = 50
+KEEP_OPERATIONS = 100
 STATUS_BLOB_CODES = {BlobErrorKind.FORBIDDEN: 42, BlobErrorKind.EXPIRED: 43}
 
 
@@ -89,6 +92,7 @@ class Runtime:
                         command=command, seq=seq, name=name,
                         started=utc_timestamp(self.clock.now()),
                         updated=utc_timestamp(self.clock.now()))
+        self._prune()
         self.store.save_job(job)
         pid = jobs.spawn_worker(job.job_id, self.env.extension_dir)
         created = jobs.process_create_time(pid) or 0.0
@@ -96,6 +100,10 @@ class Runtime:
                                     state="running" if created else "died")
         self.log.info("started worker %s (pid %d) for %s", job.job_id, pid, name)
         return job
+
+    def _prune(self) -> None:
+        for job_id in self.store.prune(KEEP_FINISHED_JOBS, KEEP_OPERATIONS):
+            (self.env.log_folder / "jobs" / f"{job_id}.log").unlink(missing_ok=True)
 
     def job_substatus(self, job_ids: List[str]) -> List[Substatus]:
         entries = []

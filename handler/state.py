@@ -136,6 +136,21 @@ class StateStore:
                 records.append(JobRecord(**data))
         return records
 
+    def prune(self, keep_jobs: int, keep_operations: int) -> List[str]:
+        """Forget the oldest finished jobs and operations beyond the newest `keep_*`;
+        returns the job ids removed (their logs go too)."""
+        finished = sorted((j for j in self.jobs() if j.finished),
+                          key=lambda j: (j.updated, j.job_id))
+        removed = [j.job_id for j in finished[:max(0, len(finished) - keep_jobs)]]
+        for job_id in removed:
+            self.delete_job(job_id)
+        seqs = sorted(int(p.stem) for p in (self.root / "ops").glob("*.json")
+                      if p.stem.isdigit())
+        for seq in seqs[:max(0, len(seqs) - keep_operations)]:
+            if seq != self.last_seq():
+                (self.root / "ops" / f"{seq}.json").unlink(missing_ok=True)
+        return removed
+
     def delete_job(self, job_id: str) -> None:
         (self.root / "jobs" / f"{job_id}.json").unlink(missing_ok=True)
 

@@ -66,3 +66,20 @@ def test_write_is_atomic_no_temp_files_left(tmp_path):
     write_status(tmp_path, 1, StatusReport("x", "enable", "success", 0, "b"), NOW)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1.status"]
     assert read_status(tmp_path, 1)[0]["status"]["status"] == "success"
+
+
+def test_state_keeps_the_newest_finished_jobs_and_the_current_operation(tmp_path):
+    from handler.state import JobRecord, OperationRecord, StateStore
+
+    store = StateStore(tmp_path / "state", tmp_path / "mrseq")
+    for i in range(8):
+        store.save_job(JobRecord(f"job{i}", "x", i, "n", state="finished",
+                                 updated=f"2026-11-22T00:00:0{i}Z"))
+        store.save_operation(OperationRecord(i, "x", "success", 0, ""))
+    store.save_job(JobRecord("live", "x", 9, "n", state="running", updated="2026-01-01T00:00:00Z"))
+    store.set_last_seq(0)
+    removed = store.prune(keep_jobs=3, keep_operations=2)
+    assert removed == [f"job{i}" for i in range(5)], removed
+    assert sorted(j.job_id for j in store.jobs()) == ["job5", "job6", "job7", "live"]
+    kept = sorted(int(p.stem) for p in (tmp_path / "state" / "ops").glob("*.json"))
+    assert kept == [0, 6, 7], "the newest operations and the current sequence stay"
