@@ -183,3 +183,26 @@ def test_status_blob_failures_are_terminal_coded_errors(agent, ext_dir, azurite,
     text = json.dumps(status) + result.output
     assert "UNREACH4BLE" not in text and "Rm9yZ2VkU2lnbmF0dXJl" not in text
     assert jobs_of(ext_dir) == [], "no work starts when its status cannot be delivered"
+
+
+def test_a_status_blob_failing_after_the_start_is_recorded_locally(agent, ext_dir, azurite):
+    from datetime import timedelta
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(0)  # never accepts: each probe runs to its timeout, the check outlives the SAS
+    try:
+        short = azurite.blob_sas_uri("status", "short.status", expires_in=timedelta(seconds=3))
+        agent.write_settings(ext_dir, 1, check_settings(silent.getsockname()[1], probes=6),
+                             {"statusBlobUri": short})
+        assert agent.run(ext_dir, "enable", 1).returncode == 0, "the first write succeeded"
+        assert json.loads(azurite.read_blob("status", "short.status"))[0]["status"][
+            "status"] == "transitioning"
+        status = agent.wait_terminal(ext_dir, 1, timeout=90)
+    finally:
+        silent.close()
+    assert status["status"] == "error" and status["code"] == 43, status
+    message = status["formattedMessage"]["message"]
+    assert "status blob not written" in message and "127.0.0.1" in message, "both results"
+    names = [s["name"] for s in status["substatus"]]
+    assert "StatusBlobUpload" in names and "connectivityCheck" in names, names
