@@ -103,7 +103,9 @@ def _address(text: str, field: str, problems: ProblemList) -> Optional[IPAddress
         return None
 
 
-def parse_addresses(raw: Any, field: str, problems: ProblemList) -> Optional[AddressSet]:
+def _parse_ranges(raw: Any, field: str, problems: ProblemList, parse_one, what: str,
+                  check_pair=None) -> Optional[list]:
+    """Single values, one `first-last` range, or a list: as (first, last) pairs."""
     parts = _items(raw, field, problems)
     if parts is None:
         return None
@@ -113,19 +115,29 @@ def parse_addresses(raw: Any, field: str, problems: ProblemList) -> Optional[Add
         if len(ends) > 2:
             problems.add(field, f"malformed range {part!r}: use first-last", InvalidRangeError)
             return None
-        addrs = [_address(e, field, problems) for e in ends]
-        if any(a is None for a in addrs):
+        values = [parse_one(e, field, problems) for e in ends]
+        if any(v is None for v in values):
             return None
-        lo, hi = addrs[0], addrs[-1]
-        if lo.version != hi.version:
-            problems.add(field, f"range {part!r} mixes IPv4 and IPv6", InvalidRangeError)
+        lo, hi = values[0], values[-1]
+        if check_pair is not None and not check_pair(lo, hi, part):
             return None
         if lo > hi:
-            problems.add(field, f"reversed range {part!r}: the first address must not be "
+            problems.add(field, f"reversed range {part!r}: the first {what} must not be "
                          "greater than the last", InvalidRangeError)
             return None
         ranges.append((lo, hi))
-    return AddressSet(tuple(ranges))
+    return ranges
+
+
+def parse_addresses(raw: Any, field: str, problems: ProblemList) -> Optional[AddressSet]:
+    def same_version(lo: IPAddress, hi: IPAddress, part: str) -> bool:
+        if lo.version != hi.version:
+            problems.add(field, f"range {part!r} mixes IPv4 and IPv6", InvalidRangeError)
+            return False
+        return True
+
+    ranges = _parse_ranges(raw, field, problems, _address, "address", same_version)
+    return None if ranges is None else AddressSet(tuple(ranges))
 
 
 def _port(text: str, field: str, problems: ProblemList) -> Optional[int]:
@@ -140,24 +152,8 @@ def _port(text: str, field: str, problems: ProblemList) -> Optional[int]:
 
 
 def parse_ports(raw: Any, field: str, problems: ProblemList) -> Optional[PortSet]:
-    parts = _items(raw, field, problems)
-    if parts is None:
-        return None
-    ranges = []
-    for part in parts:
-        ends = [e.strip() for e in part.split("-")]
-        if len(ends) > 2:
-            problems.add(field, f"malformed range {part!r}: use first-last", InvalidRangeError)
-            return None
-        ports = [_port(e, field, problems) for e in ends]
-        if any(p is None for p in ports):
-            return None
-        if ports[0] > ports[-1]:
-            problems.add(field, f"reversed range {part!r}: the first port must not be "
-                         "greater than the last", InvalidRangeError)
-            return None
-        ranges.append((ports[0], ports[-1]))
-    return PortSet(tuple(ranges))
+    ranges = _parse_ranges(raw, field, problems, _port, "port")
+    return None if ranges is None else PortSet(tuple(ranges))
 
 
 def parse_filter(obj: Any, path: str, problems: ProblemList) -> Optional[CaptureFilter]:
