@@ -8,10 +8,8 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -23,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from devtools.azurite import Azurite  # noqa: E402
 from devtools.loopfs import LoopFilesystems  # noqa: E402
+from devtools.writer import Writer  # noqa: E402
 from plumbing.blobstore import BlobStore  # noqa: E402
 from plumbing.retry import NO_RETRY  # noqa: E402
 from snapshot.config import load_local_config  # noqa: E402
@@ -30,41 +29,6 @@ from snapshot.disks import snapshot_disks  # noqa: E402
 from snapshot.log import BufferedLog  # noqa: E402
 from snapshot.runner import run_snapshot  # noqa: E402
 from snapshot.settings import parse_snapshot_settings  # noqa: E402
-
-WRITER = r"""
-import os, sys, time
-fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)
-block = os.urandom(4096)
-i = 0
-while True:
-    os.pwrite(fd, block, (i % 1024) * 4096)
-    if i % 32 == 0:
-        os.fsync(fd)
-    os.write(1, b".")
-    i += 1
-    time.sleep(0.002)
-"""
-
-
-class Writer:
-    """A writer process whose heartbeats (one per completed write) time its stalls."""
-
-    def __init__(self, path: str) -> None:
-        self.beats: List[float] = []
-        self.proc = subprocess.Popen([sys.executable, "-c", WRITER, path], stdout=subprocess.PIPE)
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        for _ in iter(lambda: self.proc.stdout.read1(4096), b""):
-            self.beats.append(time.monotonic())
-
-    def stall(self, start: float, end: float) -> float:
-        times = [t for t in self.beats if start <= t <= end + 1.0]
-        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 def ticks_now() -> str:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
 from devtools.loopfs import LoopFilesystems
+from devtools.writer import Writer
 
 
 @pytest.fixture
@@ -90,57 +90,6 @@ def settings_dicts(uris, task_id: str = "", ticks: str = "", logs: str = "",
     if status:
         protected["statusBlobUri"] = status
     return public, protected
-
-
-WRITER = r"""
-import os, sys, time
-fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o600)
-block = os.urandom(4096)
-i = 0
-while True:
-    os.pwrite(fd, block, (i % 1024) * 4096)
-    if i % 32 == 0:
-        os.fsync(fd)
-    os.write(1, b".")
-    i += 1
-    time.sleep(0.002)
-"""
-
-
-class Writer:
-    """A writer process appending to a file on a filesystem; heartbeats time its progress."""
-
-    def __init__(self, path: str) -> None:
-        import sys
-        import threading
-        import time
-
-        self._time = time.monotonic
-        self.beats: list = []
-        self.proc = subprocess.Popen([sys.executable, "-c", WRITER, path],
-                                     stdout=subprocess.PIPE, start_new_session=True)
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        while True:
-            data = self.proc.stdout.read1(4096)
-            if not data:
-                return
-            self.beats.append(self._time())
-
-    @property
-    def count(self) -> int:
-        return len(self.beats)
-
-    def longest_stall(self, since: float = 0.0) -> float:
-        times = [t for t in self.beats if t >= since]
-        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-        self._thread.join(5)
 
 
 @pytest.fixture
