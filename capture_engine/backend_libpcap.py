@@ -4,20 +4,17 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import select
-import time
 from typing import List, Optional, Sequence, Tuple
 
 from capture_engine import pcaplib
-from capture_engine.backend_raw import NAP_BELOW_PACKETS, nap
 from capture_engine.bpf import WHOLE_PACKET
 from capture_engine.errors import (
     CaptureFailedError,
     InterfaceNotFoundError,
     UnsupportedLinkTypeError,
 )
+from capture_engine.pollloop import BLOCK_TIMEOUT_MS, serve
 
-BLOCK_TIMEOUT_MS = 200
 BUFFER_BYTES = 32 * 1024 * 1024
 PCAP_ERROR_BREAK = -2
 PCAP_ERROR_NO_SUCH_DEVICE = -5
@@ -173,25 +170,13 @@ class LibpcapBackend:
 
     def run(self, recorder) -> None:
         """The dispatch loop (its own thread): until stop(), a limit, or a failure."""
-        poller = select.poll()
-        poller.register(self._wake_r, select.POLLIN)
-        by_fd = {fd: (name, handle) for name, handle, fd in self.handles}
-        for fd in by_fd:
-            poller.register(fd, select.POLLIN)
-        next_stats = time.monotonic() + 1.0
-        while not self._stopping and not recorder.done and self.failure is None:
-            handled = 0
-            for fd, _ in poller.poll(BLOCK_TIMEOUT_MS):
-                if fd == self._wake_r:
-                    os.read(self._wake_r, 64)
-                elif fd in by_fd:
-                    handled += self._dispatch(*by_fd[fd], recorder)
-            if 0 < handled < NAP_BELOW_PACKETS:
-                nap(self._wake_r)
-            if time.monotonic() >= next_stats:
-                self.refresh_stats()
-                next_stats = time.monotonic() + 1.0
-        self.refresh_stats()
+        sources = {fd: (lambda _events, name=name, handle=handle:
+                        self._dispatch(name, handle, recorder))
+                   for name, handle, fd in self.handles}
+        serve(sources, self._wake_r, lambda: self._running(recorder), self.refresh_stats)
+
+    def _running(self, recorder) -> bool:
+        return not self._stopping and not recorder.done and self.failure is None
 
     def drain(self, recorder) -> None:
         """Read whatever the kernel has already handed over (used after the stop time)."""

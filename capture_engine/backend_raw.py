@@ -8,7 +8,6 @@ import os
 import select
 import socket
 import struct
-import time
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -18,6 +17,7 @@ from capture_engine.errors import (
     UnsupportedLinkTypeError,
 )
 from capture_engine.output import FdSink
+from capture_engine.pollloop import BLOCK_TIMEOUT_MS, serve
 
 SOL_PACKET, SO_ATTACH_FILTER = 263, 26
 PACKET_RX_RING, PACKET_STATISTICS, PACKET_VERSION = 5, 6, 10
@@ -25,13 +25,9 @@ TPACKET_V3, ETH_P_ALL = 2, 0x0003
 TP_STATUS_USER, TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID = 0x1, 0x10, 0x40
 SIOCGIFHWADDR = 0x8927
 ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
-BLOCK_TIMEOUT_MS = 200
 BLOCK_BYTES = 1 << 20
 RING_BYTES = 32 * 1024 * 1024
 FRAME_BYTES = 2048
-# A batch smaller than this is followed by a nap of NAP_MS; the 32 MiB ring holds far more
-# than NAP_MS of traffic (200k pps of full-size frames fill 16 MiB in 50 ms).
-NAP_BELOW_PACKETS, NAP_MS = 20_000, 50
 
 BLOCK_HDR = struct.Struct("<II")          # num_pkts, offset_to_first_pkt (at +12)
 PKT_HDR = struct.Struct("<IIIIIIH")       # next, sec, nsec, snaplen, len, status, mac
@@ -111,25 +107,14 @@ class RawSocketBackend:
 
     def run(self, recorder) -> None:
         """The reading loop (its own thread): until stop(), a limit, or a failure."""
-        poller = select.poll()
-        poller.register(self._wake_r, select.POLLIN)
-        by_fd = {r.sock.fileno(): r for r in self.rings}
-        for fd in by_fd:
-            poller.register(fd, select.POLLIN | select.POLLERR)
-        next_stats = time.monotonic() + 1.0
-        while not self._stopping and not recorder.done and self.failure is None:
-            handled = 0
-            for fd, events in poller.poll(BLOCK_TIMEOUT_MS):
-                if fd == self._wake_r:
-                    os.read(self._wake_r, 64)
-                elif fd in by_fd:
-                    handled += self._service(by_fd[fd], events, recorder)
-            if 0 < handled < NAP_BELOW_PACKETS:
-                nap(self._wake_r)
-            if time.monotonic() >= next_stats:
-                self.refresh_stats()
-                next_stats = time.monotonic() + 1.0
-        self.refresh_stats()
+        sources = {ring.sock.fileno(): (lambda events, ring=ring:
+                                        self._service(ring, events, recorder))
+                   for ring in self.rings}
+        serve(sources, self._wake_r, lambda: self._running(recorder), self.refresh_stats,
+              select.POLLIN | select.POLLERR)
+
+    def _running(self, recorder) -> bool:
+        return not self._stopping and not recorder.done and self.failure is None
 
     def drain(self, recorder) -> None:
         for ring in self.rings:
@@ -194,13 +179,3 @@ class RawSocketBackend:
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
         self._wake_r = self._wake_w = -1
-
-
-def nap(wake_fd: int) -> None:
-    """After a small batch, let the ring fill a little before the next wake-up: waking per
-    ring block costs more in Python than the packets themselves at low rates. A stop request
-    (a byte on `wake_fd`) ends the nap at once.
-    """
-    poller = select.poll()
-    poller.register(wake_fd, select.POLLIN)
-    poller.poll(NAP_MS)
