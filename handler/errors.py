@@ -1,7 +1,7 @@
 """Handler errors: each class carries its status code and a message fit for the user."""
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 Problem = Tuple[str, str]  # (field path, what is wrong)
 
@@ -86,11 +86,3 @@ class StatusBlobError(HandlerError):
 
 class WorkerDiedError(HandlerError):
     code, title = 50, "Worker process died"
-
-
-class OperationNotFoundError(HandlerError):
-    code, title = 60, "No such operation"
-
-
-def problems_message(problems: Sequence[Problem]) -> str:
-    return "; ".join(f"{field}: {what}" for field, what in problems)
