@@ -1,20 +1,34 @@
-"""The lifecycle commands the agent runs, and the worker entry, as plain functions."""
+"""The lifecycle commands the agent runs, and the worker entry, as plain functions.
+
+Every command holds the state lock only to read and write local records, and sends status and
+logs to their blobs outside it, within a time budget that keeps it well inside the agent's
+timeouts whatever the storage does.
+"""
 from __future__ import annotations
 
 import shutil
 import signal
+from typing import Optional
 
 from handler import jobs
 from handler.errors import HandlerError, NoRuntimeSettingsError
 from handler.operations.base import STOPPED_CODE, OperationStopped, Outcome
+from handler.publisher import BackgroundPublisher
 from handler.runtime import Runtime
+from handler.settings import HandlerSettings
 from handler.settings_file import choose_sequence
 from handler.state import OperationRecord
 from handler.status import write_heartbeat
+from plumbing.crashpoints import crashpoint
 
-# Disable may take 900 s; workers get most of it to finish (a capture still uploads).
-DISABLE_GRACE_SECONDS = 600.0
-UNINSTALL_GRACE_SECONDS = 120.0
+# Seconds a lifecycle command may spend on blob uploads (status, logs), retries included:
+# with storage that hangs, enable and disable still end within a minute (the agent allows 300).
+ENABLE_STORAGE_SECONDS = 40.0
+DISABLE_STORAGE_SECONDS = 20.0
+# How long disable/uninstall wait for workers to stop (a capture drains and closes its file).
+# Disable then leaves a worker that is still uploading to finish on its own; uninstall kills it.
+STOP_GRACE_SECONDS = 30.0
+WORKER_STORAGE_SECONDS = 120.0
 
 
 def install(rt: Runtime) -> int:
@@ -42,107 +56,153 @@ def disable(rt: Runtime) -> int:
     with rt.store.lock():
         running = [job for job in rt.store.jobs() if not job.finished]
     rt.log.info("disable: stopping %d running worker(s)", len(running))
-    stuck = jobs.stop_workers(rt.store, running, DISABLE_GRACE_SECONDS)
-    with rt.store.lock():
-        for job in stuck:
-            rt.finish_job(job.job_id, Outcome("error", 50, f"{job.name}: worker did not stop "
-                                                         f"within {DISABLE_GRACE_SECONDS:.0f}s "
-                                                         f"of disable and was killed"), "died")
-        rt.refresh_status()
+    left = jobs.stop_workers(rt.store, running, STOP_GRACE_SECONDS, kill=False)
+    for job in left:
+        rt.log.warning("disable: worker %s still finishing (e.g. uploading); it reports itself",
+                       job.job_id)
+    rt.publish(deadline=rt.clock.monotonic() + DISABLE_STORAGE_SECONDS)
     return 0
 
 
 def uninstall(rt: Runtime) -> int:
     with rt.store.lock():
         running = [job for job in rt.store.jobs() if not job.finished]
-    jobs.stop_workers(rt.store, running, UNINSTALL_GRACE_SECONDS)
-    rt.log.info("uninstall: workers stopped")
+    killed = jobs.stop_workers(rt.store, running, STOP_GRACE_SECONDS, kill=True)
+    rt.log.info("uninstall: workers stopped (%d killed after %.0fs)", len(killed),
+                STOP_GRACE_SECONDS)
     return 0
 
 
 def enable(rt: Runtime) -> int:
     heartbeat(rt, "enabling")
+    deadline = rt.clock.monotonic() + ENABLE_STORAGE_SECONDS
     seq = choose_sequence(rt.env.config_folder, rt.environ)
+    if seq is None:
+        raise NoRuntimeSettingsError(f"no *.settings file in {rt.env.config_folder}")
     with rt.store.lock():
-        if seq is None:
-            raise NoRuntimeSettingsError(f"no *.settings file in {rt.env.config_folder}")
-        if rt.store.last_seq() == seq:
-            return _report_processed(rt, seq)
-        record = _enable_new(rt, seq)
-        rt.store.set_last_seq(seq)
-        record = rt.refresh_status(seq) or record
-        rt.upload_log(rt.cached_settings(seq), record)
+        record = _already_processed(rt, seq)
+    if record is not None:
+        rt.log.info("enable: sequence %d already processed (%s); reporting it", seq,
+                    record.status)
+        record = rt.publish(seq, deadline=deadline) or record
+    else:
+        record = _enable_new(rt, seq, deadline)
     heartbeat(rt, f"sequence {seq}: {record.status}")
     return 0 if record.status != "error" else 1
 
 
-def _report_processed(rt: Runtime, seq: int) -> int:
-    """The agent re-ran enable for a sequence number we already took: never redo it."""
+def _already_processed(rt: Runtime, seq: int) -> Optional[OperationRecord]:
+    """The record of `seq` when an earlier enable took it to effect; None when it must be
+    (re)done: never seen, or written ahead by an enable killed before it acted."""
     record = rt.store.operation(seq)
-    if record is None:  # processed by a version whose records we do not have
-        rt.log.info("enable: sequence %d already processed; keeping its status", seq)
-        return 0
-    rt.log.info("enable: sequence %d already processed (%s); reporting it", seq, record.status)
-    record = rt.refresh_status(seq) or record
-    return 0 if record.status != "error" else 1
-
-
-def _enable_new(rt: Runtime, seq: int) -> OperationRecord:
-    raw = rt.raw_settings(seq)
-    if raw.empty:
-        record = OperationRecord(seq, "", "success", 0, "no settings: nothing to do")
-        rt.store.save_operation(record)
+    if record is None:
+        if rt.store.last_seq() == seq:  # processed by a version whose records we lack
+            return OperationRecord(seq, "", "success", 0, "already processed")
+        return None
+    if record.terminal or record.jobs or record.detail.get("acted"):
+        rt.store.set_last_seq(seq)
         return record
-    record = OperationRecord(seq, "", "transitioning", 0, "validating settings")
-    try:
-        settings = rt.settings(seq, raw)
-        record.command = settings.command
-        record.message = f"{settings.command}: starting"
-        rt.store.save_operation(record)
-        preflight = rt.refresh_status(seq)  # the first status blob write: fail fast
-        if preflight is not None and preflight.detail.get("statusBlobError"):
-            failure = preflight.detail["statusBlobError"]
+    return None
+
+
+def _enable_new(rt: Runtime, seq: int, deadline: float) -> OperationRecord:
+    with rt.store.lock():
+        record, settings = _write_ahead(rt, seq)
+    if settings is None:
+        return rt.publish(seq, with_log=True, deadline=deadline) or record
+    preflight = rt.publish(seq, deadline=deadline)  # the first status blob write: fail fast
+    with rt.store.lock():
+        record = rt.store.operation(seq) or record
+        failure = preflight.detail.get("statusBlobError") if preflight else None
+        if failure and rt.registry[settings.command].starts_work(settings):
             record.status, record.code = "error", failure["code"]
             record.message = f"{settings.command} not started: status blob unavailable"
-            record.detail = preflight.detail
         else:
-            record = rt.registry[settings.command].enable(settings, rt)
-    except HandlerError as exc:
-        rt.log.error("enable of sequence %d failed: [%d] %s", seq, exc.code, exc)
-        record.status, record.code, record.message = "error", exc.code, str(exc)
+            record = _act(rt, settings, record)
+        record.detail["acted"] = True
+        rt.store.save_operation(record)
+        rt.store.set_last_seq(seq)
+        crashpoint("handler.enable.acted")
+        rt.refresh_local(seq)
+    return rt.publish(seq, with_log=True, deadline=deadline) or record
+
+
+def _write_ahead(rt: Runtime, seq: int) -> "tuple[OperationRecord, Optional[HandlerSettings]]":
+    """Parse the settings and record the intent before acting on it. Lock held."""
+    raw = rt.raw_settings(seq)
+    record = OperationRecord(seq, "", "transitioning", 0, "validating settings")
+    settings = None
+    if raw.empty:
+        record.status, record.message = "success", "no settings: nothing to do"
+    else:
+        try:
+            settings = rt.settings(seq, raw)
+            record.command, record.message = settings.command, f"{settings.command}: starting"
+            record.detail.update(rt.registry[settings.command].describe(settings))
+        except HandlerError as exc:
+            rt.log.error("enable of sequence %d failed: [%d] %s", seq, exc.code, exc)
+            record.status, record.code, record.message = "error", exc.code, str(exc)
     rt.store.save_operation(record)
+    if settings is None:
+        rt.store.set_last_seq(seq)
+    crashpoint("handler.enable.recorded")
+    rt.refresh_local(seq)
+    return record, settings
+
+
+def _act(rt: Runtime, settings: HandlerSettings, ahead: OperationRecord) -> OperationRecord:
+    """Start the operation, or adopt the worker an interrupted enable already started."""
+    started = [job for job in rt.store.jobs() if job.seq == settings.seq
+               and job.command == settings.command and (not job.finished or job.pid > 0)]
+    if started:
+        ahead.jobs = [job.job_id for job in started]
+        ahead.message = f"{settings.command}: resumed after an interrupted enable"
+        return ahead
+    try:
+        record = rt.registry[settings.command].enable(settings, rt)
+    except HandlerError as exc:
+        rt.log.error("enable of sequence %d failed: [%d] %s", settings.seq, exc.code, exc)
+        record = ahead
+        record.status, record.code, record.message = "error", exc.code, str(exc)
+    record.detail = {**ahead.detail, **record.detail}
     return record
 
 
 def worker(rt: Runtime, job_id: str) -> int:
     """Run one job to its end; whatever happens, its record ends finished."""
-    job = rt.store.job(job_id)
+    with rt.store.lock():
+        job = rt.register_worker(job_id)
     if job is None:
-        rt.log.error("worker: no job %s", job_id)
+        rt.log.error("worker: no unfinished job %s", job_id)
         return 1
+    crashpoint("handler.worker.registered")
     op = rt.registry[job.command]
     signal.signal(signal.SIGTERM, lambda signum, frame: op.stop())
+    background = BackgroundPublisher(rt.publish, rt.log)
+    rt.status_changed = background.poke
+    settings: Optional[HandlerSettings] = None
     try:
         settings = rt.settings(job.seq)
         outcome = op.work(settings, job, rt)
     except OperationStopped as exc:
-        outcome, settings = Outcome("error", STOPPED_CODE, str(exc)), rt.cached_settings(job.seq)
+        outcome = Outcome("error", STOPPED_CODE, str(exc))
     except HandlerError as exc:
-        outcome, settings = Outcome("error", exc.code, str(exc)), None
+        outcome = Outcome("error", exc.code, str(exc))
     except Exception as exc:  # noqa: BLE001 - a worker must always leave a terminal record
         rt.log.exception("worker %s crashed", job_id)
-        outcome, settings = Outcome("error", 1, f"internal error: {type(exc).__name__}: "
-                                                f"{rt.redactor(str(exc))}"), None
+        outcome = Outcome("error", 1, f"internal error: {type(exc).__name__}: "
+                                      f"{rt.redactor(str(exc))}")
+    background.close()
     with rt.store.lock():
         rt.finish_job(job_id, outcome)
-        record = rt.store.operation(job.seq)
-        rt.refresh_status()
-        if record is not None:
-            rt.upload_log(settings, rt.store.operation(job.seq) or record)
-            if job.seq != rt.store.last_seq():
-                rt.refresh_status(job.seq)
+        crashpoint("handler.worker.finished")
+        latest = rt.store.last_seq()
     rt.log.info("worker %s finished: %s [%d] %s", job_id, outcome.status, outcome.code,
                 outcome.message)
+    deadline = rt.clock.monotonic() + WORKER_STORAGE_SECONDS
+    rt.publish(job.seq, with_log=True, deadline=deadline, blob_first=True)
+    if latest is not None and latest != job.seq:
+        rt.publish(latest, deadline=deadline, blob_first=True)
     return 0
 
 

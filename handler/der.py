@@ -9,12 +9,18 @@ class DerError(ValueError):
     """The bytes are not well-formed DER (truncated, bad length, wrong tag)."""
 
 
+# A CMS envelope nests about eight levels deep; anything far deeper is malformed or hostile,
+# and must end as a DerError, never as a RecursionError.
+MAX_DEPTH = 32
+
+
 @dataclass(frozen=True)
 class Node:
     """One TLV: its tag byte, its value bytes and, for constructed nodes, its children."""
 
     tag: int
     value: bytes
+    depth: int = 0
 
     @property
     def constructed(self) -> bool:
@@ -23,7 +29,7 @@ class Node:
     def children(self) -> List["Node"]:
         if not self.constructed:
             raise DerError(f"tag 0x{self.tag:02x} is not constructed")
-        return read_all(self.value)
+        return read_all(self.value, self.depth + 1)
 
     def octets(self) -> bytes:
         """The content of an OCTET STRING, primitive or constructed (BER segments)."""
@@ -32,8 +38,10 @@ class Node:
         return b"".join(child.octets() for child in self.children())
 
 
-def read_one(data: bytes, offset: int = 0) -> Tuple[Node, int]:
+def read_one(data: bytes, offset: int = 0, depth: int = 0) -> Tuple[Node, int]:
     """Read the TLV at offset; return it and the offset just past it."""
+    if depth > MAX_DEPTH:
+        raise DerError(f"nested more than {MAX_DEPTH} levels deep")
     if offset + 2 > len(data):
         raise DerError("truncated: no room for a tag and a length")
     tag = data[offset]
@@ -42,7 +50,7 @@ def read_one(data: bytes, offset: int = 0) -> Tuple[Node, int]:
     first = data[offset + 1]
     pos = offset + 2
     if first == 0x80:  # BER indefinite length: children until end-of-contents
-        return _read_indefinite(data, tag, pos)
+        return _read_indefinite(data, tag, pos, depth)
     if first & 0x80:
         count = first & 0x7F
         if count > 4 or pos + count > len(data):
@@ -54,26 +62,26 @@ def read_one(data: bytes, offset: int = 0) -> Tuple[Node, int]:
     end = pos + length
     if end > len(data):
         raise DerError(f"truncated: value needs {length} bytes, {len(data) - pos} left")
-    return Node(tag, data[pos:end]), end
+    return Node(tag, data[pos:end], depth), end
 
 
-def _read_indefinite(data: bytes, tag: int, pos: int) -> Tuple[Node, int]:
+def _read_indefinite(data: bytes, tag: int, pos: int, depth: int) -> Tuple[Node, int]:
     if not tag & 0x20:
         raise DerError("indefinite length on a primitive value")
     start = pos
     while True:
         if data[pos:pos + 2] == b"\x00\x00":
-            return Node(tag, data[start:pos]), pos + 2
-        _, pos = read_one(data, pos)
+            return Node(tag, data[start:pos], depth), pos + 2
+        _, pos = read_one(data, pos, depth + 1)
 
 
-def read_all(data: bytes) -> List[Node]:
+def read_all(data: bytes, depth: int = 0) -> List[Node]:
     nodes, offset = [], 0
     while offset < len(data):
         if data[offset:offset + 2] == b"\x00\x00":  # trailing end-of-contents inside BER
             offset += 2
             continue
-        node, offset = read_one(data, offset)
+        node, offset = read_one(data, offset, depth)
         nodes.append(node)
     return nodes
 

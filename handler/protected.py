@@ -68,8 +68,9 @@ def decrypt_protected_settings(b64: str, thumbprint: str, lib_dir: Path) -> Dict
 def parse_envelope(blob: bytes) -> Envelope:
     try:
         return _parse_envelope(blob)
-    except (der.DerError, IndexError) as exc:
-        raise EnvelopeError(f"protectedSettings is not a well-formed CMS envelope: {exc}") \
+    except (ValueError, IndexError) as exc:  # DerError, or a structure with parts missing
+        reason = str(exc) if isinstance(exc, der.DerError) else "a required part is missing"
+        raise EnvelopeError(f"protectedSettings is not a well-formed CMS envelope: {reason}") \
             from None
 
 

@@ -5,7 +5,8 @@ import json
 import logging
 import os
 import uuid
-from typing import Dict, List, Mapping, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from handler import jobs
 from handler.environment import HandlerEnvironment
@@ -18,6 +19,8 @@ from handler.state import JobRecord, OperationRecord, StateStore
 from handler.status import StatusReport, Substatus, render, write_status
 from plumbing.blobstore import BlobError, BlobErrorKind, BlobStore
 from plumbing.clock import SystemClock, utc_timestamp
+from plumbing.crashpoints import crashpoint
+from plumbing.procid import myself
 from plumbing.redact import Redactor
 
 # What is remembered: enough for status and idempotency, never an ever-growing folder.
@@ -65,6 +68,8 @@ class Runtime:
         self.store = StateStore(env.state_dir, env.mrseq_file, redactor.redact)
         self._settings: Dict[int, HandlerSettings] = {}
         self.manifest: Mapping[str, object] = {}
+        # A worker points this at its background publisher: called after each status change.
+        self.status_changed: Callable[[], None] = lambda: None
 
     # -- settings -----------------------------------------------------------------------
     def raw_settings(self, seq: int) -> RawSettings:
@@ -87,18 +92,37 @@ class Runtime:
 
     # -- jobs ---------------------------------------------------------------------------
     def start_job(self, seq: int, command: str, name: str, job_id: str = "") -> JobRecord:
-        """Record a job and start its detached worker. The caller holds the state lock."""
+        """Record a job, then start its detached worker. The caller holds the state lock.
+
+        The record is written first and names this enable as its spawner: a kill right after
+        leaves a record the next enable settles (worker found by its command line, or died)."""
+        me = myself()
         job = JobRecord(job_id=job_id or f"{command}-{seq}-{uuid.uuid4().hex[:8]}",
-                        command=command, seq=seq, name=name,
-                        started=utc_timestamp(self.clock.now()),
+                        command=command, seq=seq, name=name, spawner_pid=me.pid,
+                        spawner_ticks=me.start, started=utc_timestamp(self.clock.now()),
                         updated=utc_timestamp(self.clock.now()))
         self._prune()
         self.store.save_job(job)
-        pid = jobs.spawn_worker(job.job_id, self.env.extension_dir)
-        created = jobs.process_create_time(pid) or 0.0
-        job = self.store.update_job(job.job_id, pid=pid, create_time=created,
-                                    state="running" if created else "died")
-        self.log.info("started worker %s (pid %d) for %s", job.job_id, pid, name)
+        crashpoint("handler.job.recorded")
+        process = jobs.spawn_worker(job.job_id, self.env.extension_dir)
+        crashpoint("handler.job.spawned")
+        current = self.store.job(job.job_id) or job
+        if current.pid == 0 and not current.finished:  # the worker may have registered first
+            current = self.store.update_job(job.job_id, pid=process.pid,
+                                            start_ticks=process.start, state="running")
+        self.log.info("started worker %s (pid %d) for %s", job.job_id, process.pid, name)
+        return current
+
+    def register_worker(self, job_id: str) -> Optional[JobRecord]:
+        """The worker records itself (the enable that started it may have been killed before
+        it could); None when the job is unknown or already settled. The caller holds the lock."""
+        job = self.store.job(job_id)
+        if job is None or job.finished:
+            return None
+        me = myself()
+        if (job.pid, job.start_ticks) != (me.pid, me.start):
+            job = self.store.update_job(job_id, pid=me.pid, start_ticks=me.start,
+                                        state="running")
         return job
 
     def _prune(self) -> None:
@@ -143,8 +167,10 @@ class Runtime:
         self.store.save_operation(record)
         return record
 
-    def refresh_status(self, seq: Optional[int] = None) -> Optional[OperationRecord]:
-        """Re-render the status file (and blob) of `seq`, default the latest. Lock held."""
+    def render_status(self, seq: Optional[int] = None,
+                      write_local: bool = True) -> Optional[StatusDraft]:
+        """Settle `seq` (default: the latest) and write its local status file; return what
+        its blobs should receive. Local work only: the caller holds the state lock."""
         self.reap_dead_workers()
         seq = self.store.last_seq() if seq is None else seq
         record = self.store.operation(seq) if seq is not None else None
@@ -153,11 +179,78 @@ class Runtime:
         op = self.registry.get(record.command)
         record = op.settle(record, self) if op else self.conclude(record)
         substatus = op.substatus(record, self) if op else []
-        settings = self.cached_settings(seq) if record.command else None
-        if settings is not None and settings.status_blob_uri:
-            self._upload_status_blob(record, op, substatus, settings.status_blob_uri)
-        self._write_local(record, op, substatus)
-        return record
+        if write_local:
+            self._write_local(record, op, substatus)
+        settings = self.cached_settings(record.seq) if record.command else None
+        if settings is None:
+            return StatusDraft(record, None, None)
+        status_post = logs_post = None
+        if settings.status_blob_uri:
+            document = render(self._report(record, substatus), self.clock.now())
+            if op is not None:
+                document = op.status_blob_document(document, record, self) or document
+            status_post = BlobPost(settings.status_blob_uri, self.redactor(
+                json.dumps(document, separators=(",", ":"))).encode("utf-8"),
+                "application/json")
+        if settings.logs_blob_uri:
+            logs_post = BlobPost(settings.logs_blob_uri,
+                                 self.redactor(self.memory_log.text()).encode("utf-8"),
+                                 "text/plain; charset=utf-8")
+        return StatusDraft(record, status_post, logs_post)
+
+    def refresh_local(self, seq: Optional[int] = None) -> Optional[OperationRecord]:
+        """Re-render the local status file only. The caller holds the state lock."""
+        draft = self.render_status(seq)
+        return draft.record if draft is not None else None
+
+    def publish(self, seq: Optional[int] = None, with_log: bool = False,
+                deadline: Optional[float] = None,
+                blob_first: bool = False) -> Optional[OperationRecord]:
+        """Render the status of `seq`, send it (and the log) to its blobs, record how that
+        went. The lock is held to read and write records only, never across an upload: the
+        caller must not hold it. `deadline` (monotonic) bounds every upload, retries included.
+        `blob_first`: the local file changes only after the blob was tried, so a terminal
+        local status never shows before the blob has it."""
+        with self.store.lock():
+            draft = self.render_status(seq, write_local=not blob_first)
+        if draft is None:
+            return None
+        if blob_first and draft.status_post is None and not with_log:
+            with self.store.lock():
+                return self.refresh_local(draft.record.seq)
+        failures: Dict[str, Optional[Dict[str, Any]]] = {}
+        if draft.status_post is not None:
+            failures["statusBlobError"] = self._post(draft.status_post, "status", deadline)
+        if with_log and draft.logs_post is not None:
+            failures["logsBlobError"] = self._post(draft.logs_post, "logs", deadline)
+        if not failures and not blob_first:
+            return draft.record
+        with self.store.lock():
+            record = self.store.operation(draft.record.seq) or draft.record
+            before = dict(record.detail)
+            for key, failure in failures.items():
+                if failure is None:
+                    record.detail.pop(key, None)
+                else:
+                    record.detail[key] = failure
+            if record.detail != before:
+                self.store.save_operation(record)
+            if record.detail != before or blob_first:
+                record = self.refresh_local(record.seq) or record
+            return record
+
+    def _post(self, post: BlobPost, what: str,
+              deadline: Optional[float]) -> Optional[Dict[str, Any]]:
+        """One upload outside the lock; the failure as it is recorded, or None."""
+        crashpoint(f"handler.blob.{what}")
+        try:
+            self.blob_store.until(deadline).put_bytes(post.uri, post.data, post.content_type)
+            return None
+        except BlobError as exc:
+            code = STATUS_BLOB_CODES.get(exc.kind, StatusBlobError.code)
+            self.log.error("%s blob upload failed after %d attempt(s): %s", what, exc.attempts,
+                           exc)
+            return {"code": code, "kind": exc.kind.value, "message": self.redactor(str(exc))}
 
     def _report(self, record: OperationRecord, substatus: List[Substatus]) -> StatusReport:
         extra = []
@@ -183,33 +276,20 @@ class Runtime:
         write_status(self.env.status_folder, record.seq, self._report(record, substatus),
                      self.clock.now(), extra)
 
-    def _upload_status_blob(self, record: OperationRecord, op: Optional[Operation],
-                            substatus: List[Substatus], uri: str) -> None:
-        document = render(self._report(record, substatus), self.clock.now())
-        if op is not None:
-            document = op.status_blob_document(document, record, self) or document
-        data = self.redactor(json.dumps(document, separators=(",", ":"))).encode("utf-8")
-        try:
-            self.blob_store.put_bytes(uri, data, content_type="application/json")
-            record.detail.pop("statusBlobError", None)
-        except BlobError as exc:
-            code = STATUS_BLOB_CODES.get(exc.kind, StatusBlobError.code)
-            self.log.error("status blob upload failed after %d attempt(s): %s", exc.attempts, exc)
-            record.detail["statusBlobError"] = {"code": code, "kind": exc.kind.value,
-                                                "message": self.redactor(str(exc))}
-        self.store.save_operation(record)
 
-    def upload_log(self, settings: Optional[HandlerSettings], record: OperationRecord) -> None:
-        """Send this process's log lines to logsBlobUri; a failure is recorded, not dropped."""
-        if settings is None or not settings.logs_blob_uri:
-            return
-        try:
-            self.blob_store.put_bytes(settings.logs_blob_uri,
-                                      self.redactor(self.memory_log.text()).encode("utf-8"),
-                                      content_type="text/plain; charset=utf-8")
-            record.detail.pop("logsBlobError", None)
-        except BlobError as exc:
-            self.log.error("logs blob upload failed: %s", exc)
-            record.detail["logsBlobError"] = {"code": STATUS_BLOB_CODES.get(exc.kind, 41),
-                                              "message": self.redactor(str(exc))}
-        self.store.save_operation(record)
+@dataclass(frozen=True)
+class BlobPost:
+    """One blob write prepared under the lock and sent outside it."""
+
+    uri: str
+    data: bytes
+    content_type: str
+
+
+@dataclass(frozen=True)
+class StatusDraft:
+    """A sequence number's settled record and what its status and logs blobs should get."""
+
+    record: OperationRecord
+    status_post: Optional[BlobPost]
+    logs_post: Optional[BlobPost]

@@ -6,9 +6,9 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Type, TypeVar
 
 TERMINAL = ("success", "error")
 
@@ -59,15 +59,17 @@ class JobRecord:
     seq: int
     name: str
     state: str = "starting"  # starting | running | finished | died
-    pid: int = 0
-    create_time: float = 0.0
+    pid: int = 0  # 0 until the spawner or the worker itself records it
+    start_ticks: int = 0  # the worker's start time after boot: its identity with the pid
+    spawner_pid: int = 0  # the enable that wrote this record, while the worker is starting
+    spawner_ticks: int = 0
     status: str = "transitioning"
     code: int = 0
     message: str = ""
     detail: Dict[str, Any] = field(default_factory=dict)
     started: str = ""
     updated: str = ""
-    stop_requested: bool = False
+    stop_requested_by: int = -1  # the sequence number whose stop was sent to this worker
 
     @property
     def finished(self) -> bool:
@@ -107,15 +109,21 @@ class StateStore:
 
     # -- records ------------------------------------------------------------------------
     def operation(self, seq: int) -> Optional[OperationRecord]:
-        data = self._read(self.root / "ops" / f"{seq}.json")
-        return OperationRecord(**data) if data else None
+        return _load(OperationRecord, self._read(self.root / "ops" / f"{seq}.json"))
+
+    def operations(self) -> List[OperationRecord]:
+        records = []
+        for path in sorted((self.root / "ops").glob("*.json")):
+            record = _load(OperationRecord, self._read(path))
+            if record is not None:
+                records.append(record)
+        return records
 
     def save_operation(self, record: OperationRecord) -> None:
         self._write(self.root / "ops" / f"{record.seq}.json", asdict(record))
 
     def job(self, job_id: str) -> Optional[JobRecord]:
-        data = self._read(self.root / "jobs" / f"{job_id}.json")
-        return JobRecord(**data) if data else None
+        return _load(JobRecord, self._read(self.root / "jobs" / f"{job_id}.json"))
 
     def save_job(self, record: JobRecord) -> None:
         self._write(self.root / "jobs" / f"{record.job_id}.json", asdict(record))
@@ -131,9 +139,9 @@ class StateStore:
     def jobs(self) -> List[JobRecord]:
         records = []
         for path in sorted((self.root / "jobs").glob("*.json")):
-            data = self._read(path)
-            if data:
-                records.append(JobRecord(**data))
+            record = _load(JobRecord, self._read(path))
+            if record is not None:
+                records.append(record)
         return records
 
     def prune(self, keep_jobs: int, keep_operations: int) -> List[str]:
@@ -166,3 +174,17 @@ class StateStore:
     def _write(self, path: Path, data: Dict[str, Any]) -> None:
         text = self._redact(json.dumps(data, indent=1, sort_keys=True))
         write_atomic(path, text.encode("utf-8"))
+
+
+Record = TypeVar("Record", OperationRecord, JobRecord)
+
+
+def _load(kind: Type[Record], data: Optional[Dict[str, Any]]) -> Optional[Record]:
+    """A record from its JSON; keys of another version are ignored, missing ones default."""
+    if not data:
+        return None
+    known = {f.name for f in fields(kind)}
+    try:
+        return kind(**{k: v for k, v in data.items() if k in known})
+    except TypeError:
+        return None  # a required key is missing: junk, like a torn file

@@ -1,6 +1,8 @@
 """Blob I/O over SAS URIs (azure-storage-blob) with one retry policy and coded errors."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import enum
 import os
 import time
@@ -101,6 +103,22 @@ class BlobStore:
         self.chunk_size = chunk_size
         self.max_concurrency = max_concurrency
         self._on_retry = on_retry
+        self._deadline: Optional[float] = None
+        self._monotonic: Callable[[], float] = time.monotonic
+
+    def until(self, deadline: Optional[float],
+              monotonic: Callable[[], float] = time.monotonic) -> "BlobStore":
+        """This store with every call, retries included, bounded by `deadline` (a
+        `monotonic()` instant): each attempt's timeouts shrink to the time left, and no attempt
+        starts once it has passed (BlobError Timeout). None: bounded by the policy alone."""
+        bounded = copy.copy(self)
+        bounded._deadline, bounded._monotonic = deadline, monotonic
+        return bounded
+
+    def _time_left(self) -> float:
+        if self._deadline is None:
+            return self.timeout
+        return min(self.timeout, self._deadline - self._monotonic())
 
     # -- operations -------------------------------------------------------------------
     def put_bytes(self, uri: str, data: bytes,
@@ -111,7 +129,7 @@ class BlobStore:
         def put() -> None:
             self._client(uri).upload_blob(
                 data, overwrite=True, content_settings=ContentSettings(content_type=content_type),
-                timeout=int(self.timeout))
+                timeout=self._server_timeout())
         self._with_retry("upload", uri, put)
 
     def upload_file(self, uri: str, path: str, progress: Optional[ProgressHook] = None) -> int:
@@ -122,24 +140,24 @@ class BlobStore:
             with open(path, "rb") as stream:
                 self._client(uri).upload_blob(
                     stream, length=size, overwrite=True, max_concurrency=self.max_concurrency,
-                    progress_hook=progress, timeout=int(self.timeout))
+                    progress_hook=progress, timeout=self._server_timeout())
         self._with_retry("upload", uri, upload)
         return size
 
     def read_bytes(self, uri: str) -> bytes:
         return self._with_retry("download", uri,
                                 lambda: self._client(uri).download_blob(
-                                    timeout=int(self.timeout)).readall())
+                                    timeout=self._server_timeout()).readall())
 
     def create_snapshot(self, uri: str, metadata: Optional[Mapping[str, str]] = None) -> str:
         """Snapshot a blob, returning the snapshot's timestamp id."""
         result = self._with_retry("snapshot", uri, lambda: self._client(uri).create_snapshot(
-            metadata=dict(metadata or {}), timeout=int(self.timeout)))
+            metadata=dict(metadata or {}), timeout=self._server_timeout()))
         return str(result["snapshot"])
 
     def properties(self, uri: str) -> Dict[str, object]:
         props = self._with_retry("get properties", uri, lambda: self._client(uri)
-                                 .get_blob_properties(timeout=int(self.timeout)))
+                                 .get_blob_properties(timeout=self._server_timeout()))
         return {"size": props.size, "metadata": dict(props.metadata or {}),
                 "blob_type": str(props.blob_type), "last_modified": props.last_modified}
 
@@ -147,16 +165,23 @@ class BlobStore:
     def _client(self, uri: str):
         from azure.storage.blob import BlobClient
 
+        left = max(0.5, self._time_left())
         return BlobClient.from_blob_url(
-            validate_blob_uri(uri), retry_total=0, connection_timeout=self.timeout,
-            read_timeout=self.timeout, max_block_size=self.chunk_size,
+            validate_blob_uri(uri), retry_total=0, connection_timeout=left,
+            read_timeout=left, max_block_size=self.chunk_size,
             max_single_put_size=self.chunk_size)
+
+    def _server_timeout(self) -> int:
+        return max(1, int(self._time_left()))
 
     def _with_retry(self, what: str, uri: str, operation: Callable[[], object]):
         attempts = 0
 
         def attempt():
             nonlocal attempts
+            if self._time_left() < 0.5:
+                raise BlobError(BlobErrorKind.TIMEOUT, f"{what} of {strip_query(uri)} not "
+                                f"{'retried' if attempts else 'attempted'}: its time is up")
             attempts += 1
             try:
                 return operation()
@@ -165,11 +190,19 @@ class BlobStore:
             except Exception as exc:  # noqa: BLE001 - every SDK failure is classified
                 raise self._classify(what, uri, exc) from None
 
+        policy = self.policy
+        if self._deadline is not None:  # no retry, and no backoff sleep, past the deadline
+            policy = dataclasses.replace(policy, retry_on=lambda exc: self._time_left() > 0.5
+                                         and self.policy.retry_on(exc))
         try:
-            return self.policy.call(attempt, sleep=self._sleep, on_retry=self._on_retry)
+            return policy.call(attempt, sleep=self._bounded_sleep, on_retry=self._on_retry)
         except BlobError as exc:
             exc.attempts = attempts
             raise
+
+    def _bounded_sleep(self, seconds: float) -> None:
+        self._sleep(seconds if self._deadline is None
+                    else max(0.0, min(seconds, self._time_left() - 0.5)))
 
     def _classify(self, what: str, uri: str, exc: Exception) -> BlobError:
         from azure.core.exceptions import (

@@ -38,6 +38,16 @@ class Operation:
         """Validate this command's settings into a typed request (SettingsValidationError)."""
         return None
 
+    def describe(self, settings: "HandlerSettings") -> Dict[str, Any]:
+        """What the operation record notes before anything is done (e.g. the taskId), so an
+        enable killed mid-way leaves enough to recognise the intent."""
+        return {}
+
+    def starts_work(self, settings: "HandlerSettings") -> bool:
+        """Whether enable starts new work, which waits for a writable status blob (otherwise
+        nobody would see its result); stopping or deleting goes ahead regardless."""
+        return True
+
     def enable(self, settings: "HandlerSettings", runtime: "Runtime") -> "OperationRecord":
         """Act on new settings within the agent's 300 s: finish, or start worker jobs."""
         raise NotImplementedError

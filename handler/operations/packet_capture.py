@@ -7,6 +7,7 @@ import signal
 import threading
 from typing import Any, Dict, List, Mapping, Optional
 
+from handler import jobs
 from handler.errors import HandlerError, SettingsValidationError
 from handler.operations.base import Operation, Outcome
 from handler.state import JobRecord, OperationRecord
@@ -59,12 +60,29 @@ class PacketCapture(Operation):
                                     job_id=f"capture-{seq}-{_safe(request.name)}")
             record.jobs, record.message = [job.job_id], f"capture {request.name!r} starting"
         elif request.action == "stop":
-            if running is None:
-                return self._not_found(record, request.name, "stop")
-            os.kill(running.pid, signal.SIGTERM)
-            record.jobs, record.message = [running.job_id], f"capture {request.name!r} stopping"
+            return self._stop_capture(record, request.name, running, runtime)
         else:
             record = self._delete(record, request, running, runtime)
+        return record
+
+    def starts_work(self, settings) -> bool:
+        return settings.request.action == "start"
+
+    def describe(self, settings) -> Dict[str, Any]:
+        return {"action": settings.request.action, "capture": settings.request.name}
+
+    def _stop_capture(self, record: OperationRecord, name: str, running: Optional[JobRecord],
+              runtime) -> OperationRecord:
+        """Write ahead which worker this sequence stops, then signal it: a re-run of an
+        interrupted stop finds its mark and follows that worker instead of failing."""
+        latest = self._latest(runtime, name)
+        if running is None and latest is not None and latest.stop_requested_by == record.seq:
+            running = latest
+        if running is None:
+            return self._not_found(record, name, "stop")
+        runtime.store.update_job(running.job_id, stop_requested_by=record.seq)
+        jobs.signal_worker(running, signal.SIGTERM)
+        record.jobs, record.message = [running.job_id], f"capture {name!r} stopping"
         return record
 
     def _delete(self, record: OperationRecord, request, running: Optional[JobRecord],
@@ -103,12 +121,16 @@ class PacketCapture(Operation):
             """Record every report; re-render status (and its blob) on a state change, else
             at most every PROGRESS_REFRESH_SECONDS: a 5-hour capture is not 9,000 uploads."""
             state, now = _substatus_state(querystatus), runtime.clock.monotonic()
-            with runtime.store.lock():
+            with runtime.store.lock():  # local records only: never an upload under the lock
                 runtime.store.update_job(job.job_id, detail=querystatus, status=state,
                                          updated=utc_timestamp(runtime.clock.now()))
                 if state != last["state"] or now - last["at"] >= PROGRESS_REFRESH_SECONDS:
-                    runtime.refresh_status()
-                    last.update(state=state, at=now)
+                    runtime.refresh_local()
+                    if job.seq != runtime.store.last_seq():
+                        runtime.refresh_local(job.seq)
+            if state != last["state"] or now - last["at"] >= PROGRESS_REFRESH_SECONDS:
+                last.update(state=state, at=now)
+                runtime.status_changed()  # the blob is sent by a thread: capture never waits
 
         result = run_capture(settings.request, blob_store=runtime.blob_store,
                              sas_token=settings.protected.get("storageSasToken"),

@@ -33,10 +33,12 @@ class VmSnapshot(Operation):
                                            for p in exc.problems], code=exc.code,
                                           prefix="invalid VMSnapshot settings") from None
 
+    def describe(self, settings) -> Dict[str, Any]:
+        return {"taskId": settings.request.task_id}
+
     def enable(self, settings, runtime) -> OperationRecord:
         from snapshot.errors import Code, TooLateError
         from snapshot.settings import check_not_too_late
-        from snapshot.tasks import TaskRegistry
 
         request, seq = settings.request, settings.seq
         record = OperationRecord(seq, self.command, "transitioning", Code.TRANSITIONING,
@@ -50,12 +52,21 @@ class VmSnapshot(Operation):
         except TooLateError as exc:
             record.status, record.code, record.message = "error", exc.code, exc.message
             return record
-        if not TaskRegistry(str(runtime.env.state_dir / "snapshot")).claim(request.task_id):
+        earlier = _earlier_run(request.task_id, seq, runtime)
+        if earlier is None:
+            job = runtime.start_job(seq, self.command, SUBSTATUS)
+            record.jobs = [job.job_id]
+        elif not earlier.terminal:  # still running for an earlier sequence: follow it
+            record.jobs = list(earlier.jobs)
+            record.message = f"task {request.task_id}: snapshot running (sequence {earlier.seq})"
+        elif earlier.status == "success":
             record.status, record.code = "success", Code.ALREADY_PROCESSED
-            record.message = f"task {request.task_id} already processed; not run again"
-            return record
-        job = runtime.start_job(seq, self.command, SUBSTATUS)
-        record.jobs = [job.job_id]
+            record.message = (f"task {request.task_id} already processed by sequence "
+                              f"{earlier.seq}: {earlier.message}; not run again")
+        else:  # the task ended in an error: say so again, never "already processed"
+            record.status, record.code = "error", earlier.code
+            record.message = (f"task {request.task_id} already ran (sequence {earlier.seq}) "
+                              f"and failed: {earlier.message}")
         return record
 
     def work(self, settings, job: JobRecord, runtime) -> Outcome:
@@ -121,6 +132,22 @@ class VmSnapshot(Operation):
         if record.status == "success":
             result = replace(result, status="success")
         return result.status_blob_document(now)
+
+
+def _earlier_run(task_id: str, seq: int, runtime) -> Optional[OperationRecord]:
+    """The record of another sequence that ran (or runs) this task; a record written ahead
+    by an enable killed before any worker existed did not run it. Lock held."""
+    for other in sorted(runtime.store.operations(), key=lambda r: -r.seq):
+        if other.seq == seq or other.command != "snapshot" or \
+                other.detail.get("taskId") != task_id:
+            continue
+        if not other.jobs:  # answered without a worker: a dedupe answer ran nothing itself,
+            continue        # and a refusal (too late, no status blob) did not run the task
+        other = runtime.conclude(other)
+        started = [runtime.store.job(j) for j in other.jobs]
+        if other.terminal or any(j is not None and not j.finished for j in started):
+            return other
+    return None
 
 
 def _watchdog_report(job: JobRecord, runtime) -> Path:

@@ -36,3 +36,35 @@ def test_a_second_certificate_cannot_open_the_envelope(certificate, tmp_path):
     with pytest.raises(errors.WrongCertificateError) as caught:
         decrypt_protected_settings(b64, other.thumbprint, tmp_path)
     assert "VERYSECRETSIG" not in str(caught.value)
+
+
+@pytest.mark.parametrize("shape", ["truncated", "nested-indefinite", "nested-definite",
+                                   "nested-octets", "huge-length"])
+def test_malformed_envelopes_get_the_envelope_code(certificate, shape):
+    """Whatever the bytes, a bad envelope is code 23 with a message, never an internal error."""
+    good = base64.b64decode(certificate.encrypt(SECRET, "aes256"))
+    blob = {
+        "truncated": good[: len(good) // 2],
+        "nested-indefinite": b"\x30\x80" * 50_000,
+        "nested-definite": _nested_definite(20_000),
+        "nested-octets": b"\x24\x80" * 50_000,
+        "huge-length": b"\x30\x84\xff\xff\xff\xff" + good,
+    }[shape]
+    with pytest.raises(errors.EnvelopeError) as caught:
+        decrypt_protected_settings(base64.b64encode(blob).decode(), certificate.thumbprint,
+                                   certificate.crt.parent)
+    assert "CMS" in str(caught.value), caught.value
+
+
+def _nested_definite(depth: int) -> bytes:
+    node = b"\x05\x00"
+    for _ in range(depth):
+        node = b"\x30" + _der_length(len(node)) + node
+    return node
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
