@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +19,10 @@ TARGET_STATUS_BYTES = MAX_STATUS_BYTES - 4096
 AGENT_KEYS = ("name", "operation", "status", "code", "configurationAppliedTime",
               "formattedMessage", "substatus")
 TRIMMED_NOTE = " [trimmed to keep the status file under 128 KiB]"
+MAX_MESSAGE_CHARS = 10 * 1024  # the agent cuts each substatus name and message there
+MIN_MESSAGE_CHARS = 1024
+# Fields a shortened JSON message always keeps: what the session is and how it ended.
+_ESSENTIAL = re.compile(r"status|error|code|name|reason|consistency|task|time", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -70,31 +75,95 @@ def render(report: StatusReport, now: datetime,
 
 
 def encode_within_limit(document: List[Dict[str, Any]]) -> bytes:
-    """Serialize; if too large, shorten long substatus messages, then drop entries."""
+    """Serialize under the agent's limits: every message at most 10 KiB (the agent would cut
+    it), the whole file under 128 KiB. A message holding a JSON object is shortened to a JSON
+    object that keeps its status and error fields; entries are dropped only as a last resort,
+    finished ones first, and a last entry says how many."""
+    status = document[0]["status"]
+    substatus = status["substatus"]
+    for entry in substatus:
+        _shrink_entry(entry, MAX_MESSAGE_CHARS)
+    top = status["formattedMessage"]
+    top["message"] = shrink_message(top["message"], MAX_MESSAGE_CHARS)
+
     def dump() -> bytes:
         return json.dumps(document, separators=(",", ":")).encode("utf-8")
 
-    def message_of(entry: Dict[str, Any]) -> str:
-        return entry["formattedMessage"]["message"]
-
     data = dump()
-    substatus = document[0]["status"]["substatus"]
     while len(data) > TARGET_STATUS_BYTES and substatus:  # 1. longest messages first
-        longest = max(substatus, key=lambda entry: len(message_of(entry)))
-        message = message_of(longest)
-        if len(message) <= 1024 + len(TRIMMED_NOTE):
+        longest = max(substatus, key=lambda entry: len(entry["formattedMessage"]["message"]))
+        size = len(longest["formattedMessage"]["message"])
+        if size <= MIN_MESSAGE_CHARS:
             break
-        keep = max(1024, len(message) - (len(data) - TARGET_STATUS_BYTES) - len(TRIMMED_NOTE))
-        longest["formattedMessage"]["message"] = message[:keep] + TRIMMED_NOTE
+        _shrink_entry(longest, max(MIN_MESSAGE_CHARS, size - (len(data) - TARGET_STATUS_BYTES)))
         data = dump()
-    while len(data) > TARGET_STATUS_BYTES and substatus:  # 2. then the newest entries
-        substatus.pop()
+    dropped = 0
+    while len(data) > TARGET_STATUS_BYTES and substatus:  # 2. then whole entries
+        finished = [e for e in substatus if e["status"] in ("success", "error")]
+        substatus.remove(finished[0] if finished else substatus[-1])
+        dropped += 1
         data = dump()
-    if len(data) > TARGET_STATUS_BYTES:  # 3. a huge top-level message alone
-        top = document[0]["status"]["formattedMessage"]
-        top["message"] = top["message"][:1024] + TRIMMED_NOTE
+    if dropped:
+        substatus.append({"name": "omitted", "status": "warning", "code": 0, "formattedMessage": {
+            "lang": "en-US", "message": f"{dropped} substatus entries omitted{TRIMMED_NOTE}"}})
         data = dump()
     return data
+
+
+def _shrink_entry(entry: Dict[str, Any], limit: int) -> None:
+    entry["name"] = entry["name"][:MIN_MESSAGE_CHARS]
+    message = entry["formattedMessage"]["message"]
+    entry["formattedMessage"]["message"] = shrink_message(message, limit)
+
+
+def shrink_message(message: str, limit: int) -> str:
+    """`message` in at most `limit` characters. A JSON object stays valid JSON: the values of
+    its status, error, code, name and reason fields are kept, the bulkiest others shortened
+    (lists keep their first and last items and a count), and `"trimmed": true` says so."""
+    if len(message) <= limit:
+        return message
+    try:
+        value = json.loads(message)
+    except ValueError:
+        value = None
+    if isinstance(value, dict):
+        shrunk = _shrink_object(value, limit)
+        if shrunk is not None:
+            return shrunk
+    return message[:max(0, limit - len(TRIMMED_NOTE))] + TRIMMED_NOTE
+
+
+def _shrink_object(value: Dict[str, Any], limit: int) -> Optional[str]:
+    value = dict(value, trimmed=True)
+    for _ in range(4 * len(value)):
+        text = json.dumps(value)
+        if len(text) <= limit:
+            return text
+        bulky = [k for k in value if not _ESSENTIAL.search(k) and k != "trimmed"]
+        if not bulky:
+            break
+        key = max(bulky, key=lambda k: len(json.dumps(value[k])))
+        if len(json.dumps(value[key])) <= 64:
+            break
+        value[key] = _shorter(value[key])
+    for key in value:  # essential values themselves, only when nothing else is left
+        if isinstance(value[key], str) and len(value[key]) > MIN_MESSAGE_CHARS // 4:
+            value[key] = value[key][:MIN_MESSAGE_CHARS // 4] + TRIMMED_NOTE
+    text = json.dumps(value)
+    return text if len(text) <= limit else None
+
+
+def _shorter(item: Any) -> Any:
+    """A smaller stand-in for a bulky JSON value, of the same kind."""
+    if isinstance(item, list):
+        if len(item) > 2:
+            return [item[0], f"... {len(item) - 2} more ...", item[-1]]
+        return [_shorter(x) for x in item]
+    if isinstance(item, dict):
+        return {"trimmed": f"{len(item)} keys"}
+    if isinstance(item, str):
+        return item[:48] + "..."
+    return None
 
 
 def write_status(status_folder: Path, seq: int, report: StatusReport, now: datetime,

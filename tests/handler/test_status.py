@@ -83,3 +83,32 @@ def test_state_keeps_the_newest_finished_jobs_and_the_current_operation(tmp_path
     assert sorted(j.job_id for j in store.jobs()) == ["job5", "job6", "job7", "live"]
     kept = sorted(int(p.stem) for p in (tmp_path / "state" / "ops").glob("*.json"))
     assert kept == [0, 6, 7], "the newest operations and the current sequence stay"
+
+
+def _querystatus(name: str, files: int) -> str:
+    """A capture's querystatus as a ring of `files` files would make it, error at the end."""
+    paths = [f"/var/captures/{name}/ring_{i:06d}.cap" for i in range(files)]
+    return json.dumps({"name": name, "packetCaptureStatus": "Error",
+                       "packetCaptureError": ["CaptureFailed"], "stopReason": "InterfaceDown",
+                       "packetsCaptured": 12345, "localFiles": paths, "uploadedUrls": paths,
+                       "errorCode": 121, "errorMessage": "capture on eth0 failed: gone"})
+
+
+@pytest.mark.parametrize("sessions,files", [(1, 10_000), (50, 200)])
+def test_big_substatus_json_is_cut_to_valid_json_that_keeps_status_and_error(tmp_path, sessions,
+                                                                            files):
+    entries = [Substatus(f"cap{i}", "error", 121, _querystatus(f"cap{i}", files))
+               for i in range(sessions)]
+    data = write_status(tmp_path, 6, StatusReport("x", "enable", "success", 0, "m", entries),
+                        NOW)
+    assert len(data) < MAX_STATUS_BYTES, f"{len(data)} bytes"
+    substatus = json.loads(data)[0]["status"]["substatus"]
+    assert [s["name"] for s in substatus] == [f"cap{i}" for i in range(sessions)], \
+        "every session keeps its entry"
+    for entry in substatus:
+        message = entry["formattedMessage"]["message"]
+        assert len(message) <= 10 * 1024, "the agent cuts a message at 10 KiB: never let it"
+        session = json.loads(message)  # valid JSON, not cut mid-way
+        assert session["packetCaptureStatus"] == "Error" and session["errorCode"] == 121, session
+        assert session["errorMessage"] == "capture on eth0 failed: gone", session
+        assert session["stopReason"] == "InterfaceDown", session
