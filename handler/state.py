@@ -70,6 +70,7 @@ class JobRecord:
     started: str = ""
     updated: str = ""
     stop_requested_by: int = -1  # the sequence number whose stop was sent to this worker
+    deleted_by: int = -1  # the sequence number whose delete removed this session
 
     @property
     def finished(self) -> bool:

@@ -13,6 +13,7 @@ from handler.operations.base import Operation, Outcome
 from handler.state import JobRecord, OperationRecord
 from handler.status import Substatus
 from plumbing.clock import utc_timestamp
+from plumbing.crashpoints import crashpoint
 
 # The agent passes its environment through: tests (and containers) point the capture root
 # elsewhere and may capture inside a named network namespace.
@@ -87,21 +88,35 @@ class PacketCapture(Operation):
 
     def _delete(self, record: OperationRecord, request, running: Optional[JobRecord],
                 runtime) -> OperationRecord:
+        """Remove the session's local files and the session itself from the status. Every
+        job of that name is marked first (write ahead), so a re-run of an interrupted delete
+        knows the files it no longer finds were its own."""
         from capture_engine.errors import CaptureNotFoundError
         from capture_engine.session import delete_capture_files
 
         if running is not None:
             raise CaptureStateError(f"capture {request.name!r} is running: stop it first")
-        started = self._latest(runtime, request.name)
+        sessions = [j for j in runtime.store.jobs()
+                    if j.command == self.command and j.name == request.name]
+        redo = bool(sessions) and all(j.deleted_by == record.seq for j in sessions)
+        started = max(sessions, key=lambda j: j.seq) if sessions else None
         source = runtime.cached_settings(started.seq) if started else None
         target = source.request if source is not None else request
+        for job in sessions:
+            runtime.store.update_job(job.job_id, deleted_by=record.seq)
+        crashpoint("handler.capture.delete_marked")
         try:
             removed = delete_capture_files(target)
         except CaptureNotFoundError as exc:
-            record.status, record.code, record.message = "error", exc.code, str(exc)
-            return record
+            if not redo:
+                for job in sessions:
+                    runtime.store.update_job(job.job_id, deleted_by=job.deleted_by)
+                record.status, record.code, record.message = "error", exc.code, str(exc)
+                return record
+            removed = []
         record.status, record.message = "success", (
-            f"capture {request.name!r}: deleted {', '.join(removed)} (blobs are kept)")
+            f"capture {request.name!r} deleted" + (f": {', '.join(removed)}" if removed else "")
+            + " (blobs are kept)")
         return record
 
     def _not_found(self, record: OperationRecord, name: str, action: str) -> OperationRecord:
@@ -176,7 +191,7 @@ class PacketCapture(Operation):
         """Every capture session this handler knows, newest job per name."""
         latest: Dict[str, JobRecord] = {}
         for job in runtime.store.jobs():
-            if job.command == self.command:
+            if job.command == self.command and job.deleted_by < 0:
                 if job.name not in latest or job.seq >= latest[job.name].seq:
                     latest[job.name] = job
         return [Substatus(name, _job_state(job), job.code, json.dumps(

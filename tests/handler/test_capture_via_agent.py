@@ -101,6 +101,7 @@ def test_start_stop_delete_through_the_agent(capture_agent, ext_dir, azurite, la
     assert agent.run(ext_dir, "enable", 3).returncode == 0
     assert agent.status(ext_dir, 3)["status"] == "success"
     assert not Path(local).exists(), "delete removes the local file"
+    assert substatus(agent, ext_dir, 3, "first") == {}, "a deleted capture leaves the status"
     assert azurite.read_blob("captures", "vm1/first.cap"), "delete never removes the blob"
 
     agent.write_settings(ext_dir, 4, capture("nosuch", "stop"))
