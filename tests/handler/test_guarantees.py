@@ -143,3 +143,21 @@ def test_a_capture_keeps_its_time_limit_and_stop_when_status_storage_hangs(
     assert stopped["stopReason"] == "Stopped" or stopped.get("stopReason"), stopped
     disable = agent.run(ext_dir, "disable", 3, timeout=2 * LIFECYCLE_BOUND)
     assert not disable.killed and disable.duration < LIFECYCLE_BOUND, disable
+
+
+def test_a_failed_snapshot_task_sent_again_reports_its_failure_not_already_processed(
+        agent, ext_dir, azurite, confdir):
+    write_vmbackup_conf(confdir, [], timeout=30, fsfreeze=False)
+    agent.extra_env.update(snapshot_env(confdir))
+    missing = azurite.blob_sas_uri("nosuchdisks", "disk0.vhd")
+    public, protected = settings_dicts([missing])
+    agent.write_settings(ext_dir, 1, public, protected)
+    agent.run(ext_dir, "enable", 1)
+    first = agent.wait_terminal(ext_dir, 1, timeout=60)
+    assert first["status"] == "error", first
+    agent.write_settings(ext_dir, 2, public, protected)  # the same task, sent again
+    agent.run(ext_dir, "enable", 2)
+    again = agent.wait_terminal(ext_dir, 2, timeout=60)
+    assert again["status"] == "error" and again["code"] == first["code"], \
+        f"the task's failure is reported again, never success code 3: {again}"
+    assert "already ran" in again["formattedMessage"]["message"], again
