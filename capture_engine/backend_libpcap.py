@@ -4,16 +4,23 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from typing import List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import AbstractSet, Dict, List, Optional, Sequence, Tuple
 
-from capture_engine import pcaplib
+from capture_engine import kernel_filter, pcaplib
 from capture_engine.bpf import WHOLE_PACKET
 from capture_engine.errors import (
     CaptureFailedError,
     InterfaceNotFoundError,
     UnsupportedLinkTypeError,
 )
-from capture_engine.pollloop import BLOCK_TIMEOUT_MS, serve
+from capture_engine.pollloop import (
+    BLOCK_TIMEOUT_MS,
+    PendingChanges,
+    Retiring,
+    Service,
+    serve,
+)
 
 BUFFER_BYTES = 32 * 1024 * 1024
 PCAP_ERROR_BREAK = -2
@@ -30,8 +37,8 @@ def _libc() -> ctypes.CDLL:
     libc.fseek.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_int]
     libc.fileno.argtypes = [ctypes.c_void_p]
     libc.ferror.argtypes = [ctypes.c_void_p]
-    libc.fopen.restype = ctypes.c_void_p
-    libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    libc.fdopen.restype = ctypes.c_void_p
+    libc.fdopen.argtypes = [ctypes.c_int, ctypes.c_char_p]
     libc.fclose.argtypes = [ctypes.c_void_p]
     libc.setvbuf.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_size_t]
     getattr(libc, "__fsetlocking").argtypes = [ctypes.c_void_p, ctypes.c_int]
@@ -46,31 +53,43 @@ def _os_error(default: str) -> OSError:
 class LibpcapSink:
     """A pcap file written by libpcap's dumper; Python only touches it at batch boundaries."""
 
-    def __init__(self, lib: ctypes.CDLL, handle: int) -> None:
-        self.lib, self.handle, self.libc = lib, handle, _libc()
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self.lib, self.libc = lib, _libc()
         self.dumper: Optional[int] = None
         self.path = ""
         self._buffer = ctypes.create_string_buffer(WRITE_BUFFER)
 
     def open(self, path: str, snaplen: int) -> None:
-        """pcap_dump_fopen on our own FILE: a large buffer, and no stdio locking (only the
-        dispatch thread writes), which a multi-threaded process would otherwise pay per fwrite.
+        """pcap_dump_fopen on our own FILE: never over an existing file (O_EXCL), a large
+        buffer, and no stdio locking (only the dispatch thread writes), which a
+        multi-threaded process would otherwise pay per fwrite.
         """
         self.path = path
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+        os.fchmod(fd, 0o640)  # captures hold other people's traffic
         ctypes.set_errno(0)
-        stream = self.libc.fopen(path.encode(), b"wb")
+        stream = self.libc.fdopen(fd, b"wb")
         if not stream:
-            raise _os_error("cannot create the file")
-        os.fchmod(self.libc.fileno(stream), 0o640)  # captures hold other people's traffic
+            error = _os_error("cannot open the file")
+            os.close(fd)
+            raise error
         self.libc.setvbuf(stream, self._buffer, IOFBF, len(self._buffer))
         getattr(self.libc, "__fsetlocking")(stream, FSETLOCKING_BYCALLER)
-        dumper = self.lib.pcap_dump_fopen(self.handle, stream)
+        # The header comes from a dead handle of the file's own snap length: the dumper is
+        # only a FILE afterwards, so it never depends on a capture handle that may go away.
+        dead = self.lib.pcap_open_dead(pcaplib.DLT_EN10MB, snaplen)
+        dumper = self.lib.pcap_dump_fopen(dead, stream) if dead else None
+        reason = (self.lib.pcap_geterr(dead) or b"").decode(errors="replace") if dead else ""
+        if dead:
+            self.lib.pcap_close(dead)
         if not dumper:
-            reason = (self.lib.pcap_geterr(self.handle) or b"").decode(errors="replace")
             self.libc.fclose(stream)
             raise OSError(errno.EIO, reason or "pcap_dump_fopen failed")
         self.dumper = dumper
         self.flush()
+
+    def fileno(self) -> int:
+        return self.libc.fileno(self._file())
 
     def _file(self) -> int:
         return self.lib.pcap_dump_file(self.dumper)
@@ -114,6 +133,13 @@ class LibpcapSink:
             self.lib.pcap_dump_close(dumper)
 
 
+@dataclass
+class _Handle:
+    name: str
+    handle: int
+    fd: int = -1
+
+
 class LibpcapBackend:
     """One pcap handle per interface, all dispatched by one thread into one dumper."""
 
@@ -122,29 +148,39 @@ class LibpcapBackend:
     def __init__(self, buffer_bytes: int = BUFFER_BYTES) -> None:
         self.lib = pcaplib.load()
         self.buffer_bytes = buffer_bytes
-        self.handles: List[Tuple[str, int, int]] = []
-        self._programs: list = []
+        self.handles: List[_Handle] = []
+        self.optional: AbstractSet[str] = frozenset()
+        self._program: Sequence[tuple] = ()
+        self._snaplen = WHOLE_PACKET
+        self._changes, self._retiring = PendingChanges(), Retiring()
+        self._recorder = None  # set by run(): a source is read one last time before closing
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
         self.failure: Optional[str] = None
         self.received = self.dropped = 0
+        self._retired = [0, 0]  # received, dropped of handles already closed
         self._dump = ctypes.cast(self.lib.pcap_dump, ctypes.c_void_p)
 
     def _error(self, handle: int) -> str:
         return (self.lib.pcap_geterr(handle) or b"").decode(errors="replace")
 
-    def open(self, interfaces: Sequence[str], program: Sequence[tuple], snaplen: int) -> None:
+    def open(self, interfaces: Sequence[str], program: Sequence[tuple], snaplen: int,
+             optional: AbstractSet[str] = frozenset()) -> None:
+        self._program, self._snaplen = program, min(snaplen or WHOLE_PACKET, WHOLE_PACKET)
+        self.optional = optional
         for name in interfaces:
-            self._open_one(name, program, snaplen or WHOLE_PACKET)
+            self._open_one(name, self.handles)
 
-    def _open_one(self, name: str, program: Sequence[tuple], snaplen: int) -> None:
+    def _open_one(self, name: str, into: List[_Handle]) -> _Handle:
+        """A handle on `name`, added to `into` at once so that a failure closes it too."""
         errbuf = ctypes.create_string_buffer(pcaplib.PCAP_ERRBUF_SIZE)
         handle = self.lib.pcap_create(name.encode(), errbuf)
         if not handle:
             raise CaptureFailedError(f"pcap_create({name}): {errbuf.value.decode()}")
-        self.handles.append((name, handle, -1))
+        entry = _Handle(name, handle)
+        into.append(entry)
         lib = self.lib
-        lib.pcap_set_snaplen(handle, min(snaplen, WHOLE_PACKET))
+        lib.pcap_set_snaplen(handle, self._snaplen)
         lib.pcap_set_promisc(handle, 0)
         lib.pcap_set_timeout(handle, BLOCK_TIMEOUT_MS)
         lib.pcap_set_buffer_size(handle, self.buffer_bytes)
@@ -157,62 +193,114 @@ class LibpcapBackend:
         if lib.pcap_datalink(handle) != pcaplib.DLT_EN10MB:
             raise UnsupportedLinkTypeError(
                 f"{name} is not an Ethernet interface (link type {lib.pcap_datalink(handle)})")
-        compiled = pcaplib.make_program(program)
-        self._programs.append(compiled)
+        compiled = pcaplib.make_program(self._program)  # pcap_setfilter keeps its own copy
         if lib.pcap_setfilter(handle, ctypes.byref(compiled)) != 0:
             raise CaptureFailedError(f"cannot set the filter on {name}: {self._error(handle)}")
+        entry.fd = lib.pcap_get_selectable_fd(handle)
+        kernel_filter.check_attached(entry.fd, self._program, name)
         if lib.pcap_setnonblock(handle, 1, errbuf) != 0:
             raise CaptureFailedError(f"pcap_setnonblock({name}): {errbuf.value.decode()}")
-        self.handles[-1] = (name, handle, lib.pcap_get_selectable_fd(handle))
+        return entry
+
+    def attach(self, name: str) -> None:
+        """A new handle on `name` (call it inside the capture's namespace), dispatched from
+        the next round on; it replaces any earlier one of that name."""
+        opened: List[_Handle] = []
+        try:
+            entry = self._open_one(name, opened)
+        except BaseException:
+            for failed in opened:
+                self.lib.pcap_close(failed.handle)
+            raise
+        self._changes.push(lambda: self._replace(name, entry))
+        os.write(self._wake_w, b"x")
+
+    def detach(self, name: str) -> None:
+        """Stop capturing on `name` once its last ring blocks are read."""
+        self._changes.push(lambda: self._retiring.add(name))
+        os.write(self._wake_w, b"x")
+
+    def _housekeeping(self) -> bool:
+        """In the loop thread, between polls: apply queued changes, close retired sources."""
+        changed = self._changes.apply()
+        for name in self._retiring.due():
+            self._replace(name, None)
+            changed = True
+        return changed
+
+    def _replace(self, name: str, entry: Optional[_Handle]) -> None:
+        self._retiring.cancel(name)
+        for old in [h for h in self.handles if h.name == name]:
+            if self._recorder is not None:
+                self._dispatch(old, self._recorder)
+            stat = self._stats(old.handle)
+            self._retired = [self._retired[0] + stat[0], self._retired[1] + stat[1]]
+            self.lib.pcap_close(old.handle)
+            self.handles.remove(old)
+        if entry is not None:
+            self.handles.append(entry)
 
     def make_sink(self) -> LibpcapSink:
-        return LibpcapSink(self.lib, self.handles[0][1])
+        return LibpcapSink(self.lib)
 
     def run(self, recorder) -> None:
         """The dispatch loop (its own thread): until stop(), a limit, or a failure."""
-        sources = {fd: (lambda _events, name=name, handle=handle:
-                        self._dispatch(name, handle, recorder))
-                   for name, handle, fd in self.handles}
-        serve(sources, self._wake_r, lambda: self._running(recorder), self.refresh_stats)
+        self._recorder = recorder
+        serve(lambda: self._sources(recorder), self._wake_r, lambda: self._running(recorder),
+              self.refresh_stats, changed=self._housekeeping)
+
+    def _sources(self, recorder) -> Dict[int, Service]:
+        return {entry.fd: (lambda _events, entry=entry: self._dispatch(entry, recorder))
+                for entry in self.handles}
 
     def _running(self, recorder) -> bool:
         return not self._stopping and not recorder.done and self.failure is None
 
     def drain(self, recorder) -> None:
         """Read whatever the kernel has already handed over (used after the stop time)."""
-        for name, handle, _ in self.handles:
-            self._dispatch(name, handle, recorder)
+        for entry in self.handles:
+            self._dispatch(entry, recorder)
 
-    def _dispatch(self, name: str, handle: int, recorder) -> int:
+    def _dispatch(self, entry: _Handle, recorder) -> int:
         if recorder.done:
             return 0
         start = recorder.sink.offset()
-        count = self.lib.pcap_dispatch(handle, -1, self._dump, recorder.sink.dumper)
+        count = self.lib.pcap_dispatch(entry.handle, -1, self._dump, recorder.sink.dumper)
         if count > 0 or recorder.sink.offset() != start:
             recorder.after_direct_batch(start, max(count, 0))
-        if count < 0 and count != PCAP_ERROR_BREAK:
-            self.failure = f"capture on {name} failed: {self._error(handle)}"
+        # An enslaved interface (a VF) that went away: the link watch detaches it once its
+        # last blocks are read; until then libpcap reports the loss on every empty read.
+        if count < 0 and count != PCAP_ERROR_BREAK and entry.name not in self.optional:
+            self.failure = f"capture on {entry.name} failed: {self._error(entry.handle)}"
         return max(count, 0)
 
+    def _stats(self, handle: int) -> Tuple[int, int]:
+        stat = pcaplib.PcapStat()
+        if self.lib.pcap_stats(handle, ctypes.byref(stat)) != 0:
+            return 0, 0
+        return stat.ps_recv, stat.ps_drop
+
     def refresh_stats(self) -> None:
-        received = dropped = 0
-        for _, handle, _ in self.handles:
-            stat = pcaplib.PcapStat()
-            if self.lib.pcap_stats(handle, ctypes.byref(stat)) == 0:
-                received += stat.ps_recv
-                dropped += stat.ps_drop
+        received, dropped = self._retired
+        for entry in self.handles:
+            got, lost = self._stats(entry.handle)
+            received, dropped = received + got, dropped + lost
         self.received, self.dropped = received, dropped
 
     def stop(self) -> None:
         self._stopping = True
-        for _, handle, _ in self.handles:
-            self.lib.pcap_breakloop(handle)
-        os.write(self._wake_w, b"x")
+        for entry in self.handles:
+            self.lib.pcap_breakloop(entry.handle)
+        if self._wake_w >= 0:
+            os.write(self._wake_w, b"x")
 
     def close(self) -> None:
-        for _, handle, _ in self.handles:
-            self.lib.pcap_close(handle)
+        """Idempotent: a failed start and the session's cleanup may both call it."""
+        self._changes.apply()
+        for entry in self.handles:
+            self.lib.pcap_close(entry.handle)
         self.handles = []
         for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         self._wake_r = self._wake_w = -1

@@ -1,32 +1,44 @@
 """Raw AF_PACKET backend: filter attached before bind, TPACKET_V3 ring read block by block."""
 from __future__ import annotations
 
-import ctypes
+import errno
 import fcntl
+import math
 import mmap
 import os
 import select
 import socket
 import struct
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import AbstractSet, Dict, List, Optional, Sequence, Tuple
 
+from capture_engine import kernel_filter
 from capture_engine.errors import (
     CaptureFailedError,
     InterfaceNotFoundError,
     UnsupportedLinkTypeError,
 )
 from capture_engine.output import FdSink
-from capture_engine.pollloop import BLOCK_TIMEOUT_MS, serve
+from capture_engine.pollloop import (
+    BLOCK_TIMEOUT_MS,
+    PendingChanges,
+    Retiring,
+    Service,
+    serve,
+)
 
-SOL_PACKET, SO_ATTACH_FILTER = 263, 26
+SOL_PACKET = 263
 PACKET_RX_RING, PACKET_STATISTICS, PACKET_VERSION = 5, 6, 10
 TPACKET_V3, ETH_P_ALL = 2, 0x0003
 TP_STATUS_USER, TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID = 0x1, 0x10, 0x40
 SIOCGIFHWADDR = 0x8927
 ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
-BLOCK_BYTES = 1 << 20
+# The kernel retires a block after BLOCK_TIMEOUT_MS however little it holds, so a ring holds
+# blocks x timeout seconds of a slow stream and RING_BYTES of a fast one: 128 blocks of
+# 256 KiB hold 25.6 s below ~1.3 MB/s and 32 MiB above, per interface.
 RING_BYTES = 32 * 1024 * 1024
+STALL_SECONDS = 25.0
+MIN_BLOCK_BYTES = 64 * 1024
 FRAME_BYTES = 2048
 
 BLOCK_HDR = struct.Struct("<II")          # num_pkts, offset_to_first_pkt (at +12)
@@ -36,20 +48,28 @@ RECORD = struct.Struct("<IIII")
 U32 = struct.Struct("<I")
 
 
+def ring_geometry(ring_bytes: int = RING_BYTES,
+                  stall_seconds: float = STALL_SECONDS) -> Tuple[int, int]:
+    """(block bytes, blocks): enough blocks to outlast a stall of `stall_seconds` when each
+    is retired nearly empty, each as large as the byte budget allows (a power of two)."""
+    blocks = max(math.ceil(stall_seconds * 1000 / BLOCK_TIMEOUT_MS), 2)
+    block = 1 << max((ring_bytes // blocks).bit_length() - 1, 0)
+    block = max(block, MIN_BLOCK_BYTES)
+    return block, max(ring_bytes // block, blocks)
+
+
 @dataclass
 class _Ring:
     name: str
     sock: socket.socket
     ring: mmap.mmap
     blocks: int
+    block_bytes: int
     current: int = 0
 
-
-def _attach_filter(sock: socket.socket, program: Sequence[tuple]) -> None:
-    insns = b"".join(struct.pack("<HBBI", *insn) for insn in program)
-    buf = ctypes.create_string_buffer(insns, len(insns))
-    fprog = struct.pack("HL", len(program), ctypes.addressof(buf))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    def close(self) -> None:
+        self.ring.close()
+        self.sock.close()
 
 
 def _link_type(sock: socket.socket, name: str) -> int:
@@ -63,18 +83,24 @@ class RawSocketBackend:
     name = "rawsocket"
 
     def __init__(self, ring_bytes: int = RING_BYTES) -> None:
-        self.blocks = max(ring_bytes // BLOCK_BYTES, 2)
+        self.block_bytes, self.blocks = ring_geometry(ring_bytes)
         self.rings: List[_Ring] = []
+        self.optional: AbstractSet[str] = frozenset()
+        self._program: Sequence[tuple] = ()
+        self._changes, self._retiring = PendingChanges(), Retiring()
+        self._recorder = None  # set by run(): a source is read one last time before closing
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
         self.failure: Optional[str] = None
         self.received = self.dropped = 0
 
-    def open(self, interfaces: Sequence[str], program: Sequence[tuple], snaplen: int) -> None:
+    def open(self, interfaces: Sequence[str], program: Sequence[tuple], snaplen: int,
+             optional: AbstractSet[str] = frozenset()) -> None:
+        self._program, self.optional = program, optional
         for name in interfaces:
-            self._open_one(name, program)
+            self.rings.append(self._open_one(name))
 
-    def _open_one(self, name: str, program: Sequence[tuple]) -> None:
+    def _open_one(self, name: str) -> _Ring:
         # Protocol 0: the socket receives nothing until bind(), after the filter is attached.
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
@@ -85,13 +111,13 @@ class RawSocketBackend:
             if link not in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
                 raise UnsupportedLinkTypeError(f"{name} is not an Ethernet interface "
                                                f"(ARPHRD {link})")
-            _attach_filter(sock, program)
+            kernel_filter.attach(sock, self._program, name)
             sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
-            request = struct.pack("7I", BLOCK_BYTES, self.blocks, FRAME_BYTES,
-                                  BLOCK_BYTES // FRAME_BYTES * self.blocks,
+            request = struct.pack("7I", self.block_bytes, self.blocks, FRAME_BYTES,
+                                  self.block_bytes // FRAME_BYTES * self.blocks,
                                   BLOCK_TIMEOUT_MS, 0, 0)
             sock.setsockopt(SOL_PACKET, PACKET_RX_RING, request)
-            ring = mmap.mmap(sock.fileno(), BLOCK_BYTES * self.blocks, mmap.MAP_SHARED,
+            ring = mmap.mmap(sock.fileno(), self.block_bytes * self.blocks, mmap.MAP_SHARED,
                              mmap.PROT_READ | mmap.PROT_WRITE)
             sock.bind((name, ETH_P_ALL))
         except OSError as exc:
@@ -100,18 +126,53 @@ class RawSocketBackend:
         except Exception:
             sock.close()
             raise
-        self.rings.append(_Ring(name, sock, ring, self.blocks))
+        return _Ring(name, sock, ring, self.blocks, self.block_bytes)
+
+    def attach(self, name: str) -> None:
+        """A new socket on `name` (call it inside the capture's namespace), polled from the
+        next round on; it replaces any earlier one of that name."""
+        ring = self._open_one(name)
+        self._changes.push(lambda: self._replace(name, ring))
+        os.write(self._wake_w, b"x")
+
+    def detach(self, name: str) -> None:
+        """Stop capturing on `name` once its last ring blocks are read."""
+        self._changes.push(lambda: self._retiring.add(name))
+        os.write(self._wake_w, b"x")
+
+    def _replace(self, name: str, ring: Optional[_Ring]) -> None:
+        self._retiring.cancel(name)
+        for old in [r for r in self.rings if r.name == name]:
+            if self._recorder is not None:
+                self._read_blocks(old, self._recorder)
+            self._collect(old)
+            old.close()
+            self.rings.remove(old)
+        if ring is not None:
+            self.rings.append(ring)
+
+    def _housekeeping(self) -> bool:
+        """In the loop thread, between polls: apply queued changes, close retired sources."""
+        changed = self._changes.apply()
+        for name in self._retiring.due():
+            self._replace(name, None)
+            changed = True
+        return changed
 
     def make_sink(self) -> FdSink:
         return FdSink()
 
     def run(self, recorder) -> None:
         """The reading loop (its own thread): until stop(), a limit, or a failure."""
-        sources = {ring.sock.fileno(): (lambda events, ring=ring:
-                                        self._service(ring, events, recorder))
-                   for ring in self.rings}
-        serve(sources, self._wake_r, lambda: self._running(recorder), self.refresh_stats,
-              select.POLLIN | select.POLLERR)
+        self._recorder = recorder
+        serve(lambda: self._sources(recorder), self._wake_r,
+              lambda: self._running(recorder), self.refresh_stats,
+              select.POLLIN | select.POLLERR, self._housekeeping)
+
+    def _sources(self, recorder) -> Dict[int, Service]:
+        return {ring.sock.fileno(): (lambda events, ring=ring:
+                                     self._service(ring, events, recorder))
+                for ring in self.rings}
 
     def _running(self, recorder) -> bool:
         return not self._stopping and not recorder.done and self.failure is None
@@ -123,14 +184,16 @@ class RawSocketBackend:
     def _service(self, ring: _Ring, events: int, recorder) -> int:
         if events & select.POLLERR:
             err = ring.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
+            # ENETDOWN: the interface went down or away; the session's link watch decides
+            # whether that ends the capture (the socket resumes by itself once it is up).
+            if err and err != errno.ENETDOWN and ring.name not in self.optional:
                 self.failure = f"capture on {ring.name} failed: {os.strerror(err)}"
         return self._read_blocks(ring, recorder)
 
     def _read_blocks(self, ring: _Ring, recorder) -> int:
-        mem, handled = ring.ring, 0
+        mem, handled, size = ring.ring, 0, ring.block_bytes
         while not recorder.done:
-            base = ring.current * BLOCK_BYTES
+            base = ring.current * size
             if not U32.unpack_from(mem, base + 8)[0] & TP_STATUS_USER:
                 break
             count, offset = BLOCK_HDR.unpack_from(mem, base + 12)
@@ -157,25 +220,31 @@ class RawSocketBackend:
             offset += nxt
         return b"".join(parts)
 
+    def _collect(self, ring: _Ring) -> None:
+        try:
+            packets, drops = struct.unpack(
+                "II", ring.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 12)[:8])
+        except OSError:
+            return
+        self.received += packets  # the kernel resets these counters on every read
+        self.dropped += drops
+
     def refresh_stats(self) -> None:
         for ring in self.rings:
-            try:
-                packets, drops = struct.unpack(
-                    "II", ring.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 12)[:8])
-            except OSError:
-                continue
-            self.received += packets  # the kernel resets these counters on every read
-            self.dropped += drops
+            self._collect(ring)
 
     def stop(self) -> None:
         self._stopping = True
-        os.write(self._wake_w, b"x")
+        if self._wake_w >= 0:
+            os.write(self._wake_w, b"x")
 
     def close(self) -> None:
+        """Idempotent: a failed start and the session's cleanup may both call it."""
+        self._changes.apply()
         for ring in self.rings:
-            ring.ring.close()
-            ring.sock.close()
+            ring.close()
         self.rings = []
         for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
         self._wake_r = self._wake_w = -1

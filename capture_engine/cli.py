@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
                     "Watcher filters and exact byte and time limits.")
     p.add_argument("-i", "--interface", action="append", default=[],
                    help="interface to capture on (repeat for several; default: every up, "
-                        "non-loopback interface)")
+                        "non-loopback interface not enslaved to another, e.g. not a VF)")
     p.add_argument("-w", "--write", metavar="FILE", help="output pcap file (required)")
     p.add_argument("-s", "--snaplen", type=int, default=0,
                    help="bytes to keep of each packet (0 = whole packet)")

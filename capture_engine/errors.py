@@ -159,3 +159,17 @@ class ProblemList:
     def raise_if_any(self) -> None:
         if self.problems:
             raise CaptureSettingsError(self.problems, self.codes)
+
+
+# -- runtime errors (caprun)
+class KernelFilterRefusedError(CaptureFailedError):
+    """The kernel would not take the capture filter (e.g. net.core.optmem_max too small): a
+    capture must never silently fall back to copying every packet to user space."""
+
+    code = 122
+
+
+class CaptureFileLostError(LocalFileError):
+    """The capture file (or its folder) was removed while the capture was writing it."""
+
+    code = 131

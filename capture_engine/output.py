@@ -4,10 +4,13 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from collections import deque
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Tuple
+from typing import Deque, Iterator, Optional, Tuple
 
-from capture_engine.errors import LocalFileError
+from capture_engine.errors import CaptureFileLostError, LocalFileError
+from capture_engine.naming import free_base, ring_path
+from plumbing.crashpoints import crashpoint
 
 FILE_HEADER = struct.Struct("<IHHiIII")
 RECORD_HEADER = struct.Struct("<IIII")
@@ -44,11 +47,9 @@ class OutputPlan:
     ring_files: int = 0             # 0 = one classic file
     max_packets: Optional[int] = None
 
-    def file_path(self, seq: int) -> str:
-        if not self.ring_files:
-            return self.path
-        stem, ext = os.path.splitext(self.path)
-        return f"{stem}_{seq:05d}{ext or '.cap'}"
+    def file_path(self, seq: int, base: Optional[str] = None) -> str:
+        base = base or self.path
+        return ring_path(base, seq) if self.ring_files else base
 
 
 class FdSink:
@@ -61,7 +62,8 @@ class FdSink:
 
     def open(self, path: str, snaplen: int) -> None:
         self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+        os.fchmod(self.fd, 0o640)  # whatever the umask: captures hold other people's traffic
         self._offset = 0
         self.append(file_header(snaplen))
 
@@ -93,13 +95,18 @@ class FdSink:
 
 
 class Recorder:
-    """Applies the byte/packet limits, file rotation and the stop-time cutoff to records."""
+    """Applies the byte/packet limits, file rotation and the stop-time cutoff to records.
+
+    Its memory does not grow with the number of rotations: it keeps the ring's files (at
+    most fileCount names) and counters, nothing per deleted file.
+    """
 
     def __init__(self, plan: OutputPlan, sink) -> None:
         self.plan = plan
         self.sink = sink
-        self.files: List[str] = []
-        self.deleted: List[str] = []
+        self.base = plan.path  # the name actually used (free_base: never overwrite)
+        self.files: Deque[str] = deque()
+        self.deleted_count = 0
         self.seq = 0
         self.packets = 0
         self.bytes_written = 0
@@ -107,30 +114,64 @@ class Recorder:
         self.done_reason: Optional[str] = None
         self.error: Optional[LocalFileError] = None
         self._good = 0  # file offset known to be on disk at a record boundary
+        self._current: Optional[Tuple[str, int, int]] = None  # path, st_dev, st_ino
 
     @property
     def done(self) -> bool:
         return self.done_reason is not None or self.error is not None
 
     def start(self) -> None:
+        self.base = free_base(self.plan.path, bool(self.plan.ring_files))
         self._next_file()
+        crashpoint("capture.file_opened")
 
     def _next_file(self) -> None:
-        if self.files:
+        rotating = bool(self.files)
+        if rotating:
             self.sink.close()
         self.seq += 1
-        path = self.plan.file_path(self.seq)
+        path = self.plan.file_path(self.seq, self.base)
         self.sink.open(path, self.plan.snaplen)
+        stat = os.stat(path)
+        self._current = (path, stat.st_dev, stat.st_ino)  # before any file is deleted below
         self.files.append(path)
         self.bytes_written += HEADER_SIZE
         self._good = HEADER_SIZE
         while self.plan.ring_files and len(self.files) > self.plan.ring_files:
-            old = self.files.pop(0)
+            old = self.files.popleft()
             try:
                 os.unlink(old)
             except FileNotFoundError:
                 pass
-            self.deleted.append(old)
+            self.deleted_count += 1
+        if rotating:
+            crashpoint("capture.rotated")
+
+    def check_file(self) -> None:
+        """Called from another thread: the file being written must still be where it was
+        opened; if it (or its folder) was removed, every packet written to it is lost."""
+        current = self._current
+        if current is None or self.done:
+            return
+        path, dev, ino = current
+        try:
+            stat = os.stat(path)
+            if (stat.st_dev, stat.st_ino) == (dev, ino):
+                return
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return
+        self.error = self._lost(path)
+
+    def _lost(self, path: str) -> CaptureFileLostError:
+        folder = os.path.dirname(path) or "."
+        why = f"its folder {folder} was removed" if not os.path.isdir(folder) else \
+            "the file was deleted or replaced"
+        return CaptureFileLostError(
+            f"the capture file {path} was removed while the capture was writing it ({why}): "
+            f"the packets written to it are lost; the capture stopped after "
+            f"{self.packets} packets")
 
     def after_direct_batch(self, start: int, count: int) -> None:
         """Records were written straight to the sink (libpcap's pcap_dump) since `start`."""
@@ -218,6 +259,9 @@ class Recorder:
             self.sink.close()
         except OSError:
             pass
+        if not os.path.exists(path):
+            self.error = self._lost(path)
+            return
         try:
             kept, extra = trim_to_records(path, self._good)
             self.packets += extra

@@ -1,9 +1,10 @@
 """The outcome of a capture session and its querystatus shape."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from capture_engine.errors import AGENT_STOPPED
 
@@ -22,6 +23,14 @@ CAPTURE_FAILED = "CaptureFailed"            # could not start, or the capture so
 AGENT_STOPPED_REASON = "AgentStopped"       # the worker process died
 STOP_REASONS = (TIME_EXCEEDED, BYTE_LIMIT, STOPPED_BY_REQUEST, PACKET_COUNT, INTERFACE_DOWN,
                 DISK_FULL, LOCAL_FILE_FAILED, CAPTURE_FAILED, AGENT_STOPPED_REASON)
+# The agent cuts a substatus message at 10 KiB and refuses a status file over 128 KiB: the
+# querystatus holds counts and the first and last file, never lists that grow, and is cut to
+# STATUS_BYTES by shortening its longest texts.
+STATUS_BYTES = 4096
+TEXT_CHARS, MESSAGE_CHARS, NOTE_CHARS = 512, 1024, 200
+INTERFACES_SHOWN = 16
+SHORTENED = ("errorMessage", "localPath", "firstLocalFile", "requestedLocalPath",
+             "uploadedUrl", "firstUploadedUrl")
 
 
 def iso(moment: Optional[datetime]) -> Optional[str]:
@@ -51,6 +60,8 @@ class CaptureResult:
     upload_total: int = 0
     backend: Optional[str] = None
     interfaces: Tuple[str, ...] = ()
+    requested_local_path: Optional[str] = None  # when that name was taken: never overwritten
+    notes: Tuple[str, ...] = ()                  # e.g. a VF that went away and came back
     extra: Dict[str, object] = field(default_factory=dict)
 
     @property
@@ -62,34 +73,63 @@ class CaptureResult:
         return self.status != ERROR
 
     def querystatus(self) -> Dict[str, object]:
-        """The service's querystatus fields plus our counters and paths (never a SAS)."""
+        """The service's querystatus fields plus our counters and paths (never a SAS), at
+        most STATUS_BYTES of JSON whatever the number of files; error fields always there."""
         status: Dict[str, object] = {
             "name": self.name,
             "packetCaptureStatus": self.status,
             "packetCaptureError": list(self.errors),
+            "stopReason": self.stop_reason,
             "captureStartTime": iso(self.capture_start_time),
-        }
-        if self.stop_reason:
-            status["stopReason"] = self.stop_reason
-        status.update({
             "captureStopTime": iso(self.capture_stop_time),
             "packetsCaptured": self.packets_captured,
             "packetsDropped": self.packets_dropped,
             "bytesWritten": self.bytes_written,
-            "localPath": self.local_path,
-            "localFiles": list(self.local_files),
-            "uploadedUrl": self.uploaded_urls[-1] if self.uploaded_urls else None,
-            "uploadedUrls": list(self.uploaded_urls),
+            "localPath": _cut(self.local_path, TEXT_CHARS),
+            "localFileCount": len(self.local_files),
+            "firstLocalFile": _cut(_first(self.local_files), TEXT_CHARS),
+            "uploadedUrl": _cut(self.uploaded_urls[-1] if self.uploaded_urls else None,
+                                TEXT_CHARS),
+            "uploadedCount": len(self.uploaded_urls),
+            "firstUploadedUrl": _cut(_first(self.uploaded_urls), TEXT_CHARS),
             "backend": self.backend,
-            "interfaces": list(self.interfaces),
-        })
+            "interfaces": list(self.interfaces[:INTERFACES_SHOWN]),
+            "interfaceCount": len(self.interfaces),
+        }
+        if self.requested_local_path:
+            status["requestedLocalPath"] = _cut(self.requested_local_path, TEXT_CHARS)
+        if self.notes:
+            status["notes"] = [_cut(note, NOTE_CHARS) for note in self.notes[-5:]]
         status.update(self.extra)
         if self.upload_total:
             status["uploadProgress"] = {"bytes": self.upload_bytes, "total": self.upload_total}
-        if self.error_code is not None:
-            status["errorCode"] = self.error_code
-            status["errorMessage"] = self.error_message
-        return status
+        status["errorCode"] = self.error_code
+        status["errorMessage"] = _cut(self.error_message, MESSAGE_CHARS)
+        return _fit(status)
+
+
+def _first(items: Sequence[str]) -> Optional[str]:
+    return items[0] if items else None
+
+
+def _cut(text: Optional[str], limit: int) -> Optional[str]:
+    """At most `limit` characters, keeping the start and the end (a file name, a path)."""
+    if text is None or len(text) <= limit:
+        return text
+    keep = max(limit - 5, 2)
+    return text[:keep - keep // 2] + " ... " + text[len(text) - keep // 2:]
+
+
+def _fit(status: Dict[str, object]) -> Dict[str, object]:
+    """Halve the longest text until the JSON fits STATUS_BYTES (escaped non-ASCII counts)."""
+    for _ in range(64):
+        size = len(json.dumps(status))
+        texts = [key for key in SHORTENED if isinstance(status.get(key), str)]
+        if size <= STATUS_BYTES or not texts:
+            break
+        longest = max(texts, key=lambda key: len(json.dumps(status[key])))
+        status[longest] = _cut(str(status[longest]), len(str(status[longest])) // 2)
+    return status
 
 
 def agent_stopped(name: str, capture_start_time: Optional[datetime] = None,

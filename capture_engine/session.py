@@ -6,7 +6,8 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Dict, List, Optional
+from datetime import datetime
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from capture_engine import pcaplib
 from capture_engine import result as R
@@ -18,12 +19,15 @@ from capture_engine.errors import (
     CaptureNotFoundError,
     LocalFileError,
 )
-from capture_engine.interfaces import in_netns, resolve_interfaces
+from capture_engine.interfaces import LinkTable, in_netns, resolve_interfaces
+from capture_engine.linkwatch import CHECK_EVERY, GONE, UP, LinkChange, LinkWatch
+from capture_engine.naming import existing_files
 from capture_engine.output import STOP_BYTES, STOP_COUNT, OutputPlan, Recorder
 from capture_engine.result import CaptureResult
-from capture_engine.settings import CaptureRequest
+from capture_engine.settings import LIMITS, CaptureRequest
 from capture_engine.upload import upload_files
 from plumbing.clock import SystemClock
+from plumbing.crashpoints import crashpoint
 
 log = logging.getLogger(__name__)
 Progress = Callable[[Dict[str, object]], None]
@@ -31,6 +35,8 @@ PROGRESS_EVERY = 2.0
 MAX_NAP = 0.5  # the longest the main loop sleeps, so the dispatch thread's end is noticed
 DRAIN_SECONDS = 0.5  # > 2x the ring's block retire timeout (200 ms)
 BACKENDS = ("auto", "libpcap", "rawsocket")
+NOTES_KEPT = 5
+DEFAULT_TIME_LIMIT = LIMITS["timeLimitInSeconds"][0]
 
 
 def make_backend(name: str = "auto"):
@@ -60,6 +66,17 @@ def program_for(request: CaptureRequest, backend: str = "rawsocket") -> List[tup
     return compile_filters(request.filters, snaplen)
 
 
+def time_limit(request: CaptureRequest) -> float:
+    """timeLimitInSeconds bounds every session; a ring also stops at its
+    sessionTimeLimitInSeconds. The settings cannot tell timeLimitInSeconds absent from one at
+    its default (18,000 s): then a ring runs to sessionTimeLimitInSeconds alone."""
+    if not request.ring:
+        return request.time_limit
+    if request.time_limit == DEFAULT_TIME_LIMIT:
+        return request.ring.session_time_limit
+    return min(request.time_limit, request.ring.session_time_limit)
+
+
 def output_plan(request: CaptureRequest) -> OutputPlan:
     snaplen = min(request.bytes_per_packet or WHOLE_PACKET, WHOLE_PACKET)
     if request.ring:
@@ -75,11 +92,14 @@ class _Session:
                  progress_interval: float = PROGRESS_EVERY) -> None:
         self.request, self.stop_event, self.clock, self.netns = request, stop_event, clock, netns
         self.progress_interval = progress_interval
-        self._started = 0.0
         self.on_progress = on_progress or (lambda status: None)
         self.snapshot = CaptureResult(name=request.name)
         self.recorder: Optional[Recorder] = None
         self.backend = None
+        self.watch: Optional[LinkWatch] = None
+        self.interface_problem: Optional[str] = None
+        self._start_time: Optional[datetime] = None
+        self._start_wall = self._started = 0.0
 
     def update(self, **changes) -> CaptureResult:
         self.snapshot = dataclasses.replace(self.snapshot, **changes)
@@ -98,36 +118,47 @@ class _Session:
                            packets_dropped=be.dropped, local_files=tuple(rec.files),
                            extra={"elapsedSeconds": elapsed})
 
+    def note(self, text: str) -> None:
+        log.info("capture %s: %s", self.request.name, text)
+        self.update(notes=(self.snapshot.notes + (text,))[-NOTES_KEPT:])
+
     def open(self, backend_name: str) -> None:
+        # The start time first: every packet the sockets see afterwards is stamped after it.
+        self._start_time, self._start_wall = self.clock.now(), time.time()
+        self._started = self.clock.monotonic()
         with in_netns(self.netns):
-            interfaces = resolve_interfaces(self.request.interfaces)
-            self.backend = make_backend(backend_name)
+            table = LinkTable()
             try:
-                program = program_for(self.request, self.backend.name)
-                self.backend.open(interfaces, program, self.request.bytes_per_packet)
+                links = table.links()
+                interfaces = resolve_interfaces(self.request.interfaces, links)
             except BaseException:
-                self.backend.close()
+                table.close()
                 raise
+            self.watch = LinkWatch(table, links, interfaces)
+            self.backend = make_backend(backend_name)
+            program = program_for(self.request, self.backend.name)
+            self.backend.open(interfaces, program, self.request.bytes_per_packet,
+                              frozenset(self.watch.optional))
         self.update(backend=self.backend.name, interfaces=tuple(interfaces))
         plan = output_plan(self.request)
         self.recorder = Recorder(plan, self.backend.make_sink())
         try:
-            os.makedirs(os.path.dirname(plan.file_path(1)) or ".", exist_ok=True)
+            os.makedirs(os.path.dirname(plan.path) or ".", exist_ok=True)
             self.recorder.start()
         except OSError as exc:
-            raise LocalFileError(f"cannot create {plan.file_path(1)}: "
+            raise LocalFileError(f"cannot create {plan.file_path(1, self.recorder.base)}: "
                                  f"{exc.strerror or exc}") from None
+        if self.recorder.base != plan.path:
+            self.update(requested_local_path=plan.file_path(1))
 
     def capture(self) -> str:
         """Run the dispatch thread until a limit, a stop request or a failure; the reason."""
         thread = threading.Thread(target=self._dispatch, name="capture-dispatch", daemon=True)
-        self.update(status=R.RUNNING, capture_start_time=self.clock.now())
-        start_wall = time.time()  # not before captureStartTime: the cutoff is never earlier
+        self.update(status=R.RUNNING, capture_start_time=self._start_time)
         self.report()
-        start = self.clock.monotonic()
-        limit = self.request.effective_time_limit
-        self._started = start
-        next_progress = start + self.progress_interval
+        start, limit = self._started, time_limit(self.request)
+        next_progress = self.clock.monotonic() + self.progress_interval
+        next_check = self.clock.monotonic() + CHECK_EVERY
         thread.start()
         reason = None
         while reason is None and thread.is_alive():
@@ -136,23 +167,52 @@ class _Session:
                 reason = R.STOPPED_BY_REQUEST
             elif now - start >= limit:
                 reason = R.TIME_EXCEEDED
+            elif now >= next_check:
+                reason, next_check = self._check(), now + CHECK_EVERY
             elif now >= next_progress:
                 self.counters()
                 self.report()
                 next_progress = now + self.progress_interval
             else:
-                # Sleep to the next deadline or report; a stop request wakes us at once.
-                until = min(limit - (now - start), next_progress - now, MAX_NAP)
+                # Sleep to the next deadline, check or report; a stop request wakes us at once.
+                until = min(limit - (now - start), next_progress - now, next_check - now,
+                            MAX_NAP)
                 self.stop_event.wait(max(until, 0.001))
-        if reason is not None:
+        if reason is not None or (self.backend.failure and not self.recorder.done):
             # Keep reading until partly filled ring blocks have been retired, but keep only
             # what was stamped before the stop time.
-            self.recorder.cutoff_us = int(min(time.time(), start_wall + limit) * 1_000_000)
+            self.recorder.cutoff_us = int(min(time.time(), self._start_wall + limit) * 1e6)
             time.sleep(DRAIN_SECONDS)
         self.backend.stop()
         thread.join()
+        self.recorder.check_file()
         self.backend.drain(self.recorder)
         return reason or self._own_reason()
+
+    def _check(self) -> Optional[str]:
+        """The file is still there; a required interface gone or down ends the capture, an
+        enslaved one (a VF during host servicing) is left, then captured again once back."""
+        self.recorder.check_file()  # a lost file ends the dispatch thread: see _own_reason
+        for change in self.watch.check():
+            if change.required:
+                self.interface_problem = change.describe()
+                return R.INTERFACE_DOWN
+            if change.state == GONE:
+                self.backend.detach(change.name)
+                self.note(f"{change.describe()}; the capture goes on without it")
+            elif change.state == UP:
+                self._reattach(change)
+        return None
+
+    def _reattach(self, change: LinkChange) -> None:
+        try:
+            with in_netns(self.netns):
+                self.backend.attach(change.name)
+        except CaptureError as exc:  # tried again on the next check
+            log.warning("cannot capture on %s again yet: %s", change.name, exc.message)
+            return
+        self.watch.reattached(change.name, change.index)
+        self.note(f"{change.describe()}: capturing on it again")
 
     def _dispatch(self) -> None:
         try:
@@ -169,33 +229,52 @@ class _Session:
             return R.BYTE_LIMIT
         if rec.done_reason == STOP_COUNT:
             return R.PACKET_COUNT
-        return R.INTERFACE_DOWN
+        # The backend failed: an interface that went away, or a read error.
+        gone = [change for change in self.watch.check() if change.required]
+        if gone:
+            self.interface_problem = gone[0].describe()
+            return R.INTERFACE_DOWN
+        return R.CAPTURE_FAILED
 
     def finish(self, reason: str) -> None:
         self.recorder.close()
-        self.backend.close()
+        crashpoint("capture.file_closed")
+        self._close_sources()
         self.counters()
-        changes = dict(status=R.STOPPED, stop_reason=reason, capture_stop_time=self.clock.now())
+        changes = dict(status=R.STOPPED, stop_reason=reason, capture_stop_time=self.clock.now(),
+                       local_files=_existing(self.recorder.files))
         error = self.recorder.error
-        if error is None and reason == R.INTERFACE_DOWN:
-            error = CaptureFailedError(self.backend.failure or "the capture source stopped")
+        if error is None and reason in (R.INTERFACE_DOWN, R.CAPTURE_FAILED):
+            detail = self.backend.failure or "the capture source stopped"
+            error = CaptureFailedError(self.interface_problem or detail)
         if error is not None:
             changes.update(status=R.ERROR, errors=(error.capture_error,),
                            error_code=error.code, error_message=error.message)
         self.update(**changes)
 
+    def _close_sources(self) -> None:
+        for closer in (self.backend, self.watch):
+            if closer is not None:
+                closer.close()
+
     def fail(self, exc: CaptureError) -> CaptureResult:
-        for closer in (self.recorder, self.backend):
+        """A failed start (or an unexpected error): close what was opened, once."""
+        for closer in (self.recorder, self.backend, self.watch):
             try:
                 if closer is not None:
                     closer.close()
             except Exception:  # noqa: BLE001 - already failing; keep the first error
                 log.exception("cleanup after failure")
-        files = tuple(self.recorder.files) if self.recorder else ()
+        files = _existing(self.recorder.files) if self.recorder else ()
         return self.update(status=R.ERROR, stop_reason=R.CAPTURE_FAILED,
                            errors=(exc.capture_error,), error_code=exc.code,
                            error_message=exc.message, local_files=files,
                            capture_stop_time=self.clock.now())
+
+
+def _existing(paths: Iterable[str]) -> Tuple[str, ...]:
+    """Never name a file that is not there (a removed capture root takes them all)."""
+    return tuple(path for path in paths if os.path.exists(path))
 
 
 def run_capture(request: CaptureRequest, *, blob_store=None, sas_token: Optional[str] = None,
@@ -227,30 +306,33 @@ def run_capture(request: CaptureRequest, *, blob_store=None, sas_token: Optional
     if request.storage_path:
         upload_files(session, blob_store, sas_token)
     session.report()
+    crashpoint("capture.finished")
     return session.snapshot
 
 
 def capture_files(request: CaptureRequest) -> List[str]:
-    """The local files a capture has on disk (one file, or the ring's files)."""
+    """The local files a capture has on disk, oldest first: the file (or the ring's files) of
+    every start with this name (a new start never overwrites a kept one: `<name>~2.cap`)."""
     plan = output_plan(request)
-    if not plan.ring_files:
-        return [plan.path] if os.path.exists(plan.path) else []
-    stem, ext = os.path.splitext(plan.path)
-    folder = os.path.dirname(plan.path) or "."
-    prefix = os.path.basename(stem) + "_"
-    found = sorted(os.path.join(folder, n) for n in os.listdir(folder)
-                   if n.startswith(prefix) and n.endswith(ext or ".cap")
-                   and n[len(prefix):-len(ext or ".cap")].isdigit()) \
-        if os.path.isdir(folder) else []
-    return found
+    return existing_files(plan.path, bool(plan.ring_files))
 
 
 def delete_capture_files(request: CaptureRequest) -> List[str]:
-    """action=delete: remove the capture's local file(s), never the blob; returns them."""
+    """action=delete: remove the capture's local file(s), never the blob; returns them.
+
+    A capture with only a storagePath keeps its pending file only until it is uploaded:
+    none left is the end of its life, not an error. Any other capture without a file is
+    CaptureNotFoundError.
+    """
     files = capture_files(request)
     if not files:
+        if request.storage_path and not (request.file_path or request.local_path):
+            return []
         raise CaptureNotFoundError(f"capture {request.name!r} has no local file "
                                    f"({request.output_path()} does not exist)")
     for path in files:
-        os.unlink(path)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
     return files

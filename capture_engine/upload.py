@@ -7,8 +7,10 @@ from typing import List, Optional
 
 from capture_engine import result as R
 from capture_engine.errors import SasExpiredError, StorageForbiddenError, StorageUploadError
+from capture_engine.naming import ring_seq, ring_suffix
 from capture_engine.settings import public_url, storage_url
 from plumbing.blobstore import BlobError, BlobErrorKind, BlobStore
+from plumbing.crashpoints import crashpoint
 
 PROGRESS_EVERY = 2.0
 
@@ -20,18 +22,21 @@ def _error_for(exc: BlobError, kept: str) -> StorageUploadError:
 
 
 def _targets(session, sas_token: Optional[str]) -> List[tuple]:
+    """(local file, blob URL) for each file: a ring file `…_N.cap` goes to
+    `<storagePath stem>_N.cap`, N in full (never its last digits: no two files share a blob)."""
     request, files = session.request, list(session.recorder.files)
     if not request.ring:
         return [(path, storage_url(request, sas_token)) for path in files]
-    return [(path, storage_url(request, sas_token, "_" + os.path.splitext(path)[0][-5:]))
+    return [(path, storage_url(request, sas_token, ring_suffix(ring_seq(path) or 0)))
             for path in files]
 
 
 def upload_files(session, blob_store: Optional[BlobStore], sas_token: Optional[str]) -> None:
     """Upload every local file of the session; the result says what went where."""
     store = blob_store or BlobStore()
-    targets = _targets(session, sas_token)
-    total = sum(os.path.getsize(path) for path, _ in targets if os.path.exists(path))
+    # A file that is not there (its folder removed mid-capture) was reported lost already.
+    targets = [(path, url) for path, url in _targets(session, sas_token) if os.path.exists(path)]
+    total = sum(os.path.getsize(path) for path, _ in targets)
     done, uploaded, last = 0, [], [0.0]
     session.update(upload_total=total, upload_bytes=0)
 
@@ -42,6 +47,7 @@ def upload_files(session, blob_store: Optional[BlobStore], sas_token: Optional[s
             session.report()
 
     for path, url in targets:
+        crashpoint("capture.upload.before")
         try:
             done += store.upload_file(url, path, progress=progress)
         except BlobError as exc:
@@ -56,6 +62,7 @@ def upload_files(session, blob_store: Optional[BlobStore], sas_token: Optional[s
                            error_message=error.message, uploaded_urls=tuple(uploaded))
             return
         uploaded.append(public_url(url))
+        crashpoint("capture.upload.after")
     session.update(uploaded_urls=tuple(uploaded), upload_bytes=done)
     _drop_pending(session)
 
@@ -70,4 +77,5 @@ def _drop_pending(session) -> None:
             os.unlink(path)
         except OSError:
             pass
+    crashpoint("capture.pending_removed")
     session.update(local_files=())

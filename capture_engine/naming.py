@@ -1,0 +1,81 @@
+"""Capture file names: the ring's numbered files, and a new name instead of overwriting."""
+from __future__ import annotations
+
+import os
+import re
+from typing import List, Optional, Tuple
+
+from capture_engine.errors import LocalFileError
+
+RING_DIGITS = 5
+MAX_GENERATIONS = 1000
+_SEQ = re.compile(r"_(\d+)$")
+
+
+def ring_suffix(seq: int) -> str:
+    """`_00001`: at least five digits, as many as the number needs (`_100000`), never wrapping,
+    so a ring that runs for weeks never reuses a file or blob name."""
+    return f"_{seq:0{RING_DIGITS}d}"
+
+
+def ring_path(base: str, seq: int) -> str:
+    stem, ext = os.path.splitext(base)
+    return f"{stem}{ring_suffix(seq)}{ext or '.cap'}"
+
+
+def ring_seq(path: str) -> Optional[int]:
+    """The rotation number of a ring file (None for a classic file)."""
+    found = _SEQ.search(os.path.splitext(os.path.basename(path))[0])
+    return int(found.group(1)) if found else None
+
+
+def generation_path(path: str, generation: int) -> str:
+    if generation <= 1:
+        return path
+    stem, ext = os.path.splitext(path)
+    return f"{stem}~{generation}{ext}"
+
+
+def _pattern(base: str, ring: bool, any_generation: bool) -> "re.Pattern[str]":
+    stem, ext = os.path.splitext(os.path.basename(base))
+    ext = (ext or ".cap") if ring else ext
+    generation = r"(?:~(\d+))?" if any_generation else r"()"
+    seq = r"_(\d+)" if ring else r"()"
+    return re.compile(re.escape(stem) + generation + seq + re.escape(ext))
+
+
+def _listing(folder: str) -> List[str]:
+    try:
+        return os.listdir(folder or ".")
+    except FileNotFoundError:
+        return []
+
+
+def existing_files(base: str, ring: bool) -> List[str]:
+    """Every file of every generation of the capture named by `base`, oldest first."""
+    folder, pattern = os.path.dirname(base), _pattern(base, ring, True)
+    found: List[Tuple[int, int, str]] = []
+    for name in _listing(folder):
+        match = pattern.fullmatch(name)
+        if match:
+            generation, seq = (int(g) if g else 0 for g in match.groups())
+            found.append((generation or 1, seq, os.path.join(folder, name)))
+    return [path for _, _, path in sorted(found)]
+
+
+def _taken(candidate: str, ring: bool) -> bool:
+    if not ring:
+        return os.path.lexists(candidate)
+    pattern = _pattern(candidate, ring, False)
+    return any(pattern.fullmatch(name) for name in _listing(os.path.dirname(candidate)))
+
+
+def free_base(base: str, ring: bool) -> str:
+    """`base`, or the first of `<stem>~2.cap`, `<stem>~3.cap`... (a ring: `<stem>~2_00001.cap`)
+    that no existing file uses: a capture kept after a failed upload is never overwritten."""
+    for generation in range(1, MAX_GENERATIONS + 1):
+        candidate = generation_path(base, generation)
+        if not _taken(candidate, ring):
+            return candidate
+    raise LocalFileError(f"{base} and {MAX_GENERATIONS - 1} more names like it already exist: "
+                         "delete old captures (action=delete) or choose another file name")
