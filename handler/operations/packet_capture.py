@@ -115,7 +115,8 @@ class PacketCapture(Operation):
                 return record
             removed = []
         record.status, record.message = "success", (
-            f"capture {request.name!r} deleted" + (f": {', '.join(removed)}" if removed else "")
+            f"capture {request.name!r} deleted: " + (', '.join(removed) if removed else
+                                                      "no local file was left")
             + " (blobs are kept)")
         return record
 
