@@ -16,6 +16,8 @@ from snapshot.workload import WorkloadConfig, credential_env
 
 LABEL = "vmsnapshot"
 STDERR_CAP = 16 * 1024
+# What libpq says when the credentials, not the connection, are at fault.
+_AUTH_WORDS = ("authentication failed", "no password supplied", "password is required")
 
 
 class PostgresHooks:
@@ -31,19 +33,29 @@ class PostgresHooks:
         self._buffer = b""
         self._stderr: List[bytes] = []
         self._legacy = False
+        self._drain: Optional[threading.Thread] = None
 
     def pre(self) -> PhaseResult:
+        """Connect (505 credentials refused, 506 no connection, 500 psql cannot start), then
+        start the backup (510 no answer within `timeout`, 509 the server refused)."""
         try:
             self._start()
+        except (OSError, KeyError, ValueError) as exc:  # KeyError: linux_user unknown
+            code = Code.WORKLOAD_AUTH_MISSING if isinstance(exc, KeyError) \
+                else Code.WORKLOAD_PRE_ERROR
+            return self._failed("pre", code, f"psql could not start: {type(exc).__name__}")
+        try:
             version = self._ask("SHOW server_version_num;")
             self._legacy = int(version[0]) < 150000
-            start = "pg_start_backup" if self._legacy else "pg_backup_start"
+        except (OSError, RuntimeError, ValueError, IndexError) as exc:
+            return self._failed("pre", self._connect_code(), f"cannot connect: {exc}")
+        start = "pg_start_backup" if self._legacy else "pg_backup_start"
+        try:
             lsn = self._ask(f"SELECT {start}('{LABEL}', true"
                             + (", false);" if self._legacy else ");"))
         except (OSError, RuntimeError, ValueError, IndexError) as exc:
-            self._close()
-            code = (Code.WORKLOAD_TIMEOUT if isinstance(exc, TimeoutError)
-                    else Code.WORKLOAD_QUIESCE_FAILED)
+            code = Code.WORKLOAD_QUIESCE_TIMEOUT if isinstance(exc, TimeoutError) \
+                else Code.WORKLOAD_QUIESCE_ERROR
             return self._failed("pre", code, f"quiesce failed: {exc}")
         self.log.info(f"postgres quiesced: backup started at WAL {lsn[0] if lsn else '?'}")
         return PhaseResult("pre", True, 0, "postgres quiesced", 1)
@@ -55,14 +67,24 @@ class PostgresHooks:
                 else "SELECT labelfile FROM pg_backup_stop(false);")
         try:
             label = self._ask(stop)
-        except (OSError, RuntimeError) as exc:
-            return self._failed("post", Code.WORKLOAD_RESUME_FAILED, f"resume failed: {exc}")
+        except (OSError, RuntimeError) as exc:  # a timeout too: no row for a post timeout
+            return self._failed("post", Code.WORKLOAD_POST_ERROR, f"resume failed: {exc}")
         finally:
             self._close()
         self.log.block("postgres resumed; backup label:", "\n".join(label))
         return PhaseResult("post", True, 0, "postgres resumed", 1)
 
+    def _connect_code(self) -> int:
+        if self._psql is not None and self._psql.poll() is not None and self._drain:
+            self._drain.join(2)  # psql exited: let its last words arrive
+        said = b"".join(self._stderr).decode("utf-8", "replace").lower()
+        if any(words in said for words in _AUTH_WORDS) or (
+                "role " in said and "does not exist" in said):
+            return Code.WORKLOAD_AUTH_MISSING
+        return Code.WORKLOAD_CONNECTION_ERROR
+
     def _failed(self, phase: str, code: int, message: str) -> PhaseResult:
+        self._close()
         detail = b"".join(self._stderr).decode("utf-8", "replace").strip()[-500:]
         text = message + (f" ({detail})" if detail else "")
         self.log.error(f"postgres {text}")
@@ -78,7 +100,8 @@ class PostgresHooks:
             [psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd="/",
             user=self.config.linux_user or None, start_new_session=True)
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._drain.start()
 
     def _drain_stderr(self) -> None:
         assert self._psql is not None and self._psql.stderr is not None
@@ -118,3 +141,5 @@ class PostgresHooks:
         except (OSError, subprocess.TimeoutExpired):
             kill_group(psql.pid)
             psql.wait()
+        if self._drain is not None:
+            self._drain.join(2)  # its stderr, complete, for the message
