@@ -165,12 +165,7 @@ def _freeze_and_snapshot(run: _Run, store: BlobStore, config: SnapshotLocalConfi
     if mounts:
         expected = (Consistency.APPLICATION if run.has_hooks and run.pre and run.pre.ok
                      else Consistency.FILE_SYSTEM)
-    ours = {META_TASK: run.settings.task_id, META_TIME: utc_timestamp(clock.now()),
-            META_CONSISTENCY: expected.value}
-    # Each snapshot keeps its blob's own metadata, then backupMetadata, then ours, on top.
-    metadata = [merge_metadata(own, dict(run.settings.backup_metadata), ours,
-                               {META_LUN: t.lun_label} if t.lun_label else {})
-                for t, own in zip(run.targets, run.own_metadata)]
+    metadata = _snapshot_metadata(run, expected, clock)
     uris = [t.uri for t in run.targets]
 
     def snap() -> None:
@@ -202,6 +197,16 @@ def _freeze_and_snapshot(run: _Run, store: BlobStore, config: SnapshotLocalConfi
     finally:
         sys.dont_write_bytecode = bytecode
         run.freeze_window = freezer.window if freezer.first_freeze else None
+
+
+def _snapshot_metadata(run: _Run, expected: Consistency,
+                       clock: SystemClock) -> list[dict[str, str]]:
+    """Each snapshot keeps its blob's own metadata, then backupMetadata, then ours, on top."""
+    ours = {META_TASK: run.settings.task_id, META_TIME: utc_timestamp(clock.now()),
+            META_CONSISTENCY: expected.value}
+    return [merge_metadata(own, dict(run.settings.backup_metadata), ours,
+                           {META_LUN: t.lun_label} if t.lun_label else {})
+            for t, own in zip(run.targets, run.own_metadata)]
 
 
 def _decide(run: _Run) -> SnapshotResult:

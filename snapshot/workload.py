@@ -33,7 +33,7 @@ class WorkloadConfig:
 
 
 def load_workload_config(path: str, redactor: Redactor) -> Optional[WorkloadConfig]:
-    """None when the file is absent. Codes: 503 workload_name not one we can quiesce, 502 bad
+    """None when the file is absent. Codes: 503 workload_name not a known workload, 502 bad
     role, 505 neither credString nor linux_user, 501 anything else malformed.
 
     credString is registered with `redactor` before anything can report on it, and no
@@ -41,21 +41,7 @@ def load_workload_config(path: str, redactor: Redactor) -> Optional[WorkloadConf
     """
     if not os.path.exists(path):
         return None
-    parser = configparser.ConfigParser(interpolation=None, strict=True)
-    try:
-        parser.read(path, encoding="utf-8")
-    except configparser.Error as exc:
-        # Its own text quotes the offending line, which may hold the password.
-        line = getattr(exc, "lineno", None)
-        where = f" at line {line}" if line else ""
-        raise WorkloadConfigError(f"{path} is not a valid INI file ({type(exc).__name__}"
-                                  f"{where})") from None
-    except (UnicodeDecodeError, OSError) as exc:
-        raise WorkloadConfigError(f"{path} cannot be read as UTF-8 text "
-                                  f"({type(exc).__name__})") from None
-    if not parser.has_section("workload"):
-        raise WorkloadConfigError(f"{path} has no [workload] section")
-    section = parser["workload"]
+    section = _read_section(path)
     cred = section.get("credString", "").strip()
     _register(redactor, cred)
     name = section.get("workload_name", "").strip().lower()
@@ -76,6 +62,24 @@ def load_workload_config(path: str, redactor: Redactor) -> Optional[WorkloadConf
     return WorkloadConfig(name, section.get("command_path", "").strip(), linux_user, cred,
                           float(section.get("timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT),
                           role)
+
+
+def _read_section(path: str) -> configparser.SectionProxy:
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as exc:
+        # Its own text quotes the offending line, which may hold the password.
+        line = getattr(exc, "lineno", None)
+        where = f" at line {line}" if line else ""
+        raise WorkloadConfigError(f"{path} is not a valid INI file ({type(exc).__name__}"
+                                  f"{where})") from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise WorkloadConfigError(f"{path} cannot be read as UTF-8 text "
+                                  f"({type(exc).__name__})") from None
+    if not parser.has_section("workload"):
+        raise WorkloadConfigError(f"{path} has no [workload] section")
+    return parser["workload"]
 
 
 def _problems(section: configparser.SectionProxy, cred: str) -> List[str]:
