@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import subprocess
 import threading
 import time
@@ -12,6 +13,7 @@ from plumbing.proc import kill_group
 from snapshot.errors import Code
 from snapshot.log import BufferedLog
 from snapshot.scripts import PhaseResult
+from snapshot.securepath import UntrustedPath, trusted_root_file
 from snapshot.workload import WorkloadConfig, credential_env
 
 LABEL = "vmsnapshot"
@@ -40,6 +42,9 @@ class PostgresHooks:
         start the backup (510 no answer within `timeout`, 509 the server refused)."""
         try:
             self._start()
+        except UntrustedPath as exc:
+            return self._failed("pre", Code.WORKLOAD_PRE_ERROR,
+                                f"psql could not start: {exc.message}")
         except (OSError, KeyError, ValueError) as exc:  # KeyError: linux_user unknown
             code = Code.WORKLOAD_AUTH_MISSING if isinstance(exc, KeyError) \
                 else Code.WORKLOAD_PRE_ERROR
@@ -91,9 +96,11 @@ class PostgresHooks:
         return PhaseResult(phase, False, code, f"postgres {text}", 1)
 
     def _start(self) -> None:
-        psql = self.config.command_path or "psql"
+        psql = self.config.command_path or shutil.which("psql") or "psql"
         if os.path.isdir(psql):
             psql = os.path.join(psql, "psql")
+        if os.path.isabs(psql):  # we run it, as root unless linux_user says otherwise
+            psql = trusted_root_file(psql).path
         env = dict(os.environ, PGAPPNAME=LABEL, PGCONNECT_TIMEOUT="10")
         env.update(credential_env(self.config))
         self._psql = subprocess.Popen(

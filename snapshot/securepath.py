@@ -81,3 +81,17 @@ def _check_directory(path: str, st: os.stat_result) -> None:
         raise UntrustedPath(f"directory {path} has mode {stat.S_IMODE(st.st_mode):o}: writable "
                             "by group/other without the sticky bit, so others could replace "
                             "what it holds")
+
+
+def trusted_root_file(path: str) -> TrustedFile:
+    """resolve_trusted, and the file itself a regular file of root's only root may write."""
+    trusted = resolve_trusted(path)
+    st = trusted.st
+    if not stat.S_ISREG(st.st_mode):
+        raise UntrustedPath(f"{path} is not a regular file", missing=True)
+    if st.st_uid != 0:
+        raise UntrustedPath(f"{path} is owned by uid {st.st_uid}, not root", ownership=True)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UntrustedPath(f"{path} has mode {stat.S_IMODE(st.st_mode):o}: writable by "
+                            "group/other")
+    return trusted

@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Tuple
 
 from plumbing.redact import Redactor
 from snapshot.errors import Code, WorkloadConfigError
+from snapshot.securepath import UntrustedPath, trusted_root_file
 
 WORKLOADS = ("mysql", "mariadb", "postgres", "oracle")
 SUPPORTED = ("postgres",)
@@ -39,9 +40,13 @@ def load_workload_config(path: str, redactor: Redactor) -> Optional[WorkloadConf
     credString is registered with `redactor` before anything can report on it, and no
     message ever quotes a piece of it, whatever shape it has.
     """
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         return None
-    section = _read_section(path)
+    try:  # it names the binary we run as root and holds a password: only root may write it
+        real = trusted_root_file(path).path
+    except UntrustedPath as exc:
+        raise WorkloadConfigError(f"workload.conf refused: {exc.message}") from None
+    section = _read_section(real, path)
     cred = section.get("credString", "").strip()
     _register(redactor, cred)
     name = section.get("workload_name", "").strip().lower()
@@ -64,10 +69,11 @@ def load_workload_config(path: str, redactor: Redactor) -> Optional[WorkloadConf
                           role)
 
 
-def _read_section(path: str) -> configparser.SectionProxy:
+def _read_section(real: str, path: str) -> configparser.SectionProxy:
     parser = configparser.ConfigParser(interpolation=None, strict=True)
     try:
-        parser.read(path, encoding="utf-8")
+        with open(real, encoding="utf-8") as stream:
+            parser.read_file(stream, path)
     except configparser.Error as exc:
         # Its own text quotes the offending line, which may hold the password.
         line = getattr(exc, "lineno", None)

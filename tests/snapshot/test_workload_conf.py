@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 
 import pytest
@@ -12,6 +13,7 @@ from plumbing.retry import NO_RETRY
 from snapshot.config import load_local_config
 from snapshot.errors import WorkloadConfigError
 from snapshot.log import BufferedLog
+from snapshot.pghooks import PostgresHooks
 from snapshot.runner import run_snapshot
 from snapshot.settings import parse_snapshot_settings
 from snapshot.workload import credential_env, load_workload_config, parse_conninfo
@@ -113,3 +115,39 @@ def test_password_with_spaces_around_equals_never_reaches_status_or_log(tmp_path
                         ("status", document)):
         assert SECRET.lower() not in text.lower(), f"the password leaked into the {where}: {text}"
     assert result.code == 501, result.message
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("conf_mode", "dir_mode", "words"), [
+    (0o666, 0o700, "writable by group/other"),
+    (0o600, 0o777, "without the sticky bit"),
+])
+def test_workload_conf_others_could_write_is_refused(conf_mode, dir_mode, words, tmp_path):
+    """It names the binary run as root: a file or directory others may write is refused."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "workload.conf"
+    path.write_text("[workload]\nworkload_name = postgres\nlinux_user = postgres\n")
+    os.chmod(path, conf_mode)
+    os.chmod(folder, dir_mode)
+    with pytest.raises(WorkloadConfigError) as info:
+        load_workload_config(str(path), Redactor())
+    assert info.value.code == 501 and words in info.value.message, info.value.message
+
+
+@pytest.mark.root
+def test_psql_others_could_replace_is_never_run(tmp_path):
+    """command_path in a directory anyone may write: refused (500) before it runs."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    ran = tmp_path / "ran"
+    (folder / "psql").write_text(f"#!/bin/sh\ntouch {ran}\n")
+    os.chmod(folder / "psql", 0o755)
+    os.chmod(folder, 0o777)
+    conf = tmp_path / "workload.conf"
+    conf.write_text(f"[workload]\nworkload_name = postgres\ncommand_path = {folder}\n"
+                    "credString = host=/nonexistent\n")
+    hooks = PostgresHooks(load_workload_config(str(conf), Redactor()), BufferedLog())
+    pre = hooks.pre()
+    assert (pre.ok, pre.code) == (False, 500) and "sticky" in pre.message, pre.message
+    assert not ran.exists(), "the replaceable psql must not run"
