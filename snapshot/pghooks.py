@@ -112,8 +112,9 @@ class PostgresHooks:
 
     def _drain_stderr(self) -> None:
         assert self._psql is not None and self._psql.stderr is not None
+        stream = self._psql.stderr  # _close() may drop self._psql while this thread reads
         kept = 0
-        for chunk in iter(lambda: self._psql.stderr.read1(4096), b""):
+        for chunk in iter(lambda: stream.read1(4096), b""):
             if kept < STDERR_CAP:
                 self._stderr.append(chunk[:STDERR_CAP - kept])
                 kept += len(chunk)
