@@ -58,15 +58,21 @@ def _run(args: argparse.Namespace) -> int:
     """Streams log lines to stderr (a pipe, never a frozen file); status JSON on stdout."""
     log = BufferedLog(listener=lambda line: print(line, file=sys.stderr, flush=True))
     clock = SystemClock()
-    with open(args.public, encoding="utf-8") as pub, open(args.protected, encoding="utf-8") as pro:
-        public, protected = json.load(pub), json.load(pro)
-    log.redactor.add_values(protected)
+    try:
+        with open(args.public, encoding="utf-8") as pub, \
+                open(args.protected, encoding="utf-8") as pro:
+            public, protected = json.load(pub), json.load(pro)
+        log.redactor.add_values(protected)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise SnapshotError(f"cannot read the settings files: {type(exc).__name__}",
+                            Code.PARAMETER_ERROR) from None
     try:
         settings = parse_snapshot_settings(public, protected, now=clock.now())
         config = load_local_config(os.environ)
     except SnapshotError as exc:
+        task = public.get("taskId") if isinstance(public, dict) else ""
         result = error_result(exc.code, log.redactor.redact(exc.message),
-                              str(public.get("taskId", "")))
+                              task if isinstance(task, str) else "")
         log.error(result.message)
         return _report(result, None, log, clock)
     if args.state_dir and not TaskRegistry(args.state_dir).claim(settings.task_id):

@@ -5,7 +5,12 @@ from collections.abc import Iterable
 
 
 class Code:
-    """Service-visible numeric codes (the original extension's internal numbers)."""
+    """The backup service's numbers, exactly the original extension's (spec "Error codes").
+
+    The service maps each number to the error users see, so no failure may use a number of
+    its own: every row of the spec is here, including those only the host path or the
+    original's plugin host can produce (marked "not produced"), so nobody invents one.
+    """
 
     SUCCESS_APP_CONSISTENT = 0
     SUCCESS = 1
@@ -13,31 +18,58 @@ class Code:
     ALREADY_PROCESSED = 3
     TRANSITIONING = 4
     PARAMETER_ERROR = 11
-    NO_SETTINGS = 16
+    ERROR_12 = 12  # not produced
+    WRONG_TIME = 13  # not produced
+    SAME_TASK_ID = 14  # not produced: an already processed task is 3
+    HTTP_FAILURE = 15
+    CERTIFICATE_NOT_FOUND = 16  # the handler decrypts, not this package
     BAD_LUN_LIST = 17
     NO_NETWORK = 76
     SNAPSHOT_COUNT_LIMIT = 85
     FREEZE_FAILED = 121
     FREEZE_TIMEOUT = 122
     CANNOT_OPEN_MOUNT = 123
+    FREEZE_HELPER_NOT_FOUND = 124  # not produced: no freeze binary
     THROTTLED = 173
     PRE_SCRIPT_FAILED = 300
     POST_SCRIPT_FAILED = 301
     PRE_SCRIPT_NOT_FOUND = 302
     POST_SCRIPT_NOT_FOUND = 303
-    PLUGIN_CONFIG_NOT_FOUND = 308
-    PLUGIN_CONFIG_PERMISSION = 309
-    PRE_SCRIPT_PERMISSION = 310
-    POST_SCRIPT_PERMISSION = 311
-    PRE_SCRIPT_TIMEOUT = 312
-    POST_SCRIPT_TIMEOUT = 313
-    PLUGIN_CONFIG_PARSE = 314
+    PLUGIN_HOST_CONFIG_PARSE = 304  # not produced: no plugin host
+    PLUGIN_CONFIG_PARSE = 305
+    PRE_SCRIPT_PERMISSION = 306
+    POST_SCRIPT_PERMISSION = 307
+    PRE_SCRIPT_TIMEOUT = 308
+    POST_SCRIPT_TIMEOUT = 309
+    PLUGIN_HOST_PRE_TIMEOUT = 310  # not produced
+    PLUGIN_HOST_POST_TIMEOUT = 311  # not produced
+    CHECKSUM_MISMATCH = 312  # not produced
+    PLUGIN_HOST_CONFIG_NOT_FOUND = 313  # not produced
+    PLUGIN_HOST_CONFIG_PERMISSION = 314  # not produced
+    PLUGIN_HOST_CONFIG_OWNERSHIP = 315  # not produced
+    PLUGIN_CONFIG_NOT_FOUND = 316
+    PLUGIN_CONFIG_PERMISSION = 317
+    PLUGIN_CONFIG_OWNERSHIP = 318
     TOO_LATE = 402
-    WORKLOAD_CONFIG_ERROR = 500
-    WORKLOAD_UNSUPPORTED = 501
-    WORKLOAD_QUIESCE_FAILED = 502
-    WORKLOAD_RESUME_FAILED = 503
-    WORKLOAD_TIMEOUT = 504
+    WORKLOAD_PRE_ERROR = 500
+    WORKLOAD_CONF_PARSE = 501
+    WORKLOAD_INVALID_ROLE = 502
+    WORKLOAD_INVALID_NAME = 503
+    WORKLOAD_POST_ERROR = 504
+    WORKLOAD_AUTH_MISSING = 505
+    WORKLOAD_CONNECTION_ERROR = 506
+    WORKLOAD_IPC_DIR_MISSING = 507  # not produced: Oracle only
+    WORKLOAD_DB_STATUS_CHANGED = 508  # not produced: Oracle only
+    WORKLOAD_QUIESCE_ERROR = 509
+    WORKLOAD_QUIESCE_TIMEOUT = 510
+    WORKLOAD_NO_ARCHIVE_LOG = 511  # not produced: Oracle only
+    WORKLOAD_LOG_MODE_CHANGED = 512  # not produced: Oracle only
+    HOST_SNAPSHOT_REMOTE_ERROR = 556  # not produced: host path only
+
+
+def all_codes() -> dict[str, int]:
+    """Every name → number of the table (tests check it against the spec)."""
+    return {k: v for k, v in vars(Code).items() if k.isupper() and isinstance(v, int)}
 
 
 class SnapshotError(Exception):
@@ -76,7 +108,7 @@ class LocalConfigError(SnapshotError):
 
 
 class PluginConfigError(SnapshotError):
-    """VMSnapshotScriptPluginConfig.json is malformed, wrongly owned or too open."""
+    """VMSnapshotScriptPluginConfig.json is missing, malformed, wrongly owned or too open."""
 
     code = Code.PLUGIN_CONFIG_PARSE
 
@@ -88,9 +120,15 @@ class ScriptError(SnapshotError):
 
 
 class WorkloadConfigError(SnapshotError):
-    """workload.conf is malformed or names an unsupported workload."""
+    """workload.conf is malformed, names an unsupported workload or gives no credentials."""
 
-    code = Code.WORKLOAD_CONFIG_ERROR
+    code = Code.WORKLOAD_CONF_PARSE
+
+
+class DiskSelectionError(SnapshotError):
+    """includedDisks does not match the disk blobs (code 17)."""
+
+    code = Code.BAD_LUN_LIST
 
 
 class FreezeError(SnapshotError):

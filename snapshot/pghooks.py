@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import subprocess
 import threading
 import time
@@ -12,10 +13,13 @@ from plumbing.proc import kill_group
 from snapshot.errors import Code
 from snapshot.log import BufferedLog
 from snapshot.scripts import PhaseResult
+from snapshot.securepath import UntrustedPath, trusted_root_file
 from snapshot.workload import WorkloadConfig, credential_env
 
 LABEL = "vmsnapshot"
 STDERR_CAP = 16 * 1024
+# What libpq says when the credentials, not the connection, are at fault.
+_AUTH_WORDS = ("authentication failed", "no password supplied", "password is required")
 
 
 class PostgresHooks:
@@ -31,19 +35,32 @@ class PostgresHooks:
         self._buffer = b""
         self._stderr: List[bytes] = []
         self._legacy = False
+        self._drain: Optional[threading.Thread] = None
 
     def pre(self) -> PhaseResult:
+        """Connect (505 credentials refused, 506 no connection, 500 psql cannot start), then
+        start the backup (510 no answer within `timeout`, 509 the server refused)."""
         try:
             self._start()
+        except UntrustedPath as exc:
+            return self._failed("pre", Code.WORKLOAD_PRE_ERROR,
+                                f"psql could not start: {exc.message}")
+        except (OSError, KeyError, ValueError) as exc:  # KeyError: linux_user unknown
+            code = Code.WORKLOAD_AUTH_MISSING if isinstance(exc, KeyError) \
+                else Code.WORKLOAD_PRE_ERROR
+            return self._failed("pre", code, f"psql could not start: {type(exc).__name__}")
+        try:
             version = self._ask("SHOW server_version_num;")
             self._legacy = int(version[0]) < 150000
-            start = "pg_start_backup" if self._legacy else "pg_backup_start"
+        except (OSError, RuntimeError, ValueError, IndexError) as exc:
+            return self._failed("pre", self._connect_code(), f"cannot connect: {exc}")
+        start = "pg_start_backup" if self._legacy else "pg_backup_start"
+        try:
             lsn = self._ask(f"SELECT {start}('{LABEL}', true"
                             + (", false);" if self._legacy else ");"))
         except (OSError, RuntimeError, ValueError, IndexError) as exc:
-            self._close()
-            code = (Code.WORKLOAD_TIMEOUT if isinstance(exc, TimeoutError)
-                    else Code.WORKLOAD_QUIESCE_FAILED)
+            code = Code.WORKLOAD_QUIESCE_TIMEOUT if isinstance(exc, TimeoutError) \
+                else Code.WORKLOAD_QUIESCE_ERROR
             return self._failed("pre", code, f"quiesce failed: {exc}")
         self.log.info(f"postgres quiesced: backup started at WAL {lsn[0] if lsn else '?'}")
         return PhaseResult("pre", True, 0, "postgres quiesced", 1)
@@ -55,35 +72,49 @@ class PostgresHooks:
                 else "SELECT labelfile FROM pg_backup_stop(false);")
         try:
             label = self._ask(stop)
-        except (OSError, RuntimeError) as exc:
-            return self._failed("post", Code.WORKLOAD_RESUME_FAILED, f"resume failed: {exc}")
+        except (OSError, RuntimeError) as exc:  # a timeout too: no row for a post timeout
+            return self._failed("post", Code.WORKLOAD_POST_ERROR, f"resume failed: {exc}")
         finally:
             self._close()
         self.log.block("postgres resumed; backup label:", "\n".join(label))
         return PhaseResult("post", True, 0, "postgres resumed", 1)
 
+    def _connect_code(self) -> int:
+        if self._psql is not None and self._psql.poll() is not None and self._drain:
+            self._drain.join(2)  # psql exited: let its last words arrive
+        said = b"".join(self._stderr).decode("utf-8", "replace").lower()
+        if any(words in said for words in _AUTH_WORDS) or (
+                "role " in said and "does not exist" in said):
+            return Code.WORKLOAD_AUTH_MISSING
+        return Code.WORKLOAD_CONNECTION_ERROR
+
     def _failed(self, phase: str, code: int, message: str) -> PhaseResult:
+        self._close()
         detail = b"".join(self._stderr).decode("utf-8", "replace").strip()[-500:]
         text = message + (f" ({detail})" if detail else "")
         self.log.error(f"postgres {text}")
         return PhaseResult(phase, False, code, f"postgres {text}", 1)
 
     def _start(self) -> None:
-        psql = self.config.command_path or "psql"
+        psql = self.config.command_path or shutil.which("psql") or "psql"
         if os.path.isdir(psql):
             psql = os.path.join(psql, "psql")
+        if os.path.isabs(psql):  # we run it, as root unless linux_user says otherwise
+            psql = trusted_root_file(psql).path
         env = dict(os.environ, PGAPPNAME=LABEL, PGCONNECT_TIMEOUT="10")
         env.update(credential_env(self.config))
         self._psql = subprocess.Popen(
             [psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd="/",
             user=self.config.linux_user or None, start_new_session=True)
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
+        self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._drain.start()
 
     def _drain_stderr(self) -> None:
         assert self._psql is not None and self._psql.stderr is not None
+        stream = self._psql.stderr  # _close() may drop self._psql while this thread reads
         kept = 0
-        for chunk in iter(lambda: self._psql.stderr.read1(4096), b""):
+        for chunk in iter(lambda: stream.read1(4096), b""):
             if kept < STDERR_CAP:
                 self._stderr.append(chunk[:STDERR_CAP - kept])
                 kept += len(chunk)
@@ -118,3 +149,5 @@ class PostgresHooks:
         except (OSError, subprocess.TimeoutExpired):
             kill_group(psql.pid)
             psql.wait()
+        if self._drain is not None:
+            self._drain.join(2)  # its stderr, complete, for the message

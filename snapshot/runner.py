@@ -12,11 +12,13 @@ import azure.core.exceptions
 import azure.storage.blob  # noqa: F401
 import psutil
 
-from plumbing.blobstore import BlobError, BlobStore
+from plumbing.blobstore import BlobStore
 from plumbing.clock import SystemClock, utc_timestamp
+from plumbing.crashpoints import crashpoint
 from snapshot.config import SnapshotLocalConfig
-from snapshot.disks import DiskSnapshot, code_for, failure_code, snapshot_disks
-from snapshot.errors import Code, FreezeError, SnapshotError
+from snapshot.disks import DiskSnapshot, failure_code, merge_metadata, preflight, snapshot_disks
+from snapshot.errors import Code, DiskSelectionError, FreezeError, SnapshotError
+from snapshot.fields import FieldError
 from snapshot.freeze import Freezer
 from snapshot.log import BufferedLog
 from snapshot.mounts import Mount, current_mounts, select_mounts
@@ -29,12 +31,14 @@ from snapshot.scripts import (
     check_scripts,
     load_plugin_config,
 )
+from snapshot.selection import DiskTarget, check_roles, plan_disks
 from snapshot.settings import SnapshotSettings
-from snapshot.workload import credential_env, load_workload_config, unsupported
+from snapshot.workload import load_workload_config, unsupported
 
 _SYSTEM_CLOCK = SystemClock()
 META_TASK, META_TIME, META_CONSISTENCY = "vmsnapshotTaskId", "vmsnapshotTime", \
     "vmsnapshotConsistency"
+META_LUN = "vmsnapshotLun"  # -1 the OS disk, else the data disk's LUN (with includedDisks)
 
 
 class Interrupted(SnapshotError):
@@ -54,6 +58,8 @@ class _Run:
     froze: bool = False
     freeze_error: SnapshotError | None = None
     freeze_window: float | None = None
+    targets: list[DiskTarget] = field(default_factory=list)
+    own_metadata: list[dict[str, str]] = field(default_factory=list)  # each blob's, preflight
     disks: list[DiskSnapshot] = field(default_factory=list)
     storage: StorageDetails = field(default_factory=StorageDetails)
     timings: dict[str, float] = field(default_factory=dict)
@@ -69,7 +75,7 @@ def run_snapshot(settings: SnapshotSettings, *, blob_store: BlobStore,
         return SnapshotResult("success", Code.SUCCESS, "installed", task_id=settings.task_id)
     run = _Run(settings)
     started = clock.monotonic()
-    log.info(f"snapshot task {settings.task_id}: {len(settings.blob_sas_uris)} disk(s)")
+    log.info(f"snapshot task {settings.task_id}: {len(settings.blob_sas_uris)} disk blob(s)")
     try:
         with _signals_as_exceptions():
             result = _execute(run, blob_store, config, log, clock)
@@ -98,27 +104,49 @@ def _execute(run: _Run, store: BlobStore, config: SnapshotLocalConfig, log: Buff
         for note in notes if config.mounts_to_freeze is None else ():
             log.info(f"not freezing {note}")
     run.storage = _storage(mounts)
-    _timed(run, "preflight", clock, lambda: _preflight(store, run.settings.blob_sas_uris, log))
+    _plan(run, log)
+    run.own_metadata = _timed(run, "preflight", clock, lambda: preflight(store, run.targets,
+                                                                         log))
+    check_roles(run.targets, run.own_metadata)
+    crashpoint("snapshot.run.after_preflight")
     if run.plugin is not None and hooks is not None:  # refuse bad scripts before any runs
         check_scripts(run.plugin, "pre")
         check_scripts(run.plugin, "post")
     try:
         if hooks is not None:
             run.pre = _timed(run, "pre_hooks", clock, hooks.pre)
+            crashpoint("snapshot.run.after_pre_scripts")
             if not run.pre.ok and run.stop_on_failure:
                 return _decide(run)
         _freeze_and_snapshot(run, store, config, [m.mountpoint for m in mounts], log, clock)
     finally:
         if run.pre is not None and hooks is not None:
+            crashpoint("snapshot.run.before_post_scripts")
             run.post = _timed(run, "post_hooks", clock, hooks.post)
+            crashpoint("snapshot.run.after_post_scripts")
     return _decide(run)
+
+
+def _plan(run: _Run, log: BufferedLog) -> None:
+    """Which blobs to snapshot (includedDisks); the service-side flags that only get logged."""
+    settings = run.settings
+    try:
+        run.targets = plan_disks(settings.blob_sas_uris, settings.included_disks)
+    except FieldError as exc:
+        raise DiskSelectionError(exc.message) from None
+    skipped = len(settings.blob_sas_uris) - len(run.targets)
+    log.info(f"snapshotting {len(run.targets)} disk blob(s)"
+             + (f" (LUNs {', '.join(t.lun_label for t in run.targets)})"
+                if settings.included_disks.selects else "")
+             + (f"; {skipped} excluded by includedDisks" if skipped else ""))
+    if settings.snapshot_ttl_enabled:  # as the original since 2023: the host path's business
+        log.info("isSnapshotTtlEnabled: not passing a TTL header on the guest snapshot path")
 
 
 def _hooks(run: _Run, config: SnapshotLocalConfig, log: BufferedLog):
     """Workload hooks when workload.conf exists (they replace scripts), else plugin scripts."""
-    workload = load_workload_config(config.workload_conf_path)
+    workload = load_workload_config(config.workload_conf_path, log.redactor)
     if workload is not None:
-        log.redactor.add(workload.cred_string, credential_env(workload).get("PGPASSWORD", ""))
         if workload.name != "postgres":
             raise unsupported(workload)
         run.has_hooks = run.stop_on_failure = True
@@ -137,13 +165,14 @@ def _freeze_and_snapshot(run: _Run, store: BlobStore, config: SnapshotLocalConfi
     if mounts:
         expected = (Consistency.APPLICATION if run.has_hooks and run.pre and run.pre.ok
                      else Consistency.FILE_SYSTEM)
-    metadata = dict(run.settings.backup_metadata)
-    metadata.update({META_TASK: run.settings.task_id, META_TIME: utc_timestamp(clock.now()),
-                     META_CONSISTENCY: expected.value})
+    metadata = _snapshot_metadata(run, expected, clock)
+    uris = [t.uri for t in run.targets]
 
     def snap() -> None:
+        crashpoint("snapshot.run.before_disk_snapshots")
         run.disks = _timed(run, "snapshot", clock, lambda: snapshot_disks(
-            store, run.settings.blob_sas_uris, metadata, config.snapshot_parallelism))
+            store, uris, metadata, config.snapshot_parallelism))
+        crashpoint("snapshot.run.after_disk_snapshots")
 
     if not mounts:
         log.info("no filesystem to freeze: taking a crash-consistent snapshot")
@@ -161,30 +190,40 @@ def _freeze_and_snapshot(run: _Run, store: BlobStore, config: SnapshotLocalConfi
     except FreezeError as exc:
         run.freeze_error = exc
         log.error(f"freeze failed ({exc.code}): {exc.message}")
-        if _crash_allowed(run.settings):
-            log.info("single-disk managed VM allows crash consistency: snapshot anyway")
+        if _crash_allowed(run):
+            log.info("single-disk managed VM allows crash consistency and retries are left "
+                     f"({run.settings.custom.backup_retry_count}): snapshot anyway")
             snap()
     finally:
         sys.dont_write_bytecode = bytecode
         run.freeze_window = freezer.window if freezer.first_freeze else None
 
 
+def _snapshot_metadata(run: _Run, expected: Consistency,
+                       clock: SystemClock) -> list[dict[str, str]]:
+    """Each snapshot keeps its blob's own metadata, then backupMetadata, then ours, on top."""
+    ours = {META_TASK: run.settings.task_id, META_TIME: utc_timestamp(clock.now()),
+            META_CONSISTENCY: expected.value}
+    return [merge_metadata(own, dict(run.settings.backup_metadata), ours,
+                           {META_LUN: t.lun_label} if t.lun_label else {})
+            for t, own in zip(run.targets, run.own_metadata)]
+
+
 def _decide(run: _Run) -> SnapshotResult:
     """The spec's consistency table."""
-    s = run.settings
     scripts_failed = [p for p in (run.pre, run.post) if p is not None and not p.ok]
     if scripts_failed and run.stop_on_failure:
         first = scripts_failed[0]
         return _result(run, "error", first.code, first.message, Consistency.NONE)
     failed = [d for d in run.disks if not d.is_successful]
-    if run.freeze_error is not None and (not run.disks or not _crash_allowed(s)):
+    if run.freeze_error is not None and (not run.disks or not _crash_allowed(run)):
         extra = f"; {len(failed)} disk snapshot(s) failed too" if failed else ""
         return _result(run, "error", run.freeze_error.code, run.freeze_error.message + extra,
                        Consistency.NONE)
     if not run.disks or failed:
         message = "; ".join(d.error_message for d in failed) or "no disk was snapshotted"
         return _result(run, "error", failure_code(run.disks) or Code.ERROR,
-                       f"{len(failed)} of {len(s.blob_sas_uris)} disk snapshot(s) failed: "
+                       f"{len(failed)} of {len(run.targets)} disk snapshot(s) failed: "
                        + message, Consistency.NONE)
     if not run.froze:
         return _result(run, "success", Code.SUCCESS, "crash-consistent snapshot taken",
@@ -218,20 +257,11 @@ def _with_timings(result: SnapshotResult, run: _Run) -> SnapshotResult:
                           result.telemetry + telemetry, result.freeze_window, timings)
 
 
-def _crash_allowed(settings: SnapshotSettings) -> bool:
-    return (len(settings.blob_sas_uris) == 1 and settings.custom.is_managed_vm
-            and settings.custom.can_take_crash_consistent)
-
-
-def _preflight(store: BlobStore, uris: Sequence[str], log: BufferedLog) -> None:
-    """Check every disk blob answers before anything is quiesced (also warms the HTTP stack)."""
-    for index, uri in enumerate(uris):
-        try:
-            store.properties(uri)
-        except BlobError as exc:
-            raise SnapshotError(f"disk blob {index} is not usable: {exc}",
-                                code_for(exc)) from None
-    log.info(f"all {len(uris)} disk blob(s) answer")
+def _crash_allowed(run: _Run) -> bool:
+    """The spec's (and the original's) rule: one disk, managed, allowed, and retries left."""
+    custom = run.settings.custom
+    return (len(run.targets) == 1 and custom.is_managed_vm and custom.can_take_crash_consistent
+            and custom.retries_left)
 
 
 def _storage(mounts: Sequence[Mount]) -> StorageDetails:

@@ -1,7 +1,6 @@
 """Pre/post scripts from VMSnapshotScriptPluginConfig.json: checked, timed, retried, logged."""
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
@@ -10,9 +9,12 @@ from typing import Any
 
 from plumbing.proc import CommandError, run
 from snapshot.errors import Code, PluginConfigError, ScriptError
+from snapshot.fields import FieldError, load_json
 from snapshot.log import BufferedLog
+from snapshot.securepath import UntrustedPath, resolve_trusted
 
 OUTPUT_CAP = 16 * 1024
+CONFIG_CAP = 64 * 1024
 MAX_TIMEOUT = 1800
 # (failed, not found, permission, timeout) for each phase: pre even, post odd.
 PHASE_CODES = {
@@ -49,33 +51,53 @@ class PhaseResult:
     runs: int = 0
 
 
-def check_secure_file(path: str, what: str, code: int, executable: bool = False) -> None:
-    """Refuse a file not owned by root, with group/other permission bits, or not a file."""
-    st = os.stat(path)
-    if not stat.S_ISREG(st.st_mode):
-        raise PluginConfigError(f"{what} {path} is not a regular file", code)
-    if st.st_uid != 0:
-        raise PluginConfigError(f"{what} {path} is owned by uid {st.st_uid}, not root", code)
-    if st.st_mode & 0o077:
-        raise PluginConfigError(f"{what} {path} has mode {st.st_mode & 0o777:o}: group/other "
-                                f"permissions are not allowed (use 600/700)", code)
-    if executable and not st.st_mode & stat.S_IXUSR:
-        raise PluginConfigError(f"{what} {path} is not executable by its owner", code)
-
-
 def load_plugin_config(path: str) -> PluginConfig | None:
-    """The plugin config, None when absent; PluginConfigError (309/314) when refused."""
-    if not os.path.exists(path):
+    """The plugin config, None when absent. Refused (PluginConfigError): 316 not a regular
+    file (a dangling symlink, a directory), 318 not root's, 317 group/other permission bits or
+    a directory on its path others may write, 305 content."""
+    if not os.path.lexists(path):
         return None
-    check_secure_file(path, "plugin config", Code.PLUGIN_CONFIG_PERMISSION)
     try:
-        with open(path, encoding="utf-8") as stream:
-            raw = json.load(stream)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PluginConfigError(f"plugin config {path} is not valid JSON: {exc}") from None
+        trusted = resolve_trusted(path)
+    except UntrustedPath as exc:
+        code = (Code.PLUGIN_CONFIG_NOT_FOUND if exc.missing else
+                Code.PLUGIN_CONFIG_OWNERSHIP if exc.ownership else Code.PLUGIN_CONFIG_PERMISSION)
+        raise PluginConfigError(f"plugin config {path}: {exc.message}", code) from None
+    try:
+        raw = load_json(_read_root_file(trusted.path, path), f"plugin config {path}",
+                        CONFIG_CAP, Code.PLUGIN_CONFIG_PARSE)
+    except FieldError as exc:
+        raise PluginConfigError(exc.message, exc.code) from None
     if not isinstance(raw, dict):
         raise PluginConfigError(f"plugin config {path} is not a JSON object")
     return _parse_plugin(raw, path)
+
+
+def _read_root_file(real: str, shown: str) -> str:
+    """Read through one descriptor opened without following a symlink, checked by fstat: what
+    is checked is what is read."""
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise PluginConfigError(f"plugin config {shown} cannot be opened: {exc.strerror}",
+                                Code.PLUGIN_CONFIG_NOT_FOUND) from None
+    with os.fdopen(fd, "rb") as stream:
+        st = os.fstat(stream.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise PluginConfigError(f"plugin config {shown} is not a regular file",
+                                    Code.PLUGIN_CONFIG_NOT_FOUND)
+        if st.st_uid != 0:
+            raise PluginConfigError(f"plugin config {shown} is owned by uid {st.st_uid}, not "
+                                    "root", Code.PLUGIN_CONFIG_OWNERSHIP)
+        if st.st_mode & 0o077:
+            raise PluginConfigError(f"plugin config {shown} has mode {st.st_mode & 0o777:o}: "
+                                    "group/other permissions are not allowed (use 600)",
+                                    Code.PLUGIN_CONFIG_PERMISSION)
+        data = stream.read(CONFIG_CAP + 1)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PluginConfigError(f"plugin config {shown} is not UTF-8 text") from None
 
 
 def _parse_plugin(raw: dict[str, Any], path: str) -> PluginConfig:
@@ -114,24 +136,37 @@ def _parse_plugin(raw: dict[str, Any], path: str) -> PluginConfig:
     return PluginConfig(**values)
 
 
-def check_scripts(config: PluginConfig, phase: str) -> None:
-    """Raise ScriptError (not found / permission) for the phase's scripts; nothing runs."""
+def check_script(script: str, phase: str) -> str:
+    """The script's resolved path, or ScriptError: not found (302/303), or permission
+    (306/307): not root's, group/other bits, not executable, or on a path others may write."""
     _failed, not_found, permission, _timeout = PHASE_CODES[phase]
-    for script in (config.pre_scripts if phase == "pre" else config.post_scripts):
-        if not os.path.isabs(script) or not os.path.exists(script):
-            raise ScriptError(f"{phase}-script {script} not found", not_found)
-        try:
-            check_secure_file(script, f"{phase}-script", permission, executable=True)
-        except PluginConfigError as exc:
-            raise ScriptError(exc.message, permission) from None
+    try:
+        trusted = resolve_trusted(script)
+    except UntrustedPath as exc:
+        raise ScriptError(f"{phase}-script {script}: {exc.message}",
+                          not_found if exc.missing else permission) from None
+    st = trusted.st
+    problem = ("is not a regular file" if not stat.S_ISREG(st.st_mode) else
+               f"is owned by uid {st.st_uid}, not root" if st.st_uid != 0 else
+               f"has mode {st.st_mode & 0o777:o}: group/other permissions are not allowed "
+               "(use 700)" if st.st_mode & 0o077 else
+               "is not executable by its owner" if not st.st_mode & stat.S_IXUSR else "")
+    if problem:
+        raise ScriptError(f"{phase}-script {script} {problem}", permission)
+    return trusted.path
+
+
+def check_scripts(config: PluginConfig, phase: str) -> list[str]:
+    """Check every script of the phase (nothing runs); their resolved paths, in order."""
+    return [check_script(script, phase)
+            for script in (config.pre_scripts if phase == "pre" else config.post_scripts)]
 
 
 def run_phase(config: PluginConfig, phase: str, log: BufferedLog) -> PhaseResult:
     """Run every script of the phase (retrying, within its timeout); never raises."""
-    scripts = config.pre_scripts if phase == "pre" else config.post_scripts
     runs = 0
     try:
-        check_scripts(config, phase)
+        scripts = check_scripts(config, phase)  # again: what runs is what was just checked
         for script in scripts:
             runs += _run_script(config, phase, script, log)
     except ScriptError as exc:

@@ -3,29 +3,28 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from plumbing.blobstore import BlobError, sas_expired, validate_blob_uri
-from snapshot.errors import Code, SnapshotSettingsError, TooLateError
+from snapshot.errors import Code, TooLateError
+from snapshot.fields import FieldError, Problems, describe, load_json, preview, text
+from snapshot.objects import CustomSettings, parse_custom, parse_dynamic_configs
+from snapshot.selection import IncludedDisks, parse_included_disks, plan_disks
 
 COMMANDS = ("snapshot", "install")
 TOO_LATE_AFTER = timedelta(minutes=140)
 _TICKS_EPOCH = datetime(1, 1, 1, tzinfo=timezone.utc)
-
-
-@dataclass(frozen=True)
-class CustomSettings:
-    """The service's customSettings JSON string, typed."""
-
-    is_managed_vm: bool = False
-    can_take_crash_consistent: bool = False
-    backup_retry_count: int = 0
-    take_snapshot_from: str = ""
+MAX_TICKS = 3155378975999999999  # .NET DateTime.MaxValue
+_TICKS_TEXT = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,20})?([eE]\+?[0-9]{1,2})?$")
+MAX_OBJECT_STR = 512 * 1024
+MAX_URI = 8 * 1024
+MAX_DISKS = 128
+MAX_METADATA = 64
 
 
 @dataclass(frozen=True)
@@ -40,73 +39,83 @@ class SnapshotSettings:
     vm_type: str = ""
     blob_sas_uris: tuple[str, ...] = ()
     backup_metadata: tuple[tuple[str, str], ...] = ()
-    included_disks: Mapping[str, Any] = field(default_factory=dict)
+    included_disks: IncludedDisks = IncludedDisks()
     custom: CustomSettings = CustomSettings()
     logs_blob_uri: str | None = None
     status_blob_uri: str | None = None
+    snapshot_task_token: str = ""
+    snapshot_ttl_enabled: bool = False
 
     def secrets(self) -> list[str]:
-        """Values to register with a Redactor: every SAS URI and its query string."""
+        """Values to register with a Redactor: every SAS URI, its query string, the token."""
         uris = list(self.blob_sas_uris) + [u for u in (self.logs_blob_uri,
                                                        self.status_blob_uri) if u]
-        return uris + [u.split("?", 1)[1] for u in uris if "?" in u]
+        return uris + [u.split("?", 1)[1] for u in uris if "?" in u] + [self.snapshot_task_token]
 
 
 def ticks_to_datetime(raw: Any) -> datetime:
-    """.NET ticks (100 ns since 0001-01-01 UTC), possibly in exponent form, as a datetime."""
-    try:
-        ticks = Decimal(str(raw).strip())
-    except (InvalidOperation, ValueError):
-        raise ValueError(f"commandStartTimeUTCTicks {str(raw)[:40]!r} is not a number") from None
-    if not ticks.is_finite() or ticks <= 0:
-        raise ValueError(f"commandStartTimeUTCTicks {str(raw)[:40]!r} is not a positive number")
-    try:
-        return _TICKS_EPOCH + timedelta(microseconds=int(ticks) // 10)
-    except OverflowError:
-        raise ValueError(f"commandStartTimeUTCTicks {str(raw)[:40]!r} is out of range") from None
+    """.NET ticks (100 ns since 0001-01-01 UTC), possibly in exponent form, as a datetime.
+
+    Bounded before any arithmetic: "1e2000000" must not become a two-million-digit integer.
+    """
+    name = "commandStartTimeUTCTicks"
+    ticks: Decimal | None = None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        ticks = Decimal(raw) if 0 < raw <= MAX_TICKS else None
+    elif isinstance(raw, float) and raw == raw and abs(raw) != float("inf"):
+        ticks = Decimal(raw)
+    elif isinstance(raw, str) and len(raw) <= 64 and _TICKS_TEXT.match(raw.strip()):
+        ticks = Decimal(raw.strip())
+    elif raw is None or (isinstance(raw, str) and not raw.strip()):
+        raise FieldError(f"{name} is missing")
+    else:
+        raise FieldError(f"{name} must be .NET ticks as a number or a string like "
+                         f"6.36458E+17, not {describe(raw)}")
+    if ticks is None or not 0 < ticks <= MAX_TICKS:
+        raise FieldError(f"{name} is out of range (1 to {MAX_TICKS} ticks)")
+    return _TICKS_EPOCH + timedelta(microseconds=int(ticks) // 10)
 
 
 def decode_object_str(raw: Any, name: str) -> dict[str, Any]:
-    """base64 → text → strip whitespace → JSON object; ValueError names the field."""
+    """base64 → text → strip whitespace → JSON object; FieldError names the field."""
     if isinstance(raw, dict):
         return raw
-    if not isinstance(raw, str) or not raw.strip():
-        raise ValueError(f"{name} is missing or empty")
+    value = text(raw.strip() if isinstance(raw, str) else raw, name, required=True,
+                 max_len=MAX_OBJECT_STR)
     try:
-        text = base64.b64decode(raw.strip(), validate=True).decode("utf-8").strip()
+        decoded = base64.b64decode(value, validate=True).decode("utf-8").strip()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValueError(f"{name} is not valid base64") from None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{name} is not JSON after base64 decoding ({exc.msg})") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{name} does not decode to a JSON object")  # noqa: TRY004
-    return value
+        raise FieldError(f"{name} is not valid base64 of UTF-8 text") from None
+    obj = load_json(decoded, name, MAX_OBJECT_STR)
+    if not isinstance(obj, dict):
+        raise FieldError(f"{name} does not decode to a JSON object but to {describe(obj)}")
+    return obj
 
 
 def parse_snapshot_settings(public: Mapping[str, Any], protected: Mapping[str, Any], *,
                             now: datetime) -> SnapshotSettings:
-    """Typed settings, or SnapshotSettingsError listing every problem (402 when only too late)."""
-    public, protected = dict(public or {}), dict(protected or {})
-    problems: list[str] = []
-    task_id = public.get("taskId")
-    if not isinstance(task_id, str) or not task_id.strip():
-        problems.append("taskId is missing or empty")
+    """Typed settings, or SnapshotSettingsError listing every problem (402 when only too late;
+    17 when only includedDisks is wrong; otherwise 11)."""
+    public = dict(public) if isinstance(public, Mapping) else {}
+    protected = dict(protected) if isinstance(protected, Mapping) else {}
+    problems = Problems()
+    task_id = problems.check("", text, public.get("taskId"), "taskId", required=True,
+                             max_len=256)
     command = public.get("commandToExecute")
     if not isinstance(command, str) or command.strip().lower() not in COMMANDS:
-        problems.append(f"commandToExecute {str(command)[:40]!r} is not one of "
-                        f"{', '.join(COMMANDS)}")
+        problems.add(f"commandToExecute is {preview(command)}, not one of {', '.join(COMMANDS)}")
         command = ""
     command = command.strip().lower()
+    locale = problems.check("", text, public.get("locale"), "locale", required=False,
+                            max_len=64, ascii_only=True)
+    vm_type = problems.check("", text, public.get("vmType"), "vmType", required=False,
+                             max_len=256, ascii_only=True)
     fields: dict[str, Any] = {}
     if command == "snapshot":
         fields = _snapshot_fields(public, protected, problems, now)
-    if problems:
-        raise SnapshotSettingsError(problems)
-    settings = SnapshotSettings(task_id=task_id.strip(), command=command,
-                                locale=str(public.get("locale") or ""),
-                                vm_type=str(public.get("vmType") or ""), **fields)
+    problems.raise_if_any()
+    settings = SnapshotSettings(task_id=task_id, command=command, locale=locale,
+                                vm_type=vm_type, **fields)
     if command == "snapshot":
         check_not_too_late(settings, now)
     return settings
@@ -121,99 +130,99 @@ def check_not_too_late(settings: SnapshotSettings, now: datetime,
                            f"(limit {int(limit.total_seconds() // 60)} min): command too late")
 
 
-def _snapshot_fields(public: dict[str, Any], protected: dict[str, Any],
-                     problems: list[str], now: datetime) -> dict[str, Any]:
+def _snapshot_fields(public: dict[str, Any], protected: dict[str, Any], problems: Problems,
+                     now: datetime) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     raw_ticks = public.get("commandStartTimeUTCTicks")
-    try:
-        fields["start_time"] = ticks_to_datetime(raw_ticks)
-        fields["start_ticks"] = str(raw_ticks).strip()
-    except ValueError as exc:
-        problems.append(str(exc) if raw_ticks is not None
-                        else "commandStartTimeUTCTicks is missing")
-    public_obj = _object(public.get("objectStr"), "public objectStr", problems, required=True)
-    protected_obj = _object(protected.get("objectStr"), "protected objectStr", problems,
-                            required=True)
-    fields["blob_sas_uris"] = _blob_uris(protected_obj.get(
-        "blobSASUri", public_obj.get("blobSASUri")), problems, now)
+    fields["start_time"] = problems.check(None, ticks_to_datetime, raw_ticks)
+    if fields["start_time"] is not None:
+        fields["start_ticks"] = str(raw_ticks).strip()  # bounded by ticks_to_datetime
+    public_obj = problems.check({}, decode_object_str, public.get("objectStr"),
+                                "public objectStr")
+    protected_obj = problems.check({}, decode_object_str, protected.get("objectStr"),
+                                   "protected objectStr")
+    uris = _blob_uris(protected_obj.get("blobSASUri", public_obj.get("blobSASUri")),
+                      problems, now)
+    fields["blob_sas_uris"] = uris
     fields["backup_metadata"] = _metadata(public_obj.get("backupMetadata"), problems)
-    included = public_obj.get("includedDisks") or {}
-    fields["included_disks"] = included if isinstance(included, dict) else {}
-    fields["custom"] = _custom(public.get("customSettings"), problems)
+    included = problems.check(None, parse_included_disks, public_obj.get("includedDisks"))
+    if included is not None:
+        fields["included_disks"] = included
+        if uris:
+            problems.check(None, plan_disks, uris, included)
+    fields["snapshot_task_token"] = problems.check(
+        "", text, public_obj.get("snapshotTaskToken"), "objectStr.snapshotTaskToken",
+        required=False, max_len=8192, ascii_only=True)
+    fields["snapshot_ttl_enabled"] = problems.check(
+        False, parse_dynamic_configs, public_obj.get("dynamicConfigsFromCRP"))
+    fields["custom"] = problems.check(CustomSettings(), parse_custom,
+                                      public.get("customSettings"))
     for key, attr in (("logsBlobUri", "logs_blob_uri"), ("statusBlobUri", "status_blob_uri")):
-        fields[attr] = _optional_uri(protected.get(key) or public.get(key), key, problems)
+        where = "protected" if protected.get(key) not in (None, "") else "public"
+        raw = protected.get(key) if where == "protected" else public.get(key)
+        fields[attr] = problems.check(None, _optional_uri, raw, f"{where} {key}") or None
     return fields
 
 
-def _object(raw: Any, name: str, problems: list[str], required: bool) -> dict[str, Any]:
-    if raw is None and not required:
-        return {}
-    try:
-        return decode_object_str(raw, name)
-    except ValueError as exc:
-        problems.append(str(exc))
-        return {}
-
-
-def _blob_uris(raw: Any, problems: list[str], now: datetime) -> tuple[str, ...]:
-    if not isinstance(raw, list) or not raw:
-        problems.append("objectStr.blobSASUri is missing or not a non-empty list")
+def _blob_uris(raw: Any, problems: Problems, now: datetime) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not raw or len(raw) > MAX_DISKS:
+        problems.add(f"objectStr.blobSASUri {_missing_or(raw)}a list of 1 to {MAX_DISKS} disk "
+                     f"blob SAS URIs, not {describe(raw)}")
         return ()
-    uris = []
+    uris: list[str] = []
     for index, uri in enumerate(raw):
-        try:
-            uris.append(validate_blob_uri(uri))
-        except BlobError as exc:
-            problems.append(f"blobSASUri[{index}]: {exc}")
+        name = f"objectStr.blobSASUri[{index}]"
+        checked = problems.check("", _uri, uri, name)
+        if not checked:
             continue
-        if sas_expired(uri, now):  # with the injected clock: parsing stays deterministic
-            problems.append(f"blobSASUri[{index}]: the SAS token has expired")
+        if checked in uris:
+            problems.add(f"{name} repeats blobSASUri[{uris.index(checked)}]")
+        elif sas_expired(checked, now):  # the injected clock keeps parsing deterministic
+            problems.add(f"{name}: the SAS token has expired")
+        uris.append(checked)
     return tuple(uris)
 
 
-def _metadata(raw: Any, problems: list[str]) -> tuple[tuple[str, str], ...]:
-    if not isinstance(raw, list) or not raw:
-        problems.append("objectStr.backupMetadata is missing or not a non-empty list")
+def _missing_or(raw: Any) -> str:
+    return "is missing: it must be " if raw is None else "must be "
+
+
+def _uri(raw: Any, name: str) -> str:
+    """A blob SAS URI; the message names the field, never the query string (the secret)."""
+    value = text(raw, name, required=True, max_len=MAX_URI)
+    try:
+        return validate_blob_uri(value)
+    except BlobError as exc:
+        raise FieldError(f"{name}: {exc}") from None
+
+
+def _optional_uri(raw: Any, name: str) -> str:
+    return "" if raw in (None, "") else _uri(raw, name)
+
+
+def _metadata(raw: Any, problems: Problems) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, list) or not raw or len(raw) > MAX_METADATA:
+        problems.add(f"objectStr.backupMetadata {_missing_or(raw)}a list of 1 to "
+                     f"{MAX_METADATA} {{Key, Value}} objects, not {describe(raw)}")
         return ()
     pairs = []
     for index, item in enumerate(raw):
-        key = item.get("Key") if isinstance(item, dict) else None
-        if not isinstance(key, str) or not key.isidentifier():
-            problems.append(f"backupMetadata[{index}].Key is missing or not an identifier")
+        name = f"objectStr.backupMetadata[{index}]"
+        if not isinstance(item, dict):
+            problems.add(f"{name} must be a {{Key, Value}} object, not {describe(item)}")
             continue
-        pairs.append((key, str(item.get("Value", ""))))
+        key = problems.check("", text, item.get("Key"), f"{name}.Key", required=True,
+                             max_len=128, ascii_only=True)
+        if key and not key.isidentifier():
+            problems.add(f"{name}.Key must be an identifier (letters, digits, _)")
+            continue
+        value = item.get("Value", "")
+        value = str(value) if isinstance(value, int) and abs(value) < 10**18 else value
+        value = problems.check(None, text, value, f"{name}.Value", required=False,
+                               max_len=1024, ascii_only=True)
+        if key and value is not None:
+            pairs.append((key, value))
     return tuple(pairs)
-
-
-def _custom(raw: Any, problems: list[str]) -> CustomSettings:
-    if raw in (None, ""):
-        return CustomSettings()
-    try:
-        value = json.loads(raw) if isinstance(raw, str) else raw
-        if not isinstance(value, dict):
-            raise ValueError("not an object")  # noqa: TRY004
-        return CustomSettings(
-            is_managed_vm=_flag(value.get("isManagedVm")),
-            can_take_crash_consistent=_flag(value.get("canTakeCrashConsistentSnapshot")),
-            backup_retry_count=int(value.get("backupRetryCount") or 0),
-            take_snapshot_from=str(value.get("takeSnapshotFrom") or ""))
-    except (ValueError, TypeError):
-        problems.append("customSettings is not a JSON object with the expected types")
-        return CustomSettings()
-
-
-def _flag(value: Any) -> bool:
-    return value is True or str(value).strip().lower() == "true"
-
-
-def _optional_uri(raw: Any, name: str, problems: list[str]) -> str | None:
-    if raw in (None, ""):
-        return None
-    try:
-        return validate_blob_uri(raw)
-    except BlobError as exc:
-        problems.append(f"{name}: {exc}")
-        return None
 
 
 __all__ = [

@@ -56,22 +56,25 @@ def b64(obj) -> str:
     return base64.b64encode(json.dumps(obj).encode()).decode()
 
 
-def make_disks(azurite, count: int, size: int = 64 * 1024, container: str = "") -> list:
-    """Page blobs standing in for disks, with distinct content; returns their SAS URIs."""
+def make_disks(azurite, count: int, size: int = 64 * 1024, container: str = "",
+               metadata=None) -> list:
+    """Page blobs standing in for disks, with distinct content; returns their SAS URIs.
+    `metadata[i]`, when given, is disk i's own blob metadata (as Azure compute sets it)."""
     container = container or "disks" + uuid.uuid4().hex[:8]
     uris = []
     for index in range(count):
         uri = azurite.blob_sas_uri(container, f"disk{index}.vhd")
         client = azurite.service().get_blob_client(container, f"disk{index}.vhd")
-        client.create_page_blob(size)
+        client.create_page_blob(size, metadata=(metadata or {}).get(index))
         client.upload_page(bytes([index + 1]) * 4096 + os.urandom(4096), offset=0, length=8192)
         uris.append(uri)
     return uris
 
 
 def settings_dicts(uris, task_id: str = "", ticks: str = "", logs: str = "",
-                   status: str = "", custom=None):
-    """(public, protected) settings as the backup service sends them."""
+                   status: str = "", custom=None, objects=None):
+    """(public, protected) settings as the backup service sends them; `objects` updates the
+    public objectStr (includedDisks, dynamicConfigsFromCRP...)."""
     from datetime import datetime, timezone
 
     if not ticks:
@@ -81,8 +84,9 @@ def settings_dicts(uris, task_id: str = "", ticks: str = "", logs: str = "",
     public = {"taskId": task_id or str(uuid.uuid4()) + "_1", "commandToExecute": "snapshot",
               "commandStartTimeUTCTicks": ticks, "locale": "en-us",
               "vmType": "microsoft.compute/virtualmachines",
-              "objectStr": b64({"backupMetadata": [{"Key": "BackupJob", "Value": "job-1"}],
-                                "includedDisks": {"isOSDiskIncluded": True}}),
+              "objectStr": b64(dict({"backupMetadata": [{"Key": "BackupJob", "Value": "job-1"}],
+                                     "includedDisks": {"isOSDiskIncluded": True}},
+                                    **(objects or {}))),
               "customSettings": json.dumps(custom or {"isManagedVm": True})}
     protected = {"objectStr": b64({"blobSASUri": list(uris)})}
     if logs:
@@ -119,7 +123,9 @@ def wait_for(predicate, timeout: float = 10.0, step: float = 0.02) -> bool:
 
 class HangingSnapshotProxy:
     """Forwards to Azurite, but never answers a snapshot request (comp=snapshot), or answers
-    it with `answer` = (status, x-ms-error-code): answers Azurite itself never gives."""
+    it with `answer` = (status, x-ms-error-code): answers Azurite itself never gives. With
+    `hold = False` snapshot requests are forwarded too (after `delay` s); their headers land
+    in `snapshots`."""
 
     def __init__(self, azurite, answer=None) -> None:
         import http.client
@@ -129,6 +135,9 @@ class HangingSnapshotProxy:
         target_port = azurite.port
         proxy = self
         self.answer = answer
+        self.hold = True
+        self.delay = 0.0  # seconds a forwarded snapshot request waits first
+        self.snapshots: list = []
         self.held = threading.Event()
         release = self.release = threading.Event()
         held = self.held
@@ -149,6 +158,9 @@ class HangingSnapshotProxy:
                     self.wfile.write(body)
                     return
                 if "comp=snapshot" in self.path:
+                    proxy.snapshots.append({k.lower(): v for k, v in self.headers.items()})
+                    release.wait(proxy.delay)
+                if "comp=snapshot" in self.path and proxy.hold:
                     held.set()
                     release.wait(30)
                     return

@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from datetime import datetime, timezone
@@ -15,8 +16,11 @@ import pytest
 
 from devtools.azurite import free_port
 from devtools.loopfs import LoopFilesystems
+from snapshot.log import BufferedLog
+from snapshot.pghooks import PostgresHooks
 from snapshot.result import Consistency
-from tests.snapshot.conftest import make_disks, write_vmbackup_conf
+from snapshot.workload import load_workload_config
+from tests.snapshot.conftest import make_disks, wait_for, write_vmbackup_conf
 from tests.snapshot.test_runner import do_run
 
 pytestmark = pytest.mark.root
@@ -66,12 +70,18 @@ def sql(pg, statement: str) -> str:
                          str(pg["port"]), "-U", "postgres", "-c", statement]).stdout.strip()
 
 
-def workload_conf(confdir, pg, port=None):
+def workload_conf(confdir, pg, port=None, user="postgres", timeout=20, command_path=None):
     (confdir / "workload.conf").write_text(
         "[workload]\nworkload_name = postgres\n"
-        f"command_path = {pg['bindir']}\nlinux_user = postgres\ntimeout = 20\n"
-        f"credString = host={pg['sock']} port={port or pg['port']} user=postgres "
-        f"password={PASSWORD} dbname=postgres\n")
+        f"command_path = {command_path or pg['bindir']}\nlinux_user = postgres\n"
+        f"timeout = {timeout}\n"
+        f"credString = host={pg['sock']} port={port or pg['port']} user={user} "
+        f"password = {PASSWORD} dbname=postgres\n")
+
+
+def no_session_left(pg) -> bool:
+    return wait_for(lambda: sql(pg, "SELECT count(*) FROM pg_stat_activity "
+                                    "WHERE application_name = 'vmsnapshot'") == "0", timeout=30)
 
 
 def test_postgres_quiesced_around_the_freeze(postgres, azurite, confdir):
@@ -107,6 +117,51 @@ def test_unreachable_postgres_fails_before_freezing(postgres, azurite, confdir):
     write_vmbackup_conf(confdir, [postgres["mount"]])
     workload_conf(confdir, postgres, port=free_port())
     result, log = do_run(confdir, make_disks(azurite, 1))
-    assert result.code == 502 and not result.ok, result.message
+    assert result.code == 506 and not result.ok, result.message  # workload connection error
     assert result.freeze_window is None, "nothing may be frozen when the quiesce failed"
     assert PASSWORD not in log.text() + result.message, "the credential leaked"
+
+
+@pytest.mark.parametrize(("case", "code"), [("unknown-role", 505), ("no-privilege", 509),
+                                            ("no-psql", 500)])
+def test_quiesce_failures_have_their_codes(case, code, postgres, azurite, confdir):
+    write_vmbackup_conf(confdir, [postgres["mount"]])
+    if case == "no-privilege":
+        sql(postgres, "DROP ROLE IF EXISTS nobackup; CREATE ROLE nobackup LOGIN;")
+    workload_conf(confdir, postgres, user={"unknown-role": "nosuchrole",
+                                           "no-privilege": "nobackup"}.get(case, "postgres"),
+                  command_path="/nonexistent/bin" if case == "no-psql" else None)
+    result, log = do_run(confdir, make_disks(azurite, 1))
+    assert (result.status, result.code) == ("error", code), result.message
+    assert result.freeze_window is None, "nothing may be frozen when the quiesce failed"
+    assert PASSWORD not in log.text() + result.message, "the credential leaked"
+    assert no_session_left(postgres), "the session ended"
+
+
+def test_quiesce_that_never_answers_is_510(postgres, azurite, confdir):
+    """A checkpoint that cannot finish (the checkpointer is stopped) holds pg_backup_start."""
+    write_vmbackup_conf(confdir, [postgres["mount"]])
+    workload_conf(confdir, postgres, timeout=2)
+    pid = int(sql(postgres, "SELECT pid FROM pg_stat_activity "
+                            "WHERE backend_type = 'checkpointer'"))
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        result, _log = do_run(confdir, make_disks(azurite, 1))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert (result.status, result.code) == ("error", 510), result.message
+    assert result.freeze_window is None, "nothing may be frozen when the quiesce timed out"
+    assert no_session_left(postgres), "the backend ends once its client is gone"
+
+
+def test_resume_failure_is_504(postgres, confdir):
+    """The session holding the backup is terminated between quiesce and resume."""
+    workload_conf(confdir, postgres)
+    hooks = PostgresHooks(load_workload_config(str(confdir / "workload.conf"),
+                                               BufferedLog().redactor), BufferedLog())
+    assert hooks.pre().ok, "quiesced"
+    sql(postgres, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE application_name = 'vmsnapshot'")
+    post = hooks.post()
+    assert (post.ok, post.code) == (False, 504), post.message
+    assert no_session_left(postgres), "nothing left behind"

@@ -30,11 +30,11 @@ from tests.snapshot.conftest import (
 pytestmark = pytest.mark.root
 
 
-def do_run(confdir, uris, *, store=None, custom=None, plugin=True):
+def do_run(confdir, uris, *, store=None, custom=None, plugin=True, objects=None):
     env = {"VMSNAPSHOT_CONF": str(confdir / "vmbackup.conf"),
            "VMSNAPSHOT_PLUGIN_CONFIG": str(confdir / "VMSnapshotScriptPluginConfig.json"),
            "VMSNAPSHOT_WORKLOAD_CONF": str(confdir / "workload.conf")}
-    public, protected = settings_dicts(uris, custom=custom)
+    public, protected = settings_dicts(uris, custom=custom, objects=objects)
     settings = parse_snapshot_settings(public, protected, now=datetime.now(timezone.utc))
     log = BufferedLog()
     store = store or BlobStore(policy=NO_RETRY, timeout=10)
@@ -90,7 +90,8 @@ def test_app_consistent_run_snapshots_every_disk(loopfs, azurite, confdir, tmp_p
 
 @pytest.mark.parametrize("row", ["no-scripts", "pre-fails-continue", "pre-fails-stop",
                                  "no-freeze", "disk-fails", "freeze-fails-multi",
-                                 "freeze-fails-single-crash-allowed"])
+                                 "freeze-fails-single-crash-allowed",
+                                 "freeze-fails-single-no-retries-left"])
 def test_consistency_table(row, loopfs, azurite, confdir, tmp_path):
     mount = loopfs("ext4").mountpoint
     write_vmbackup_conf(confdir, [mount], fsfreeze=row != "no-freeze")
@@ -98,8 +99,9 @@ def test_consistency_table(row, loopfs, azurite, confdir, tmp_path):
     if row.startswith("pre-fails"):
         runs = scripts(confdir, tmp_path, pre_body="exit 3",
                        continueBackupOnFailure=row.endswith("continue"))
-    uris = make_disks(azurite, 1 if row.endswith("crash-allowed") else 2)
-    custom = {"isManagedVm": True, "canTakeCrashConsistentSnapshot": True}
+    uris = make_disks(azurite, 1 if "single" in row else 2)
+    custom = {"isManagedVm": True, "canTakeCrashConsistentSnapshot": True,
+              "backupRetryCount": 0 if row.endswith("no-retries-left") else 2}
     if row == "disk-fails":
         blob = urlsplit(uris[1]).path.split("/")
         uris[1] = azurite.blob_sas_uri(blob[-2], blob[-1], permission="r")
@@ -117,9 +119,10 @@ def test_consistency_table(row, loopfs, azurite, confdir, tmp_path):
                 "pre-fails-continue": ("success", 1, Consistency.FILE_SYSTEM),
                 "pre-fails-stop": ("error", 300, Consistency.NONE),
                 "no-freeze": ("success", 1, Consistency.CRASH),
-                "disk-fails": ("error", 2, Consistency.NONE),
+                "disk-fails": ("error", 15, Consistency.NONE),  # HTTP 403 from storage
                 "freeze-fails-multi": ("error", 121, Consistency.NONE),
-                "freeze-fails-single-crash-allowed": ("success", 1, Consistency.CRASH)}[row]
+                "freeze-fails-single-crash-allowed": ("success", 1, Consistency.CRASH),
+                "freeze-fails-single-no-retries-left": ("error", 121, Consistency.NONE)}[row]
     assert (result.status, result.code, result.consistency) == expected, result.message
     if runs is not None:
         assert run_counts(runs)["post"] == 1, "post-scripts run whenever pre-scripts ran"
@@ -140,12 +143,24 @@ def test_hung_pre_script_is_killed_and_retries_rerun(loopfs, azurite, confdir, t
     write_plugin_config(confdir, preScriptLocation=str(hung), timeoutInSeconds=1,
                         preScriptNoOfRetries=3, continueBackupOnFailure=False)
     result, _ = do_run(confdir, make_disks(azurite, 1))
-    assert result.code == 312 and result.status == "error", result.message
+    assert result.code == 308 and result.status == "error", result.message
     assert run_counts(runs)["pre"] == 4, "the hung script ran once (its timeout covers retries)"
     pid = int(child_pid.read_text())
     assert wait_for(lambda: not os.path.exists(f"/proc/{pid}")
                     or open(f"/proc/{pid}/stat").read().split()[2] == "Z", timeout=5), \
         "the script's whole process group, its background child too, is killed"
+
+
+@pytest.mark.parametrize(("post_body", "timeout", "code"), [("exit 4", 10, 301),
+                                                           ("sleep 30", 1, 309)])
+def test_post_script_failure_and_timeout_codes(post_body, timeout, code, loopfs, azurite,
+                                               confdir, tmp_path):
+    write_vmbackup_conf(confdir, [loopfs("ext4").mountpoint])
+    runs = scripts(confdir, tmp_path, post_body=post_body, timeoutInSeconds=timeout,
+                   continueBackupOnFailure=False)
+    result, _ = do_run(confdir, make_disks(azurite, 1))
+    assert (result.status, result.code) == ("error", code), result.message
+    assert run_counts(runs) == {"pre": 1, "post": 1}, "each script ran once"
 
 
 def test_post_script_runs_after_failed_snapshot(loopfs, azurite, confdir, tmp_path):
@@ -197,3 +212,18 @@ def test_storage_answers_map_to_their_codes(status, error_code, expected, loopfs
     result, _ = do_run(confdir, uris)
     assert (result.status, result.code) == ("error", expected), result.message
     assert [d.is_successful for d in result.disks] == [False, False], "one entry per disk"
+
+
+def test_run_reaches_its_crash_points_in_order(loopfs, azurite, confdir, tmp_path, monkeypatch):
+    from plumbing.crashpoints import TRACE_VARIABLE, read_trace
+
+    write_vmbackup_conf(confdir, [loopfs("ext4").mountpoint])
+    scripts(confdir, tmp_path)
+    trace = tmp_path / "trace"
+    monkeypatch.setenv(TRACE_VARIABLE, str(trace))
+    result, _ = do_run(confdir, make_disks(azurite, 1))
+    assert result.ok, result.message
+    names = [name for _pid, name in read_trace(str(trace)) if name.startswith("snapshot.run.")]
+    assert names == [f"snapshot.run.{step}" for step in (
+        "after_preflight", "after_pre_scripts", "before_disk_snapshots", "after_disk_snapshots",
+        "before_post_scripts", "after_post_scripts")], names
