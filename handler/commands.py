@@ -11,8 +11,8 @@ import signal
 from typing import Optional
 
 from handler import jobs
-from handler.errors import HandlerError, NoRuntimeSettingsError
-from handler.operations.base import STOPPED_CODE, OperationStopped, Outcome
+from handler.errors import HandlerError, NoRuntimeSettingsError, WorkerStoppedError
+from handler.operations.base import OperationStopped, Outcome
 from handler.publisher import BackgroundPublisher
 from handler.runtime import Runtime
 from handler.settings import HandlerSettings
@@ -140,8 +140,11 @@ def _write_ahead(rt: Runtime, seq: int) -> "tuple[OperationRecord, Optional[Hand
             record.command, record.message = settings.command, f"{settings.command}: starting"
             record.detail.update(rt.registry[settings.command].describe(settings))
         except HandlerError as exc:
-            rt.log.error("enable of sequence %d failed: [%d] %s", seq, exc.code, exc)
-            record.status, record.code, record.message = "error", exc.code, str(exc)
+            command = (raw.public or {}).get("commandToExecute")
+            record.command = command if command in rt.registry else ""
+            record.status, record.code = "error", rt.code_for(command, exc)
+            record.message = str(exc)
+            rt.log.error("enable of sequence %d failed: [%d] %s", seq, record.code, exc)
     rt.store.save_operation(record)
     if settings is None:
         rt.store.set_last_seq(seq)
@@ -161,9 +164,10 @@ def _act(rt: Runtime, settings: HandlerSettings, ahead: OperationRecord) -> Oper
     try:
         record = rt.registry[settings.command].enable(settings, rt)
     except HandlerError as exc:
-        rt.log.error("enable of sequence %d failed: [%d] %s", settings.seq, exc.code, exc)
         record = ahead
-        record.status, record.code, record.message = "error", exc.code, str(exc)
+        record.status, record.code = "error", rt.code_for(settings.command, exc)
+        record.message = str(exc)
+        rt.log.error("enable of sequence %d failed: [%d] %s", settings.seq, record.code, exc)
     record.detail = {**ahead.detail, **record.detail}
     return record
 
@@ -185,13 +189,13 @@ def worker(rt: Runtime, job_id: str) -> int:
         settings = rt.settings(job.seq)
         outcome = op.work(settings, job, rt)
     except OperationStopped as exc:
-        outcome = Outcome("error", STOPPED_CODE, str(exc))
+        outcome = _failed(rt, job.command, WorkerStoppedError(str(exc)))
     except HandlerError as exc:
-        outcome = Outcome("error", exc.code, str(exc))
+        outcome = _failed(rt, job.command, exc)
     except Exception as exc:  # noqa: BLE001 - a worker must always leave a terminal record
         rt.log.exception("worker %s crashed", job_id)
-        outcome = Outcome("error", 1, f"internal error: {type(exc).__name__}: "
-                                      f"{rt.redactor(str(exc))}")
+        outcome = _failed(rt, job.command, HandlerError(
+            f"internal error: {type(exc).__name__}: {rt.redactor(str(exc))}"))
     background.close()
     with rt.store.lock():
         rt.finish_job(job_id, outcome)
@@ -204,6 +208,10 @@ def worker(rt: Runtime, job_id: str) -> int:
     if latest is not None and latest != job.seq:
         rt.publish(latest, deadline=deadline, blob_first=True)
     return 0
+
+
+def _failed(rt: Runtime, command: str, error: HandlerError) -> Outcome:
+    return Outcome("error", rt.code_for(command, error), error.message)
 
 
 def heartbeat(rt: Runtime, message: str) -> None:

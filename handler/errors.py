@@ -86,3 +86,7 @@ class StatusBlobError(HandlerError):
 
 class WorkerDiedError(HandlerError):
     code, title = 50, "Worker process died"
+
+
+class WorkerStoppedError(HandlerError):
+    code, title = 51, "Stopped by disable before it completed"

@@ -10,10 +10,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from handler import jobs
 from handler.environment import HandlerEnvironment
-from handler.errors import HandlerError, StatusBlobError
+from handler.errors import HandlerError, StatusBlobError, WorkerDiedError
 from handler.events import EventWriter
 from handler.operations.base import Operation, Outcome
-from handler.settings import HandlerSettings, decrypt, parse_settings
+from handler.settings import BlobUris, HandlerSettings, blob_uris, decrypt, parse_settings
 from handler.settings_file import RawSettings, read_settings
 from handler.state import JobRecord, OperationRecord, StateStore
 from handler.status import StatusReport, Substatus, render, write_status
@@ -67,6 +67,7 @@ class Runtime:
         self.clock = clock
         self.store = StateStore(env.state_dir, env.mrseq_file, redactor.redact)
         self._settings: Dict[int, HandlerSettings] = {}
+        self._uris: Dict[int, BlobUris] = {}
         self.manifest: Mapping[str, object] = {}
         # A worker points this at its background publisher: called after each status change.
         self.status_changed: Callable[[], None] = lambda: None
@@ -79,10 +80,27 @@ class Runtime:
         """Decrypt and parse one sequence number's settings (in memory, cached)."""
         if seq not in self._settings:
             raw = raw or self.raw_settings(seq)
+            self._uris[seq] = blob_uris(raw.public or {}, {})
             protected = decrypt(raw, self.env, self.redactor)
+            self._uris[seq] = blob_uris(raw.public or {}, protected)
             parsers = {name: op.parse for name, op in self.registry.items()}
             self._settings[seq] = parse_settings(raw, protected, parsers)
         return self._settings[seq]
+
+    def code_for(self, command: object, error: HandlerError) -> int:
+        """The number `error` is reported under for `command` (see Operation.error_code)."""
+        op = self.registry.get(command) if isinstance(command, str) else None
+        return op.error_code(error) if op is not None else error.code
+
+    def blob_uris(self, seq: int) -> BlobUris:
+        """The status and logs blob URIs of `seq`, also when its settings failed validation:
+        a refused request is still reported where the caller looks for its status."""
+        if seq not in self._uris:
+            try:
+                self.settings(seq)
+            except HandlerError:
+                pass
+        return self._uris.get(seq, BlobUris(None, None))
 
     def cached_settings(self, seq: int) -> Optional[HandlerSettings]:
         try:
@@ -147,7 +165,8 @@ class Runtime:
     def reap_dead_workers(self) -> None:
         def mark(job: JobRecord) -> JobRecord:
             op = self.registry.get(job.command)
-            outcome = op.on_worker_death(job, self) if op else Outcome("error", 50, "worker died")
+            outcome = op.on_worker_death(job, self) if op else Outcome(
+                "error", WorkerDiedError.code, "worker died")
             self.log.error("worker %s (pid %d) died: %s", job.job_id, job.pid, outcome.message)
             return self.finish_job(job.job_id, outcome, state="died")
         jobs.reap_dead(self.store, mark)
@@ -181,19 +200,17 @@ class Runtime:
         substatus = op.substatus(record, self) if op else []
         if write_local:
             self._write_local(record, op, substatus)
-        settings = self.cached_settings(record.seq) if record.command else None
-        if settings is None:
-            return StatusDraft(record, None, None)
+        uris = self.blob_uris(record.seq)
         status_post = logs_post = None
-        if settings.status_blob_uri:
+        if uris.status:
             document = render(self._report(record, substatus), self.clock.now())
             if op is not None:
                 document = op.status_blob_document(document, record, self) or document
-            status_post = BlobPost(settings.status_blob_uri, self.redactor(
+            status_post = BlobPost(uris.status, self.redactor(
                 json.dumps(document, separators=(",", ":"))).encode("utf-8"),
                 "application/json")
-        if settings.logs_blob_uri:
-            logs_post = BlobPost(settings.logs_blob_uri,
+        if uris.logs:
+            logs_post = BlobPost(uris.logs,
                                  self.redactor(self.memory_log.text()).encode("utf-8"),
                                  "text/plain; charset=utf-8")
         return StatusDraft(record, status_post, logs_post)
@@ -219,10 +236,12 @@ class Runtime:
             with self.store.lock():
                 return self.refresh_local(draft.record.seq)
         failures: Dict[str, Optional[Dict[str, Any]]] = {}
+        command = draft.record.command
         if draft.status_post is not None:
-            failures["statusBlobError"] = self._post(draft.status_post, "status", deadline)
+            failures["statusBlobError"] = self._post(draft.status_post, "status", command,
+                                                     deadline)
         if with_log and draft.logs_post is not None:
-            failures["logsBlobError"] = self._post(draft.logs_post, "logs", deadline)
+            failures["logsBlobError"] = self._post(draft.logs_post, "logs", command, deadline)
         if not failures and not blob_first:
             return draft.record
         with self.store.lock():
@@ -239,7 +258,7 @@ class Runtime:
                 record = self.refresh_local(record.seq) or record
             return record
 
-    def _post(self, post: BlobPost, what: str,
+    def _post(self, post: BlobPost, what: str, command: str,
               deadline: Optional[float]) -> Optional[Dict[str, Any]]:
         """One upload outside the lock; the failure as it is recorded, or None."""
         crashpoint(f"handler.blob.{what}")
@@ -247,7 +266,8 @@ class Runtime:
             self.blob_store.until(deadline).put_bytes(post.uri, post.data, post.content_type)
             return None
         except BlobError as exc:
-            code = STATUS_BLOB_CODES.get(exc.kind, StatusBlobError.code)
+            code = self.code_for(command, StatusBlobError(
+                str(exc), code=STATUS_BLOB_CODES.get(exc.kind, StatusBlobError.code)))
             self.log.error("%s blob upload failed after %d attempt(s): %s", what, exc.attempts,
                            exc)
             return {"code": code, "kind": exc.kind.value, "message": self.redactor(str(exc))}

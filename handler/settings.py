@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional
 
 from handler.environment import HandlerEnvironment
 from handler.errors import Problem, SettingsValidationError, UnknownCommandError
@@ -34,6 +34,36 @@ class HandlerSettings:
 RequestParser = Callable[[Mapping[str, Any], Mapping[str, Any]], Any]
 
 
+class BlobUris(NamedTuple):
+    """Where status and logs go; None when not given (or not a valid blob URI)."""
+
+    status: Optional[str]
+    logs: Optional[str]
+
+
+def blob_uris(public: Mapping[str, Any], protected: Mapping[str, Any]) -> BlobUris:
+    """The valid status/logs blob URIs (protected wins over public), whatever else is wrong."""
+    found, _ = _blob_uris(public, protected)
+    return BlobUris(found["statusBlobUri"], found["logsBlobUri"])
+
+
+def _blob_uris(public: Mapping[str, Any], protected: Mapping[str, Any]
+               ) -> "tuple[Dict[str, Optional[str]], List[Problem]]":
+    found: Dict[str, Optional[str]] = {}
+    problems: List[Problem] = []
+    for key in ("statusBlobUri", "logsBlobUri"):
+        value = protected.get(key, public.get(key))  # protected wins
+        where = "protectedSettings" if key in protected else "publicSettings"
+        found[key] = None
+        if value in (None, ""):
+            continue
+        try:
+            found[key] = validate_blob_uri(value)
+        except BlobError as exc:
+            problems.append((f"{where}.{key}", str(exc)))
+    return found, problems
+
+
 def decrypt(raw: RawSettings, env: HandlerEnvironment, redactor: Redactor) -> Mapping[str, Any]:
     if not raw.protected_b64:
         return EMPTY
@@ -53,17 +83,8 @@ def parse_settings(raw: RawSettings, protected: Mapping[str, Any],
     elif command not in parsers:
         raise UnknownCommandError(f"unknown commandToExecute {command!r}; expected one of "
                                   f"{', '.join(sorted(parsers))}")
-    uris = {}
-    for key in ("statusBlobUri", "logsBlobUri"):
-        value = protected.get(key, public.get(key))  # protected wins
-        where = "protectedSettings" if key in protected else "publicSettings"
-        if value in (None, ""):
-            uris[key] = None
-            continue
-        try:
-            uris[key] = validate_blob_uri(value)
-        except BlobError as exc:
-            problems.append((f"{where}.{key}", str(exc)))
+    uris, uri_problems = _blob_uris(public, protected)
+    problems.extend(uri_problems)
     request = None
     if isinstance(command, str) and command in parsers:
         try:

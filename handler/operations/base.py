@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
 
+from handler.errors import HandlerError, WorkerDiedError
 from handler.status import Substatus
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,9 +27,6 @@ class OperationStopped(Exception):
     """Raised in a worker's main thread when the agent disables the extension."""
 
 
-STOPPED_CODE = 51
-
-
 class Operation:
     """Base for the operations; subclasses override what they need."""
 
@@ -42,6 +40,11 @@ class Operation:
         """What the operation record notes before anything is done (e.g. the taskId), so an
         enable killed mid-way leaves enough to recognise the intent."""
         return {}
+
+    def error_code(self, error: HandlerError) -> int:
+        """The number a handler-level failure is reported under for this operation (its
+        caller may define the numbers: VMSnapshot reports only the backup service's)."""
+        return error.code
 
     def starts_work(self, settings: "HandlerSettings") -> bool:
         """Whether enable starts new work, which waits for a writable status blob (otherwise
@@ -80,5 +83,6 @@ class Operation:
         return {}
 
     def on_worker_death(self, job: "JobRecord", runtime: "Runtime") -> Outcome:
-        return Outcome("error", 50, f"worker {job.pid} for {job.name} ended without a result "
-                                    f"(killed or crashed); the operation did not complete")
+        died = WorkerDiedError(f"worker {job.pid} for {job.name} ended without a result "
+                               f"(killed or crashed); the operation did not complete")
+        return Outcome("error", self.error_code(died), died.message)

@@ -8,7 +8,7 @@ import threading
 from typing import Any, Dict, List, Mapping, Optional
 
 from handler import jobs
-from handler.errors import HandlerError, SettingsValidationError
+from handler.errors import HandlerError, SettingsValidationError, WorkerDiedError
 from handler.operations.base import Operation, Outcome
 from handler.state import JobRecord, OperationRecord
 from handler.status import Substatus
@@ -168,8 +168,9 @@ class PacketCapture(Operation):
         files = capture_files(settings.request) if settings is not None else []
         status = agent_stopped(job.name, local_files=files).querystatus()
         status["captureStartTime"] = job.detail.get("captureStartTime")
-        return Outcome("error", 50, f"capture {job.name!r}: worker {job.pid} died "
-                                    f"(AgentStopped); local files kept", detail=status)
+        return Outcome("error", WorkerDiedError.code,
+                       f"capture {job.name!r}: worker {job.pid} died (AgentStopped); "
+                       f"local files kept", detail=status)
 
     # -- status -------------------------------------------------------------------------
     def settle(self, record: OperationRecord, runtime) -> OperationRecord:

@@ -6,13 +6,32 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-from handler.errors import SettingsValidationError
+from handler.errors import (
+    CertificateNotFoundError,
+    EnvelopeError,
+    HandlerError,
+    NoRuntimeSettingsError,
+    ProtectedSettingsContentError,
+    ProtectedSettingsEncodingError,
+    SettingsFileError,
+    SettingsValidationError,
+    StatusBlobError,
+    UnknownCommandError,
+    UnsupportedCipherError,
+    WrongCertificateError,
+)
 from handler.operations.base import Operation, Outcome
 from handler.state import JobRecord, OperationRecord
 from handler.status import Substatus
 from plumbing.blobstore import BlobStore
 
 SUBSTATUS = "VMSnapshot"
+# Handler-level failures by the backup service's rows: protected settings that cannot be
+# decrypted with the VM's certificate (16), and requests that are malformed (11).
+CERTIFICATE_ERRORS = (CertificateNotFoundError, WrongCertificateError, UnsupportedCipherError)
+PARAMETER_ERRORS = (SettingsFileError, NoRuntimeSettingsError, SettingsValidationError,
+                    UnknownCommandError, ProtectedSettingsEncodingError, EnvelopeError,
+                    ProtectedSettingsContentError)
 # parse() must give the same answer whenever it runs (the worker and later enables re-parse),
 # so the too-late rule, which depends on when the command arrived, is applied in enable().
 _PARSE_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
@@ -32,6 +51,21 @@ class VmSnapshot(Operation):
             raise SettingsValidationError([("publicSettings/protectedSettings", p)
                                            for p in exc.problems], code=exc.code,
                                           prefix="invalid VMSnapshot settings") from None
+
+    def error_code(self, error: HandlerError) -> int:
+        """The backup service reads only its own numbers: a handler-level failure becomes the
+        row that means it (the operation's own settings codes pass through)."""
+        from snapshot.errors import Code
+
+        if isinstance(error, SettingsValidationError) and \
+                error.code != SettingsValidationError.code:
+            return error.code  # the snapshot parser's own number (11, 17, 402...)
+        for kinds, code in ((CERTIFICATE_ERRORS, Code.CERTIFICATE_NOT_FOUND),
+                            (PARAMETER_ERRORS, Code.PARAMETER_ERROR),
+                            ((StatusBlobError,), Code.HTTP_FAILURE)):
+            if isinstance(error, kinds):
+                return code
+        return Code.ERROR
 
     def describe(self, settings) -> Dict[str, Any]:
         return {"taskId": settings.request.task_id}
@@ -71,11 +105,15 @@ class VmSnapshot(Operation):
 
     def work(self, settings, job: JobRecord, runtime) -> Outcome:
         from snapshot.config import load_local_config
+        from snapshot.errors import SnapshotError
         from snapshot.log import BufferedLog
         from snapshot.runner import run_snapshot
 
-        config = replace(load_local_config(runtime.environ),
-                         watchdog_report_path=str(_watchdog_report(job, runtime)))
+        try:
+            config = replace(load_local_config(runtime.environ),
+                             watchdog_report_path=str(_watchdog_report(job, runtime)))
+        except SnapshotError as exc:  # vmbackup.conf malformed: its own number, not code 1
+            return Outcome("error", exc.code, exc.message)
         # The per-request timeout is what bounds a hanging snapshot while frozen.
         store = BlobStore(policy=runtime.blob_store.policy, timeout=config.snapshot_timeout,
                           redactor=runtime.redactor)

@@ -196,11 +196,7 @@ ROWS: Dict[str, tuple] = {
 
 
 # Rows the handler maps wrongly today (handler/ is not this package's to change; see report).
-HANDLER_BUGS = {
-    "vmbackup-conf-invalid": "handler/operations/vmsnapshot.py work() calls load_local_config() "
-                             "outside run_snapshot: its LocalConfigError (11) reaches "
-                             "commands.worker's `except Exception` and becomes code 1",
-}
+HANDLER_BUGS: dict = {}  # rows the handler still gets wrong (strict xfail): none now
 
 
 @pytest.mark.parametrize("row", [
@@ -333,9 +329,6 @@ def test_settings_errors_end_in_their_code(row, agent: FakeAgent, ext_dir, azuri
     assert name in message and "Traceback" not in message + run.output, message[:500]
 
 
-@pytest.mark.xfail(strict=True, reason="handler/runtime.py refresh_status() uploads the status "
-                   "blob only from parsed settings (cached_settings); when parsing fails the "
-                   "statusBlobUri, although decrypted, is never written")
 def test_settings_errors_reach_the_status_blob(agent: FakeAgent, ext_dir, azurite, confdir):
     agent.extra_env.update(snapshot_env(confdir))
     public, protected = _spoil("lun-list-duplicates", azurite)
@@ -373,3 +366,37 @@ def test_workload_password_reaches_no_status_log_or_record(agent: FakeAgent, ext
     assert not leaked, f"the password is in: {leaked}"
     assert len(texts) > 5, f"status, state records and logs were all read: {sorted(texts)}"
     assert (status["code"], blob["code"]) == (501, "501"), blob
+
+
+def test_protected_settings_that_cannot_be_decrypted_are_16_in_the_status_blob(
+        agent: FakeAgent, ext_dir, azurite, confdir, tmp_path):
+    """The handler decrypts; its failure is still reported under the service's number."""
+    from devtools.fabric import TenantCertificate
+
+    agent.extra_env.update(snapshot_env(confdir))
+    public, protected = settings_dicts(make_disks(azurite, 1))
+    public["statusBlobUri"] = azurite.blob_sas_uri("vmcodes", "undecryptable.json")
+    other = TenantCertificate.create(tmp_path / "other", "other-tenant")
+    agent.write_settings(ext_dir, 1, public, protected)
+    settings = json.loads((ext_dir / "config" / "1.settings").read_text())
+    handler_settings = settings["runtimeSettings"][0]["handlerSettings"]
+    handler_settings["protectedSettings"] = other.encrypt(protected, "des3")
+    (ext_dir / "config" / "1.settings").write_text(json.dumps(settings))
+    agent.run(ext_dir, "enable", 1)
+    status = agent.status(ext_dir, 1)
+    assert status["status"] == "error" and status["code"] == 16, status
+    blob = json.loads(azurite.read_blob("vmcodes", "undecryptable.json"))[0]["status"]
+    assert blob["code"] == "16", blob
+
+
+def test_a_status_blob_that_refuses_the_write_is_15(agent: FakeAgent, ext_dir, azurite,
+                                                   confdir):
+    agent.extra_env.update(snapshot_env(confdir))
+    write_vmbackup_conf(confdir, [], fsfreeze=False)
+    public, protected = settings_dicts(make_disks(azurite, 1),
+                                       status=azurite.expired_blob_sas_uri("vmcodes", "x.json"))
+    agent.write_settings(ext_dir, 1, public, protected)
+    agent.run(ext_dir, "enable", 1)
+    status = agent.status(ext_dir, 1)
+    assert status["status"] == "error" and status["code"] == 15, \
+        f"a status blob failure is the service's HTTP failure (15), not ours (41-43): {status}"
