@@ -5,10 +5,10 @@ import ipaddress
 import itertools
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from capture_engine.attach import MAX_INSNS, too_large
 from capture_engine.filters import AddressSet, CaptureFilter, PortSet
 
 Insn = Tuple[int, int, int, int]  # (code, jt, jf, k) as in struct sock_filter
-MAX_INSNS = 4096
 WHOLE_PACKET = 262144  # tcpdump's default snap length
 FILTER_READS = 128  # our programs read at most 14 + 60 (IPv4 options) + 4 bytes
 
@@ -216,8 +216,7 @@ def compile_filters(filters: Sequence[CaptureFilter], snaplen: int) -> List[Insn
     e.op(RET_K, 0)
     program = assemble(e.ir)
     if len(program) > MAX_INSNS:
-        raise ValueError(f"the filters compile to {len(program)} BPF instructions "
-                         f"(the kernel allows {MAX_INSNS}): use fewer or wider ranges")
+        raise too_large(len(program))
     return program
 
 

@@ -83,6 +83,12 @@ class CaptureSettingsError(CaptureError):
         super().__init__(f"invalid packetCapture settings ({fields}): {detail}")
 
 
+class FilterTooLargeError(InvalidSettingsError):
+    """The filters compile to a program the kernel will not attach (net.core.optmem_max)."""
+
+    code = 112
+
+
 class InterfaceNotFoundError(CaptureError):
     code = 110
     capture_error = CAPTURE_FAILED
@@ -136,7 +142,8 @@ class CaptureNotFoundError(CaptureError):
 ALL_ERRORS = (
     InvalidSettingsError, UnknownProtocolError, InvalidAddressError, InvalidPortError,
     InvalidRangeError, InvalidLimitError, InvalidFilePathError, InvalidStoragePathError,
-    InvalidActionError, InvalidExpressionError, InterfaceNotFoundError, UnsupportedLinkTypeError,
+    InvalidActionError, InvalidExpressionError, FilterTooLargeError, InterfaceNotFoundError,
+    UnsupportedLinkTypeError,
     BackendUnavailableError, CaptureFailedError, LocalFileError, StorageUploadError,
     SasExpiredError, StorageForbiddenError, CaptureNotFoundError,
 )
@@ -159,3 +166,6 @@ class ProblemList:
     def raise_if_any(self) -> None:
         if self.problems:
             raise CaptureSettingsError(self.problems, self.codes)
+
+
+# ---- capparse's classes end here; caprun appends its error classes below this line ----

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import string
 
 import pytest
@@ -61,62 +62,10 @@ def _put_body(variables: dict) -> dict:
     return json.loads(text.replace("'", '"'))
 
 
-# The seed's "Alle pakketopnames weergeven" answer, value[0] and value[1] (the storagePath the
-# page wraps over two lines is joined).
-LISTED = json.loads(r"""[
-{
-  "name": "TestPacketCapture6",
-  "id": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westcentralus/packetCaptures/TestPacketCapture6",
-  "etag": "W/\"091762e1-c23f-448b-89d5-37cf56e4c045\"",
-  "properties": {
-    "provisioningState": "Succeeded",
-    "target": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ContosoExampleRG/providers/Microsoft.Compute/virtualMachines/ContosoVM",
-    "bytesToCapturePerPacket": 0,
-    "totalBytesPerSession": 1073741824,
-    "timeLimitInSeconds": 60,
-    "storageLocation": {
-      "storageId": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ContosoExampleRG/providers/Microsoft.Storage/storageAccounts/contosoexamplergdiag374",
-      "storagePath": "https://contosoexamplergdiag374.blob.core.windows.net/network-watcher-logs/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/contosoexamplerg/providers/microsoft.compute/virtualmachines/contosovm/2016/12/06/packetcapture_17_19_53_056.cap",
-      "filePath": "c:\\temp\\packetcapture.cap"
-    },
-    "filters": [
-      {
-        "protocol": "Any",
-        "localIPAddress": "",
-        "localPort": "",
-        "remoteIPAddress": "",
-        "remotePort": ""
-      }
-    ]
-  }
-},
-{
-  "name": "TestPacketCapture7",
-  "id": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/NetworkWatcherRG/providers/Microsoft.Network/networkWatchers/NetworkWatcher_westcentralus/packetCaptures/TestPacketCapture7",
-  "etag": "W/\"091762e1-c23f-448b-89d5-37cf56e4c045\"",
-  "properties": {
-    "provisioningState": "Failed",
-    "target": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ContosoExampleRG/providers/Microsoft.Compute/virtualMachines/ContosoVM",
-    "bytesToCapturePerPacket": 0,
-    "totalBytesPerSession": 1073741824,
-    "timeLimitInSeconds": 60,
-    "storageLocation": {
-      "storageId": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/ContosoExampleRG/providers/Microsoft.Storage/storageAccounts/contosoexamplergdiag374",
-      "storagePath": "https://contosoexamplergdiag374.blob.core.windows.net/network-watcher-logs/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/contosoexamplerg/providers/microsoft.compute/virtualmachines/contosovm/2016/12/06/packetcapture_17_23_15_364.cap",
-      "filePath": "c:\\temp\\packetcapture.cap"
-    },
-    "filters": [
-      {
-        "protocol": "Any",
-        "localIPAddress": "",
-        "localPort": "",
-        "remoteIPAddress": "",
-        "remotePort": ""
-      }
-    ]
-  }
-}
-]""")
+# The seed's "Alle pakketopnames weergeven" answer, verbatim but for the storagePath the page
+# wraps over two lines (joined).
+SEED_LIST = pathlib.Path(__file__).with_name("seed_000_packet_captures.json")
+LISTED = json.loads(SEED_LIST.read_text())["value"]
 
 
 def _error(settings) -> CaptureSettingsError:
