@@ -19,6 +19,7 @@ TCP, UDP, ICMP, ICMP6, FRAGMENT6 = 6, 17, 1, 58, 44
 class Frame:
     label: str
     data: bytes
+    shape: str = "plain"
 
 
 def _ethernet(ethertype: int, payload: bytes) -> bytes:
@@ -60,17 +61,26 @@ def arp() -> bytes:
                                          bytes(4), bytes(6), bytes(4)))
 
 
+# IPv4 flags+offset word per shape: a later fragment (offset 100, or with offset bit 12 set),
+# the first fragment (more-fragments flag only: its ports are there).
+FRAGMENT_WORDS = {"fragment": 100, "fragment-high": 0x1000, "first-fragment": 0x2000}
+SHAPES = ("plain",) * 6 + ("options", "truncated", *FRAGMENT_WORDS)
+
+
 def frame(src: str, dst: str, proto: int, sport: int, dport: int, shape: str) -> bytes:
-    """One packet; `shape` is plain, fragment (a later IPv4 fragment / IPv6 fragment header)
-    or options (IPv4 with 8 bytes of options)."""
+    """One packet of a shape: plain, options (IPv4 with 8 bytes of options), or one of
+    FRAGMENT_WORDS (for IPv6: a fragment header before the transport header), or truncated
+    (the IP header only: a filter that loads ports rejects it)."""
     if ipaddress.ip_address(src).version == 4:
         if proto == ICMP6:
             proto = ICMP
-        return ipv4(src, dst, proto, sport, dport, fragment_offset=100 if shape == "fragment"
-                    else 0, options=2 if shape == "options" else 0)
+        data = ipv4(src, dst, proto, sport, dport, fragment_offset=FRAGMENT_WORDS.get(shape, 0),
+                    options=2 if shape == "options" else 0)
+        return data[:34] if shape == "truncated" else data
     if proto == ICMP:
         proto = ICMP6
-    return ipv6(src, dst, proto, sport, dport, fragment=shape == "fragment")
+    data = ipv6(src, dst, proto, sport, dport, fragment=shape in FRAGMENT_WORDS)
+    return data[:54] if shape == "truncated" else data
 
 
 def _neighbours(lo: int, hi: int, top: int) -> List[int]:
@@ -84,9 +94,11 @@ def _candidate_addresses(filters: Sequence[CaptureFilter], version: int,
     for f in filters:
         for field in (f.local_ip, f.remote_ip):
             for lo, hi in field.of_version(version) if field else ():
-                for value in _neighbours(int(lo), int(hi), top):
-                    found.add(str(ipaddress.ip_address(value) if version == 6 else
-                                  ipaddress.IPv4Address(value)))
+                values = _neighbours(int(lo), int(hi), top)
+                if version == 6:  # near misses in every word: each trie level is tested
+                    values += [int(v) ^ (1 << (32 * w)) for v in (lo, hi) for w in range(4)]
+                found.update(str(ipaddress.ip_address(v) if version == 6 else
+                                 ipaddress.IPv4Address(v)) for v in values)
     return sorted(found)
 
 
@@ -112,12 +124,12 @@ def corpus(filters: Sequence[CaptureFilter], count: int, seed: int) -> List[Fram
         local, remote = rng.choice(addresses[version]), rng.choice(addresses[version])
         lport, rport = rng.choice(ports), rng.choice(ports)
         proto = rng.choice((TCP, TCP, UDP, UDP, ICMP))
-        shape = rng.choice(("plain",) * 6 + ("fragment", "options"))
+        shape = rng.choice(SHAPES)
         outgoing = rng.random() < 0.5
         src, dst, sport, dport = ((local, remote, lport, rport) if outgoing
                                   else (remote, local, rport, lport))
         label = f"{n}:{proto}/{shape} {src}:{sport} > {dst}:{dport}"
-        frames.append(Frame(label, frame(src, dst, proto, sport, dport, shape)))
+        frames.append(Frame(label, frame(src, dst, proto, sport, dport, shape), shape))
     return frames
 
 
