@@ -16,7 +16,8 @@ READ_ONLY = ("resourceId",)
 PRINTABLE = re.compile(r"[ -~]*", re.ASCII)
 ASCII_DIGITS = re.compile(r"[0-9]+", re.ASCII)
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-UNSET = object()
+# ASCII whitespace only: str.strip() would also take U+0085, U+3000... as "spaces".
+SPACE = " \t\r\n\f\v"
 
 
 def shown(value: Any) -> str:
@@ -45,7 +46,7 @@ def key_text(key: Any) -> str:
 
 def blank(value: Any) -> bool:
     """An empty (or all-space) string means "not set", as ARM reads it."""
-    return isinstance(value, str) and not value.strip()
+    return isinstance(value, str) and not value.strip(SPACE)
 
 
 def whole_number(raw: Any) -> Optional[int]:
@@ -62,7 +63,7 @@ def whole_number(raw: Any) -> Optional[int]:
         return int(raw) if math.isfinite(raw) and raw.is_integer() else None
     if not isinstance(raw, str):
         return None
-    text = raw.strip()
+    text = raw.strip(SPACE)
     sign = -1 if text.startswith("-") else 1
     digits = text[1:] if sign < 0 else text
     if not ASCII_DIGITS.fullmatch(digits):

@@ -14,7 +14,7 @@ from capture_engine.errors import (
     ProblemList,
     UnknownProtocolError,
 )
-from capture_engine.fields import Fields, blank, read_fields, shown, whole_number
+from capture_engine.fields import SPACE, Fields, blank, read_fields, shown, whole_number
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 PROTOCOLS = {"tcp": "TCP", "udp": "UDP", "any": "Any", "all": "Any"}
@@ -81,7 +81,7 @@ def _items(raw: Any, field: str, problems: ProblemList, code: type) -> Optional[
     if not isinstance(raw, str):
         problems.add(field, f"must be a string, got {shown(raw)}", code)
         return None
-    parts = [p.strip() for p in re.split(r"[;,]", raw, maxsplit=MAX_LIST_ITEMS + 1)]
+    parts = [p.strip(SPACE) for p in re.split(r"[;,]", raw, maxsplit=MAX_LIST_ITEMS + 1)]
     if parts and parts[-1] == "":
         parts.pop()  # one trailing separator is allowed
     if len(parts) > MAX_LIST_ITEMS:
@@ -120,7 +120,7 @@ def _parse_ranges(raw: Any, field: str, problems: ProblemList, parse_one: Callab
         return None
     ranges = []
     for part in parts:
-        ends = [e.strip() for e in part.split("-", 2)]
+        ends = [e.strip(SPACE) for e in part.split("-", 2)]
         if len(ends) > 2:
             problems.add(field, f"malformed range {shown(part)}: use first-last",
                          InvalidRangeError)
@@ -157,7 +157,7 @@ def _port(text: str, field: str, problems: ProblemList) -> Optional[int]:
         problems.add(field, f"not a port number: {shown(text)}", InvalidPortError)
         return None
     if value > 65535:
-        problems.add(field, f"port {shown(text.strip())} is over 65535", InvalidPortError)
+        problems.add(field, f"port {shown(text.strip(SPACE))} is over 65535", InvalidPortError)
         return None
     return value
 
@@ -171,7 +171,7 @@ def _protocol(fields: Fields, problems: ProblemList) -> str:
     raw = fields.get("protocol")
     if raw is None:
         return "Any"
-    protocol = PROTOCOLS.get(raw.strip().lower(), "") if isinstance(raw, str) else ""
+    protocol = PROTOCOLS.get(raw.strip(SPACE).lower(), "") if isinstance(raw, str) else ""
     if not protocol:
         problems.add(fields.path("protocol"), f"unknown protocol {shown(raw)} (use TCP, UDP "
                      "or Any)", UnknownProtocolError)

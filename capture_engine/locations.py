@@ -4,9 +4,10 @@ from __future__ import annotations
 import os
 import re
 from typing import Any, Optional, Tuple
+from urllib.parse import urlsplit
 
 from capture_engine.errors import InvalidFilePathError, InvalidStoragePathError, ProblemList
-from capture_engine.fields import CONTROL, Fields, blank, read_fields, shown
+from capture_engine.fields import CONTROL, SPACE, Fields, blank, read_fields, shown
 from plumbing.blobstore import BlobError, validate_blob_uri
 from plumbing.redact import strip_query
 
@@ -16,6 +17,8 @@ MAX_URL_CHARS = 4096
 MAX_PATH_CHARS = 1024
 MAX_SAS_CHARS = 8192
 WINDOWS_PATH = re.compile(r"[A-Za-z]:[\\/]")  # c:\temp\x.cap, d:/x.cap
+# [user@]host or [user@][IPv6 literal], then an optional port: urlsplit takes "[::1]x" too.
+NETLOC = re.compile(r"(?:[^@/\[\]]*@)?(?:\[[0-9A-Fa-f:.]+\]|[^@/\[\]:]+)(?::[0-9]*)?")
 SAS_TEXT = re.compile(r"[!-~]+", re.ASCII)  # a URL query string: printable ASCII, no spaces
 Locations = Tuple[Optional[str], Optional[str], Optional[str]]
 
@@ -26,14 +29,18 @@ def blob_url(raw: Any, path: str, problems: ProblemList) -> Optional[str]:
         problems.add(path, f"must be an http(s) blob URL, got {shown(raw)}",
                      InvalidStoragePathError)
         return None
-    text = raw.strip()
+    text = raw.strip(SPACE)
     if len(text) > MAX_URL_CHARS or CONTROL.search(text):
         problems.add(path, f"not a blob URL: {shown(strip_query(text))} is longer than "
                      f"{MAX_URL_CHARS:,} characters or holds control characters",
                      InvalidStoragePathError)
         return None
     try:
-        return validate_blob_uri(text)
+        url = validate_blob_uri(text)
+        parts = urlsplit(url)
+        if not NETLOC.fullmatch(parts.netloc) or parts.port == 0:  # .port raises on x, 99999
+            raise ValueError("malformed host or port")
+        return url
     except BlobError as exc:
         problems.add(path, str(exc), InvalidStoragePathError)
     except ValueError as exc:  # urlsplit: "Invalid IPv6 URL", a bad port...
@@ -100,7 +107,7 @@ def sas_token(raw: object, problems: ProblemList) -> Optional[str]:
         problems.add("storageSasToken", f"must be a string (the SAS query string), got a "
                      f"value of type {type(raw).__name__}", InvalidStoragePathError)
         return None
-    token = raw.strip().lstrip("?")
+    token = raw.strip(SPACE).lstrip("?")
     if len(token) > MAX_SAS_CHARS or not SAS_TEXT.fullmatch(token):
         problems.add("storageSasToken", f"is not a SAS query string: copy it exactly "
                      f"(printable ASCII, no spaces, at most {MAX_SAS_CHARS:,} characters)",

@@ -15,7 +15,7 @@ from capture_engine.errors import (
     InvalidSettingsError,
     ProblemList,
 )
-from capture_engine.fields import CONTROL, Fields, read_fields, shown, whole_number
+from capture_engine.fields import PRINTABLE, SPACE, Fields, blank, read_fields, shown, whole_number
 from capture_engine.filters import CaptureFilter, parse_filters
 from capture_engine.locations import sas_token as parse_sas_token
 from capture_engine.locations import storage_location
@@ -112,8 +112,8 @@ def _limit(fields: Fields, key: str, bounds: Tuple[int, int], problems: ProblemL
 
 def _ring(fields: Fields, problems: ProblemList) -> Optional[RingSettings]:
     flag = fields.get("continuousCapture")
-    if isinstance(flag, str) and flag.strip().lower() in BOOLEANS:
-        flag = BOOLEANS[flag.strip().lower()]
+    if isinstance(flag, str) and flag.strip(SPACE).lower() in BOOLEANS:
+        flag = BOOLEANS[flag.strip(SPACE).lower()]
     if flag is not None and not isinstance(flag, bool):
         problems.add(fields.path("continuousCapture"), f"must be true, false or null, got "
                      f"{shown(flag)}", InvalidSettingsError)
@@ -155,7 +155,7 @@ def _name_and_action(fields: Fields, problems: ProblemList) -> Tuple[str, str]:
                      InvalidSettingsError)
     name = name if isinstance(name, str) and NAME.fullmatch(name) else ""
     raw = fields.get("action", "start")
-    action = raw.strip().lower() if isinstance(raw, str) else ""
+    action = raw.strip(SPACE).lower() if isinstance(raw, str) else ""
     if action not in ACTIONS:
         problems.add(fields.path("action"), f"must be one of {', '.join(ACTIONS)}, got "
                      f"{shown(raw)}", InvalidActionError)
@@ -166,12 +166,12 @@ def _target(fields: Fields, problems: ProblemList) -> Optional[str]:
     raw = fields.get("target")
     if raw is None:
         return None
-    if not isinstance(raw, str) or len(raw) > MAX_TARGET_CHARS or CONTROL.search(raw):
-        problems.add(fields.path("target"), "must be the VM's resource id (a string of at most "
-                     f"{MAX_TARGET_CHARS:,} printable characters), got {shown(raw)}",
+    if not isinstance(raw, str) or len(raw) > MAX_TARGET_CHARS or not PRINTABLE.fullmatch(raw):
+        problems.add(fields.path("target"), "must be the VM's resource id (at most "
+                     f"{MAX_TARGET_CHARS:,} printable ASCII characters), got {shown(raw)}",
                      InvalidSettingsError)
         return None
-    return raw.strip()
+    return raw.strip(SPACE)
 
 
 def _top_fields(obj: Mapping[Any, Any], problems: ProblemList) -> Fields:
@@ -183,7 +183,7 @@ def _top_fields(obj: Mapping[Any, Any], problems: ProblemList) -> Fields:
         inner = obj[key]
         if isinstance(inner, dict):
             read_fields(inner, TOP_FIELDS, key + ".", problems, RESOURCE_READ_ONLY, fields)
-        elif not (inner is None or isinstance(inner, str) and not inner.strip()):
+        elif not (inner is None or isinstance(inner, str) and blank(inner)):
             problems.add(key, f"must be an object, got {shown(inner)}", InvalidSettingsError)
     return fields
 

@@ -34,6 +34,14 @@ CASES = [
     ("fullwidth-limit", _with(timeLimitInSeconds="\uff16\uff10"), 105, "timeLimitInSeconds"),
     ("storage-bad-ipv6-host", _with(storageLocation={"storagePath": "http://[::1"}), 107,
      "storageLocation.storagePath"),
+    ("storage-port-not-a-number", _with(storageLocation={
+        "storagePath": "https://a.blob.core.windows.net:x/c/x.cap"}), 107,
+     "storageLocation.storagePath"),
+    ("storage-port-out-of-range", _with(storageLocation={
+        "storagePath": "https://a.blob.core.windows.net:99999/c/x.cap"}), 107,
+     "storageLocation.storagePath"),
+    ("storage-junk-after-ipv6-host", _with(storageLocation={
+        "storagePath": "https://[::1]x/c/x.cap"}), 107, "storageLocation.storagePath"),
     ("storage-newline", _with(storageLocation={
         "storagePath": "https://a.blob.core.windows.net/c/x\n.cap"}), 107,
      "storageLocation.storagePath"),
