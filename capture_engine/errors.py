@@ -65,6 +65,7 @@ class InvalidExpressionError(InvalidSettingsError):
 
 
 Problem = Tuple[str, str]
+SHOWN_PROBLEMS = 20  # in the message; `.problems` keeps them all
 
 
 class CaptureSettingsError(CaptureError):
@@ -78,8 +79,13 @@ class CaptureSettingsError(CaptureError):
         self.problems: List[Problem] = list(problems)
         self.codes: List[int] = list(codes)
         self.code = self.codes[0] if self.codes else InvalidSettingsError.code
-        fields = ", ".join(sorted({field for field, _ in self.problems}))
-        detail = "; ".join(f"{field}: {message}" for field, message in self.problems)
+        names = sorted({field for field, _ in self.problems})
+        fields = ", ".join(names[:SHOWN_PROBLEMS]) + (", ..." if len(names) > SHOWN_PROBLEMS
+                                                      else "")
+        detail = "; ".join(f"{field}: {message}"
+                           for field, message in self.problems[:SHOWN_PROBLEMS])
+        if len(self.problems) > SHOWN_PROBLEMS:
+            detail += f"; and {len(self.problems) - SHOWN_PROBLEMS} more"
         super().__init__(f"invalid packetCapture settings ({fields}): {detail}")
 
 

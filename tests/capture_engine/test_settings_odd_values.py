@@ -110,3 +110,11 @@ def test_bad_sas_token_is_a_storage_error_that_does_not_echo_it(token):
     assert error.code == 107, error.message
     assert "sig=" not in error.message and "c2VjcmV0" not in error.message, error.message
     assert len(error.message) < 400, len(error.message)
+
+
+def test_many_problems_keep_every_problem_but_a_short_message():
+    bad = {"protocol": "ICMP", "localIPAddress": "x", "remoteIPAddress": "y",
+           "localPort": "http", "remotePort": "https"}
+    error = _problems(_with(filters=[dict(bad) for _ in range(64)]))
+    assert len(error.problems) == 320, len(error.problems)
+    assert len(error.message) < 6000 and "300 more" in error.message, error.message[-300:]
