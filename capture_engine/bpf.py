@@ -1,20 +1,21 @@
 """Compile capture filters to a classic BPF program whose accept value is the snap length."""
 from __future__ import annotations
 
-import ipaddress
-import itertools
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from capture_engine.attach import MAX_INSNS, too_large
+from capture_engine.bpfmatch import Emitter, ranges_test, v6_test
 from capture_engine.filters import AddressSet, CaptureFilter, PortSet
 
 Insn = Tuple[int, int, int, int]  # (code, jt, jf, k) as in struct sock_filter
-MAX_INSNS = 4096
 WHOLE_PACKET = 262144  # tcpdump's default snap length
 FILTER_READS = 128  # our programs read at most 14 + 60 (IPv4 options) + 4 bytes
 
 LD_W, LD_H, LD_B = 0x20, 0x28, 0x30          # ld [k]
 LD_H_IND, LDX_MSH = 0x48, 0xB1               # ldh [x + k]; ldx 4*([k]&0xf)
-AND_K, RET_K, JA = 0x54, 0x06, 0x05
+LD_IMM, LD_MEM, ST = 0x00, 0x60, 0x02        # ld #k; ld M[k]; st M[k]
+RET_K, JA = 0x06, 0x05
 JEQ, JGT, JGE, JSET = 0x15, 0x25, 0x35, 0x45
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 IPPROTO = {"TCP": 6, "UDP": 17}
@@ -23,29 +24,6 @@ IPV6_FRAGMENT = 44
 # Offsets from the start of the Ethernet frame.
 V4 = {"proto": 23, "src": 26, "dst": 30, "frag": 20, "ihl": 14, "sport": 14, "dport": 16}
 V6 = {"proto": 20, "src": 22, "dst": 38, "sport": 54, "dport": 56, "frag_next": 54}
-
-
-class _Emitter:
-    """Builds an instruction list with symbolic forward labels."""
-
-    def __init__(self) -> None:
-        self.ir: List[tuple] = []
-        self._ids = itertools.count()
-
-    def label(self) -> str:
-        return f"L{next(self._ids)}"
-
-    def place(self, name: str) -> None:
-        self.ir.append(("label", name))
-
-    def op(self, code: int, k: int = 0) -> None:
-        self.ir.append(("op", code, k))
-
-    def jump(self, code: int, k: int, jt: Optional[str], jf: Optional[str]) -> None:
-        self.ir.append(("jmp", code, k, jt, jf))
-
-    def goto(self, target: str) -> None:
-        self.ir.append(("ja", target))
 
 
 def assemble(ir: Sequence[tuple]) -> List[Insn]:
@@ -92,101 +70,133 @@ def _layout(ir: Sequence[tuple], far: set) -> Tuple[Dict[str, int], List[int]]:
     return pos, pcs
 
 
-def _ranges_test(e: _Emitter, ranges: Sequence[Tuple[int, int]], fail: str) -> None:
-    """Accumulator in one of the inclusive ranges -> fall through, else jump to `fail`."""
-    ok = e.label()
-    for n, (lo, hi) in enumerate(ranges):
-        nxt = fail if n == len(ranges) - 1 else e.label()
-        if lo == hi:
-            e.jump(JEQ, lo, ok, nxt)
-        else:
-            e.jump(JGE, lo, None, nxt)
-            e.jump(JGT, hi, nxt, ok)
-        if nxt != fail:
-            e.place(nxt)
-    e.place(ok)
+# Scratch memory: each packet field the filters test is loaded once per family and stored.
+P, Q, SPORT, DPORT, SRC, DST = 0, 1, 2, 3, 4, 8   # SRC/DST: 1 word (IPv4) or 4 (IPv6)
+NO_PORT = 0x10000  # stored as the ports of packets without them: matches no port range
 
 
-def _v6_test(e: _Emitter, field: AddressSet, offset: int, fail: str) -> None:
-    ok = e.label()
-    nets = [net for lo, hi in field.of_version(6)
-            for net in ipaddress.summarize_address_range(lo, hi)]
-    for n, net in enumerate(nets):
-        nxt = fail if n == len(nets) - 1 else e.label()
-        value = int(net.network_address)
-        for word in range(4):
-            bits = min(max(net.prefixlen - 32 * word, 0), 32)
-            if bits == 0:
-                continue
-            mask = (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF
-            e.op(LD_W, offset + 4 * word)
-            if bits < 32:
-                e.op(AND_K, mask)
-            e.jump(JEQ, (value >> (96 - 32 * word)) & mask, None, nxt)
-        e.goto(ok)
-        if nxt != fail:
-            e.place(nxt)
-    e.place(ok)
+@dataclass(frozen=True)
+class _Needs:
+    """What a family's prologue must load for its filters."""
+
+    proto: bool
+    upper: bool      # IPv6: the protocol after an optional fragment header (libpcap's ip6 proto)
+    addresses: bool
+    ports: bool
 
 
-def _address_test(e: _Emitter, field: Optional[AddressSet], version: int, side: str,
-                  fail: str) -> None:
-    if field is None:
-        return
-    if version == 6:
-        _v6_test(e, field, V6[side], fail)
-        return
-    e.op(LD_W, V4[side])
-    _ranges_test(e, [(int(lo), int(hi)) for lo, hi in field.of_version(4)], fail)
+def _needs(filters: Sequence[CaptureFilter], version: int) -> _Needs:
+    protocol = any(f.protocol in IPPROTO for f in filters)
+    return _Needs(proto=protocol or any(f.has_ports for f in filters),
+                  upper=version == 6 and any(f.protocol in IPPROTO and not f.has_ports
+                                             for f in filters),
+                  addresses=any(f.local_ip is not None or f.remote_ip is not None
+                                for f in filters),
+                  ports=any(f.has_ports for f in filters))
 
 
-def _port_test(e: _Emitter, field: Optional[PortSet], version: int, side: str,
+def _prologue(e: Emitter, version: int, needs: _Needs) -> None:
+    """Protocol and addresses into scratch memory: inside every IPv4/IPv6 header."""
+    table = V4 if version == 4 else V6
+    if needs.proto:
+        e.op(LD_B, table["proto"])
+        e.op(ST, P)
+        if needs.upper:
+            stored = e.label()
+            e.jump(JEQ, IPV6_FRAGMENT, None, stored)
+            e.op(LD_B, V6["frag_next"])
+            e.place(stored)
+            e.op(ST, Q)
+    if needs.addresses:
+        count = 1 if version == 4 else 4
+        for base, offset in ((SRC, table["src"]), (DST, table["dst"])):
+            for word in range(count):
+                e.op(LD_W, offset + 4 * word)
+                e.op(ST, base + word)
+
+
+def _load_ports(e: Emitter, version: int) -> None:
+    """Ports of an unfragmented (or first-fragment) TCP or UDP packet, else NO_PORT.
+
+    Emitted after the filters without ports, so a truncated packet cannot stop them."""
+    load, none, done = e.label(), e.label(), e.label()
+    e.op(LD_MEM, P)
+    e.jump(JEQ, IPPROTO["TCP"], load, None)
+    e.jump(JEQ, IPPROTO["UDP"], load, none)
+    e.place(load)
+    if version == 4:
+        e.op(LD_H, V4["frag"])
+        e.jump(JSET, 0x1FFF, none, None)  # ports exist only in a first fragment
+        e.op(LDX_MSH, V4["ihl"])
+    for slot, key in ((SPORT, "sport"), (DPORT, "dport")):
+        e.op(LD_H_IND if version == 4 else LD_H, V4[key] if version == 4 else V6[key])
+        e.op(ST, slot)
+    e.goto(done)
+    e.place(none)
+    e.op(LD_IMM, NO_PORT)
+    e.op(ST, SPORT)
+    e.op(ST, DPORT)
+    e.place(done)
+
+
+def _protocol_test(e: Emitter, f: CaptureFilter, version: int, fail: str) -> None:
+    if f.protocol not in IPPROTO:
+        return  # Any: with ports, NO_PORT already excludes everything but TCP and UDP
+    upper = version == 6 and not f.has_ports  # libpcap's `ip6 proto` skips a fragment header
+    e.op(LD_MEM, Q if upper else P)
+    e.jump(JEQ, IPPROTO[f.protocol], None, fail)
+
+
+def _side_test(e: Emitter, field: Optional[AddressSet], version: int, slot: int,
                fail: str) -> None:
     if field is None:
         return
-    e.op(LD_H_IND if version == 4 else LD_H, V4[side] if version == 4 else V6[side])
-    _ranges_test(e, field.ranges, fail)
-
-
-def _protocol_test(e: _Emitter, f: CaptureFilter, version: int, fail: str) -> None:
-    protos = ([IPPROTO[f.protocol]] if f.protocol in IPPROTO
-              else [6, 17] if f.has_ports else [])
-    if not protos:
-        return
-    table = V4 if version == 4 else V6
-    e.op(LD_B, table["proto"])
     ok = e.label()
-    # libpcap's `ip6 proto` also accepts a fragment header followed by the protocol.
-    frag = version == 6 and not f.has_ports
-    for n, proto in enumerate(protos):
-        last = n == len(protos) - 1
-        e.jump(JEQ, proto, ok, fail if last and not frag else None)
-    if frag:
-        e.jump(JEQ, IPV6_FRAGMENT, None, fail)
-        e.op(LD_B, V6["frag_next"])
-        for n, proto in enumerate(protos):
-            e.jump(JEQ, proto, ok, fail if n == len(protos) - 1 else None)
+    ranges = [(int(lo), int(hi)) for lo, hi in field.of_version(version)]
+    if version == 4:
+        ranges_test(e, slot, ranges, ok, fail)
+    else:
+        v6_test(e, slot, ranges, ok, fail)
     e.place(ok)
-    if version == 4 and f.has_ports:
-        e.op(LD_H, V4["frag"])
-        e.jump(JSET, 0x1FFF, fail, None)  # ports exist only in a first fragment
-        e.op(LDX_MSH, V4["ihl"])
 
 
-def _filter(e: _Emitter, f: CaptureFilter, version: int, accept: str, fail: str) -> None:
+def _port_test(e: Emitter, field: Optional[PortSet], slot: int, fail: str) -> None:
+    if field is not None:
+        ok = e.label()
+        ranges_test(e, slot, field.ranges, ok, fail)
+        e.place(ok)
+
+
+def _filter(e: Emitter, f: CaptureFilter, version: int, accept: str, fail: str) -> None:
     _protocol_test(e, f, version, fail)
     if not f.has_endpoints:
         e.goto(accept)
         return
     incoming = e.label()
-    for local, remote, miss in (("src", "dst", incoming), ("dst", "src", fail)):
-        _address_test(e, f.local_ip, version, local, miss)
-        _address_test(e, f.remote_ip, version, remote, miss)
-        _port_test(e, f.local_port, version, local[0] + "port", miss)
-        _port_test(e, f.remote_port, version, remote[0] + "port", miss)
+    # Outgoing (local = source), then incoming (local = destination).
+    for local, remote, miss in ((SRC, DST, incoming), (DST, SRC, fail)):
+        _side_test(e, f.local_ip, version, local, miss)
+        _side_test(e, f.remote_ip, version, remote, miss)
+        ports = {SRC: SPORT, DST: DPORT}
+        _port_test(e, f.local_port, ports[local], miss)
+        _port_test(e, f.remote_port, ports[remote], miss)
         e.goto(accept)
         if miss == incoming:
             e.place(incoming)
+
+
+def _family(e: Emitter, filters: Sequence[CaptureFilter], version: int, accept: str,
+            reject: str) -> None:
+    needs = _needs(filters, version)
+    _prologue(e, version, needs)
+    for f in [f for f in filters if not f.has_ports] + [f for f in filters if f.has_ports]:
+        if f.has_ports and needs.ports:
+            _load_ports(e, version)
+            needs = replace(needs, ports=False)
+        nxt = e.label()
+        _filter(e, f, version, accept, nxt)
+        e.place(nxt)
+    e.goto(reject)
 
 
 def compile_filters(filters: Sequence[CaptureFilter], snaplen: int) -> List[Insn]:
@@ -194,30 +204,25 @@ def compile_filters(filters: Sequence[CaptureFilter], snaplen: int) -> List[Insn
     accept_value = snaplen or WHOLE_PACKET
     if not filters or any(f.unconstrained for f in filters):
         return [(RET_K, 0, 0, accept_value)]
-    e = _Emitter()
+    e = Emitter()
     accept, reject = e.label(), e.label()
-    families = [(4, ETH_IPV4), (6, ETH_IPV6)]
-    entry = {v: e.label() for v, _ in families}
+    families = [(version, ethertype, [f for f in filters if version in f.versions()])
+                for version, ethertype in ((4, ETH_IPV4), (6, ETH_IPV6))]
+    families = [family for family in families if family[2]]
+    entry = {version: e.label() for version, _, _ in families}
     e.op(LD_H, 12)
-    for version, ethertype in families:
-        e.jump(JEQ, ethertype, entry[version], None)
-    e.goto(reject)
-    for version, _ in families:
+    for n, (version, ethertype, _) in enumerate(families):
+        e.jump(JEQ, ethertype, entry[version], reject if n == len(families) - 1 else None)
+    for version, _, mine in families:
         e.place(entry[version])
-        for f in filters:
-            if version in f.versions():
-                nxt = e.label()
-                _filter(e, f, version, accept, nxt)
-                e.place(nxt)
-        e.goto(reject)
+        _family(e, mine, version, accept, reject)
     e.place(accept)
     e.op(RET_K, accept_value)
     e.place(reject)
     e.op(RET_K, 0)
     program = assemble(e.ir)
     if len(program) > MAX_INSNS:
-        raise ValueError(f"the filters compile to {len(program)} BPF instructions "
-                         f"(the kernel allows {MAX_INSNS}): use fewer or wider ranges")
+        raise too_large(len(program))
     return program
 
 

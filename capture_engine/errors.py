@@ -65,6 +65,7 @@ class InvalidExpressionError(InvalidSettingsError):
 
 
 Problem = Tuple[str, str]
+SHOWN_PROBLEMS = 20  # in the message; `.problems` keeps them all
 
 
 class CaptureSettingsError(CaptureError):
@@ -78,9 +79,20 @@ class CaptureSettingsError(CaptureError):
         self.problems: List[Problem] = list(problems)
         self.codes: List[int] = list(codes)
         self.code = self.codes[0] if self.codes else InvalidSettingsError.code
-        fields = ", ".join(sorted({field for field, _ in self.problems}))
-        detail = "; ".join(f"{field}: {message}" for field, message in self.problems)
+        names = sorted({field for field, _ in self.problems})
+        fields = ", ".join(names[:SHOWN_PROBLEMS]) + (", ..." if len(names) > SHOWN_PROBLEMS
+                                                      else "")
+        detail = "; ".join(f"{field}: {message}"
+                           for field, message in self.problems[:SHOWN_PROBLEMS])
+        if len(self.problems) > SHOWN_PROBLEMS:
+            detail += f"; and {len(self.problems) - SHOWN_PROBLEMS} more"
         super().__init__(f"invalid packetCapture settings ({fields}): {detail}")
+
+
+class FilterTooLargeError(InvalidSettingsError):
+    """The filters compile to a program the kernel will not attach (net.core.optmem_max)."""
+
+    code = 112
 
 
 class InterfaceNotFoundError(CaptureError):
@@ -136,7 +148,8 @@ class CaptureNotFoundError(CaptureError):
 ALL_ERRORS = (
     InvalidSettingsError, UnknownProtocolError, InvalidAddressError, InvalidPortError,
     InvalidRangeError, InvalidLimitError, InvalidFilePathError, InvalidStoragePathError,
-    InvalidActionError, InvalidExpressionError, InterfaceNotFoundError, UnsupportedLinkTypeError,
+    InvalidActionError, InvalidExpressionError, FilterTooLargeError, InterfaceNotFoundError,
+    UnsupportedLinkTypeError,
     BackendUnavailableError, CaptureFailedError, LocalFileError, StorageUploadError,
     SasExpiredError, StorageForbiddenError, CaptureNotFoundError,
 )
@@ -159,6 +172,9 @@ class ProblemList:
     def raise_if_any(self) -> None:
         if self.problems:
             raise CaptureSettingsError(self.problems, self.codes)
+
+
+# ---- capparse's classes end here; caprun appends its error classes below this line ----
 
 
 # -- runtime errors (caprun)

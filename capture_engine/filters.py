@@ -4,7 +4,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from capture_engine.errors import (
     InvalidAddressError,
@@ -14,10 +14,12 @@ from capture_engine.errors import (
     ProblemList,
     UnknownProtocolError,
 )
+from capture_engine.fields import SPACE, Fields, blank, read_fields, shown, whole_number
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 PROTOCOLS = {"tcp": "TCP", "udp": "UDP", "any": "Any", "all": "Any"}
 MAX_LIST_ITEMS = 64
+MAX_FILTERS = 64
 FILTER_FIELDS = ("protocol", "localIPAddress", "remoteIPAddress", "localPort", "remotePort")
 
 
@@ -72,48 +74,56 @@ class CaptureFilter:
         return found
 
 
-def _items(raw: Any, field: str, problems: ProblemList) -> Optional[List[str]]:
+def _items(raw: Any, field: str, problems: ProblemList, code: type) -> Optional[List[str]]:
     """Split a single value / range / list; None (and a problem) when the shape is wrong."""
-    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-        problems.add(field, f"must be a string, got {type(raw).__name__}", InvalidSettingsError)
+    if isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) < 10 ** 18:
+        raw = str(raw)  # a port as a JSON number (str() of a huge int would raise)
+    if not isinstance(raw, str):
+        problems.add(field, f"must be a string, got {shown(raw)}", code)
         return None
-    parts = [p.strip() for p in re.split(r"[;,]", str(raw))]
+    parts = [p.strip(SPACE) for p in re.split(r"[;,]", raw, maxsplit=MAX_LIST_ITEMS + 1)]
     if parts and parts[-1] == "":
         parts.pop()  # one trailing separator is allowed
-    if not parts or any(p == "" for p in parts):
-        problems.add(field, f"malformed list {raw!r}: an empty value or empty list item",
-                     InvalidRangeError)
-        return None
     if len(parts) > MAX_LIST_ITEMS:
         problems.add(field, f"a list may hold at most {MAX_LIST_ITEMS} items", InvalidRangeError)
         return None
+    if not parts or any(p == "" for p in parts):
+        problems.add(field, f"malformed list {shown(raw)}: an empty value or empty list item",
+                     InvalidRangeError)
+        return None
     ranges = sum(1 for p in parts if "-" in p)
     if ranges and len(parts) > 1:
-        problems.add(field, f"a range cannot be part of a list: {raw!r} (give one range, "
+        problems.add(field, f"a range cannot be part of a list: {shown(raw)} (give one range, "
                      "or a list of single values)", InvalidRangeError)
         return None
     return parts
 
 
 def _address(text: str, field: str, problems: ProblemList) -> Optional[IPAddress]:
+    if "%" in text:
+        problems.add(field, f"{shown(text)}: a zone index (%...) is not supported",
+                     InvalidAddressError)
+        return None
     try:
         return ipaddress.ip_address(text)
     except ValueError:
-        problems.add(field, f"not an IP address: {text!r}", InvalidAddressError)
+        problems.add(field, f"not an IP address: {shown(text)}", InvalidAddressError)
         return None
 
 
-def _parse_ranges(raw: Any, field: str, problems: ProblemList, parse_one, what: str,
-                  check_pair=None) -> Optional[list]:
+def _parse_ranges(raw: Any, field: str, problems: ProblemList, parse_one: Callable[..., Any],
+                  what: str, code: type, check_pair: Optional[Callable[..., bool]] = None
+                  ) -> Optional[list]:
     """Single values, one `first-last` range, or a list: as (first, last) pairs."""
-    parts = _items(raw, field, problems)
+    parts = _items(raw, field, problems, code)
     if parts is None:
         return None
     ranges = []
     for part in parts:
-        ends = [e.strip() for e in part.split("-")]
+        ends = [e.strip(SPACE) for e in part.split("-", 2)]
         if len(ends) > 2:
-            problems.add(field, f"malformed range {part!r}: use first-last", InvalidRangeError)
+            problems.add(field, f"malformed range {shown(part)}: use first-last",
+                         InvalidRangeError)
             return None
         values = [parse_one(e, field, problems) for e in ends]
         if any(v is None for v in values):
@@ -122,7 +132,7 @@ def _parse_ranges(raw: Any, field: str, problems: ProblemList, parse_one, what: 
         if check_pair is not None and not check_pair(lo, hi, part):
             return None
         if lo > hi:
-            problems.add(field, f"reversed range {part!r}: the first {what} must not be "
+            problems.add(field, f"reversed range {shown(part)}: the first {what} must not be "
                          "greater than the last", InvalidRangeError)
             return None
         ranges.append((lo, hi))
@@ -132,55 +142,56 @@ def _parse_ranges(raw: Any, field: str, problems: ProblemList, parse_one, what: 
 def parse_addresses(raw: Any, field: str, problems: ProblemList) -> Optional[AddressSet]:
     def same_version(lo: IPAddress, hi: IPAddress, part: str) -> bool:
         if lo.version != hi.version:
-            problems.add(field, f"range {part!r} mixes IPv4 and IPv6", InvalidRangeError)
+            problems.add(field, f"range {shown(part)} mixes IPv4 and IPv6", InvalidRangeError)
             return False
         return True
 
-    ranges = _parse_ranges(raw, field, problems, _address, "address", same_version)
+    ranges = _parse_ranges(raw, field, problems, _address, "address", InvalidAddressError,
+                           same_version)
     return None if ranges is None else AddressSet(tuple(ranges))
 
 
 def _port(text: str, field: str, problems: ProblemList) -> Optional[int]:
-    if not text.isdigit():
-        problems.add(field, f"not a port number: {text!r}", InvalidPortError)
+    value = whole_number(text)
+    if value is None or value < 0:
+        problems.add(field, f"not a port number: {shown(text)}", InvalidPortError)
         return None
-    value = int(text)
     if value > 65535:
-        problems.add(field, f"port {value} is over 65535", InvalidPortError)
+        problems.add(field, f"port {shown(text.strip(SPACE))} is over 65535", InvalidPortError)
         return None
     return value
 
 
 def parse_ports(raw: Any, field: str, problems: ProblemList) -> Optional[PortSet]:
-    ranges = _parse_ranges(raw, field, problems, _port, "port")
+    ranges = _parse_ranges(raw, field, problems, _port, "port", InvalidPortError)
     return None if ranges is None else PortSet(tuple(ranges))
+
+
+def _protocol(fields: Fields, problems: ProblemList) -> str:
+    raw = fields.get("protocol")
+    if raw is None:
+        return "Any"
+    protocol = PROTOCOLS.get(raw.strip(SPACE).lower(), "") if isinstance(raw, str) else ""
+    if not protocol:
+        problems.add(fields.path("protocol"), f"unknown protocol {shown(raw)} (use TCP, UDP "
+                     "or Any)", UnknownProtocolError)
+    return protocol or "Any"
 
 
 def parse_filter(obj: Any, path: str, problems: ProblemList) -> Optional[CaptureFilter]:
     """Parse one filter object; problems are added under `path`."""
     if not isinstance(obj, dict):
-        problems.add(path, "a filter must be an object", InvalidSettingsError)
+        problems.add(path, f"a filter must be an object, got {shown(obj)}", InvalidSettingsError)
         return None
-    for key in obj:
-        if key not in FILTER_FIELDS:
-            problems.add(f"{path}.{key}",
-                         f"unknown filter field (known: {', '.join(FILTER_FIELDS)})")
     before = len(problems.problems)
-    protocol = "Any"
-    if obj.get("protocol") is not None:
-        raw = obj["protocol"]
-        protocol = PROTOCOLS.get(str(raw).strip().lower(), "") if isinstance(raw, str) else ""
-        if not protocol:
-            problems.add(f"{path}.protocol", f"unknown protocol {raw!r} (use TCP, UDP or Any)",
-                         UnknownProtocolError)
+    fields = read_fields(obj, FILTER_FIELDS, path + ".", problems)
 
-    def opt(key, parser):
-        value = obj.get(key)
-        if value is None or (isinstance(value, str) and value.strip() == ""):
-            return None
-        return parser(value, f"{path}.{key}", problems)
+    def opt(key: str, parser: Callable[[Any, str, ProblemList], Any]) -> Any:
+        value = fields.get(key)
+        return None if value is None else parser(value, fields.path(key), problems)
 
-    result = CaptureFilter(protocol or "Any", opt("localIPAddress", parse_addresses),
+    result = CaptureFilter(_protocol(fields, problems),
+                           opt("localIPAddress", parse_addresses),
                            opt("remoteIPAddress", parse_addresses),
                            opt("localPort", parse_ports), opt("remotePort", parse_ports))
     if len(problems.problems) > before:
@@ -193,10 +204,15 @@ def parse_filter(obj: Any, path: str, problems: ProblemList) -> Optional[Capture
 
 
 def parse_filters(raw: Any, path: str, problems: ProblemList) -> Tuple[CaptureFilter, ...]:
-    if raw is None:
+    if raw is None or blank(raw):
         return ()
     if not isinstance(raw, list):
-        problems.add(path, "must be a list of filter objects", InvalidSettingsError)
+        problems.add(path, f"must be a list of filter objects, got {shown(raw)}",
+                     InvalidSettingsError)
+        return ()
+    if len(raw) > MAX_FILTERS:
+        problems.add(path, f"{len(raw):,} filters: at most {MAX_FILTERS} (merge filters that "
+                     "differ in one field into a list or a range)", InvalidSettingsError)
         return ()
     parsed = [parse_filter(item, f"{path}[{i}]", problems) for i, item in enumerate(raw)]
     return tuple(f for f in parsed if f is not None)

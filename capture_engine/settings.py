@@ -3,27 +3,31 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
 
+from capture_engine.attach import check_attachable
 from capture_engine.bpf import compile_filters
 from capture_engine.errors import (
+    FilterTooLargeError,
     InvalidActionError,
-    InvalidFilePathError,
     InvalidLimitError,
     InvalidSettingsError,
-    InvalidStoragePathError,
     ProblemList,
 )
+from capture_engine.fields import PRINTABLE, SPACE, Fields, blank, read_fields, shown, whole_number
 from capture_engine.filters import CaptureFilter, parse_filters
-from plumbing.blobstore import BlobError, validate_blob_uri
+from capture_engine.locations import sas_token as parse_sas_token
+from capture_engine.locations import storage_location
 from plumbing.redact import strip_query
 
 CAPTURE_ROOT = "/var/captures"
 U32_MAX = 4_294_967_295
 ACTIONS = ("start", "stop", "delete")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,78}[A-Za-z0-9_]$|^[A-Za-z0-9]$")
-IFNAME = re.compile(r"^[^/\s:]{1,15}$")
+NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?", re.ASCII)  # fullmatch
+NAME_RULE = "1-80 letters, digits, '_', '.', '-', starting with a letter or digit"
+IFNAME = re.compile(r"[!-~]{1,15}", re.ASCII)  # fullmatch; no '/' or ':' either
+MAX_TARGET_CHARS = 1024
 # field: (default, maximum); a value of 0 means "the default", except bytesToCapturePerPacket
 # where 0 means the whole packet.
 LIMITS = {
@@ -36,8 +40,13 @@ RING_LIMITS = {
     "fileSizeInBytes": (104_857_600, U32_MAX),
     "sessionTimeLimitInSeconds": (86_400, 604_800),
 }
-TOP_FIELDS = {"name", "action", "storageLocation", "filters", "continuousCapture",
-              "captureSettings", "interfaces", *LIMITS}
+TOP_FIELDS = ("name", "action", "target", *LIMITS, "storageLocation", "filters",
+              "continuousCapture", "captureSettings", "interfaces")
+# An ARM packetCaptures resource (a GET answer, a PUT body) wraps the fields in `properties`
+# next to read-only ones; `name` there is the resource's, i.e. the capture's, name.
+ENVELOPE = "properties"
+RESOURCE_READ_ONLY = ("id", "etag", "type", "provisioningState")
+BOOLEANS = {"true": True, "false": False}
 MIN_FILE_BYTES = 24 + 16 + 1  # pcap header and one record of one byte
 
 
@@ -68,6 +77,8 @@ class CaptureRequest:
     capture_root: str = CAPTURE_ROOT
     bpf_expression: Optional[str] = None   # CLI only: a tcpdump expression instead of filters
     packet_count: Optional[int] = None     # CLI only: stop after this many packets
+    target: Optional[str] = None           # the VM's resource id, echoed in the status
+    sas_token: Optional[str] = field(default=None, repr=False)  # protected storageSasToken
 
     @property
     def effective_time_limit(self) -> float:
@@ -79,146 +90,151 @@ class CaptureRequest:
         return chosen or os.path.join(self.capture_root, ".pending", f"{self.name}.cap")
 
 
-def _limit(obj: Dict[str, Any], key: str, bounds: Tuple[int, int], path: str,
-           problems: ProblemList) -> int:
+def _limit(fields: Fields, key: str, bounds: Tuple[int, int], problems: ProblemList) -> int:
     default, maximum = bounds
-    raw = obj.get(key)
+    raw = fields.get(key)
     if raw is None:
         return default
-    if isinstance(raw, bool) or not isinstance(raw, (int, str)) or \
-            not re.fullmatch(r"-?\d+", str(raw).strip()):
-        problems.add(path + key, f"must be a whole number, got {raw!r}", InvalidLimitError)
+    value = whole_number(raw)
+    if value is None:
+        problems.add(fields.path(key), f"must be a whole number, got {shown(raw)}",
+                     InvalidLimitError)
         return default
-    value = int(str(raw).strip())
     if value < 0 or value > maximum:
-        problems.add(path + key, f"{value} is out of range 0 - {maximum:,}", InvalidLimitError)
+        text = str(value) if abs(value) < 10 ** 18 else shown(raw)
+        problems.add(fields.path(key), f"{text} is out of range 0 - {maximum:,}",
+                     InvalidLimitError)
         return default
     if value == 0 and key != "bytesToCapturePerPacket":
         return default
     return value
 
 
-def _local_file(raw: Any, field: str, root: str, problems: ProblemList) -> Optional[str]:
-    if raw is None or raw == "":
-        return None
-    if not isinstance(raw, str):
-        problems.add(field, "must be a string path", InvalidFilePathError)
-        return None
-    if not raw.lower().endswith(".cap"):
-        problems.add(field, f"{raw!r} must end in .cap", InvalidFilePathError)
-        return None
-    base = os.path.realpath(root)
-    full = os.path.realpath(os.path.join(base, raw))  # a relative path is under the root
-    if ".." in raw.replace("\\", "/").split("/") or not full.startswith(base + os.sep):
-        problems.add(field, f"{raw!r} must be a file under {root}", InvalidFilePathError)
-        return None
-    return full
-
-
-def _storage(obj: Dict[str, Any], ring: bool, root: str, problems: ProblemList):
-    location = obj.get("storageLocation")
-    if location is None:
-        location = {}
-    if not isinstance(location, dict):
-        problems.add("storageLocation", "must be an object", InvalidSettingsError)
-        return None, None, None
-    storage = location.get("storagePath") or None
-    if storage is not None:
-        try:
-            storage = validate_blob_uri(storage)
-        except BlobError as exc:
-            problems.add("storageLocation.storagePath", str(exc), InvalidStoragePathError)
-            storage = None
-    file_path = _local_file(location.get("filePath"), "storageLocation.filePath", root, problems)
-    local = _local_file(location.get("localPath"), "storageLocation.localPath", root, problems)
-    if ring and file_path:
-        problems.add("storageLocation.filePath", "filePath cannot be used with "
-                     "continuousCapture: give localPath instead", InvalidFilePathError)
-    if not ring and local:
-        problems.add("storageLocation.localPath", "localPath is only for continuousCapture: "
-                     "give filePath instead", InvalidFilePathError)
-    given = {k for k in ("storagePath", "filePath", "localPath") if location.get(k)}
-    if not given:
-        problems.add("storageLocation", "give storagePath, filePath (or localPath with "
-                     "continuousCapture)", InvalidFilePathError)
-    return storage, file_path, local
-
-
-def _ring(obj: Dict[str, Any], problems: ProblemList) -> Optional[RingSettings]:
-    flag = obj.get("continuousCapture")
+def _ring(fields: Fields, problems: ProblemList) -> Optional[RingSettings]:
+    flag = fields.get("continuousCapture")
+    if isinstance(flag, str) and flag.strip(SPACE).lower() in BOOLEANS:
+        flag = BOOLEANS[flag.strip(SPACE).lower()]
     if flag is not None and not isinstance(flag, bool):
-        problems.add("continuousCapture", "must be true, false or null", InvalidSettingsError)
+        problems.add(fields.path("continuousCapture"), f"must be true, false or null, got "
+                     f"{shown(flag)}", InvalidSettingsError)
         return None
-    raw = obj.get("captureSettings") or {}
-    if not isinstance(raw, dict):
-        problems.add("captureSettings", "must be an object", InvalidSettingsError)
-        raw = {}
-    values = [_limit(raw, key, bounds, "captureSettings.", problems)
-              for key, bounds in RING_LIMITS.items()]
+    raw = fields.get("captureSettings")
+    if raw is not None and not isinstance(raw, dict):
+        problems.add(fields.path("captureSettings"), f"must be an object, got {shown(raw)}",
+                     InvalidLimitError)
+        raw = None
+    ring = read_fields(raw or {}, tuple(RING_LIMITS), fields.path("captureSettings") + ".",
+                       problems)
+    values = [_limit(ring, key, bounds, problems) for key, bounds in RING_LIMITS.items()]
     if flag and values[1] < MIN_FILE_BYTES:
-        problems.add("captureSettings.fileSizeInBytes",
-                     f"must be at least {MIN_FILE_BYTES} bytes", InvalidLimitError)
+        problems.add(ring.path("fileSizeInBytes"), f"must be at least {MIN_FILE_BYTES} bytes",
+                     InvalidLimitError)
     return RingSettings(*values) if flag else None
 
 
-def _interfaces(raw: Any, problems: ProblemList) -> Tuple[str, ...]:
+def _interfaces(fields: Fields, problems: ProblemList) -> Tuple[str, ...]:
+    raw = fields.get("interfaces")
     if raw is None:
         return ()
-    if not isinstance(raw, list) or not all(isinstance(i, str) and IFNAME.match(i) for i in raw):
-        problems.add("interfaces", "must be a list of interface names (1-15 characters, "
-                     "no '/', ':' or spaces)", InvalidSettingsError)
+    if not isinstance(raw, list) or not all(
+            isinstance(i, str) and IFNAME.fullmatch(i) and not set(i) & {"/", ":"}
+            for i in raw):
+        problems.add(fields.path("interfaces"), "must be a list of interface names (1-15 "
+                     "printable ASCII characters, no '/', ':' or spaces)", InvalidSettingsError)
         return ()
     return tuple(raw)
 
 
-def _name_and_action(obj: Dict[str, Any], problems: ProblemList) -> Tuple[str, str]:
-    name = obj.get("name")
-    if not isinstance(name, str) or not NAME.match(name):
-        problems.add("name", "required: 1-80 letters, digits, '_', '.', '-' (starting with a "
-                     "letter or digit)", InvalidSettingsError)
-        name = ""
-    action = obj.get("action", "start")
-    action = action.strip().lower() if isinstance(action, str) else ""
+def _name_and_action(fields: Fields, problems: ProblemList) -> Tuple[str, str]:
+    name = fields.get("name")
+    if name is None:
+        problems.add(fields.path("name"), "required: the capture's name (REST takes it from "
+                     f"the URL, .../packetCaptures/{{name}}): {NAME_RULE}", InvalidSettingsError)
+    elif not isinstance(name, str) or not NAME.fullmatch(name):
+        problems.add(fields.path("name"), f"must be {NAME_RULE}, got {shown(name)}",
+                     InvalidSettingsError)
+    name = name if isinstance(name, str) and NAME.fullmatch(name) else ""
+    raw = fields.get("action", "start")
+    action = raw.strip(SPACE).lower() if isinstance(raw, str) else ""
     if action not in ACTIONS:
-        problems.add("action", f"must be one of {', '.join(ACTIONS)}, got {obj.get('action')!r}",
-                     InvalidActionError)
+        problems.add(fields.path("action"), f"must be one of {', '.join(ACTIONS)}, got "
+                     f"{shown(raw)}", InvalidActionError)
     return name, action
 
 
-def parse_capture_settings(obj: Any, *, capture_root: str = CAPTURE_ROOT) -> CaptureRequest:
-    """Validate the packetCapture object; raise CaptureSettingsError listing every problem."""
+def _target(fields: Fields, problems: ProblemList) -> Optional[str]:
+    raw = fields.get("target")
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or len(raw) > MAX_TARGET_CHARS or not PRINTABLE.fullmatch(raw):
+        problems.add(fields.path("target"), "must be the VM's resource id (at most "
+                     f"{MAX_TARGET_CHARS:,} printable ASCII characters), got {shown(raw)}",
+                     InvalidSettingsError)
+        return None
+    return raw.strip(SPACE)
+
+
+def _top_fields(obj: Mapping[Any, Any], problems: ProblemList) -> Fields:
+    """The flat object, or an ARM resource whose `properties` hold the fields."""
+    is_envelope = {key: isinstance(key, str) and key.lower() == ENVELOPE for key in obj}
+    fields = read_fields({k: v for k, v in obj.items() if not is_envelope[k]}, TOP_FIELDS, "",
+                         problems, RESOURCE_READ_ONLY)
+    for key in (k for k in obj if is_envelope[k]):
+        inner = obj[key]
+        if isinstance(inner, dict):
+            read_fields(inner, TOP_FIELDS, key + ".", problems, RESOURCE_READ_ONLY, fields)
+        elif not (inner is None or isinstance(inner, str) and blank(inner)):
+            problems.add(key, f"must be an object, got {shown(inner)}", InvalidSettingsError)
+    return fields
+
+
+def _check_size(filters: Tuple[CaptureFilter, ...], snaplen: int, path: str,
+                problems: ProblemList) -> None:
+    try:
+        check_attachable(compile_filters(filters, snaplen))
+    except FilterTooLargeError as exc:
+        problems.add(path, exc.message, FilterTooLargeError)
+
+
+def parse_capture_settings(obj: Any, *, capture_root: str = CAPTURE_ROOT,
+                           sas_token: object = None) -> CaptureRequest:
+    """Validate the packetCapture object (flat, or an ARM resource with `properties`) and
+    protectedSettings.storageSasToken; raise CaptureSettingsError listing every problem."""
     problems = ProblemList()
     if not isinstance(obj, dict):
-        problems.add("packetCapture", "must be an object", InvalidSettingsError)
+        problems.add("packetCapture", f"must be an object, got {shown(obj)}",
+                     InvalidSettingsError)
         problems.raise_if_any()
-    for key in sorted(set(obj) - TOP_FIELDS):
-        problems.add(key, f"unknown field (known: {', '.join(sorted(TOP_FIELDS))})")
-    name, action = _name_and_action(obj, problems)
-    limits = {key: _limit(obj, key, bounds, "", problems) for key, bounds in LIMITS.items()}
+    fields = _top_fields(obj, problems)
+    name, action = _name_and_action(fields, problems)
+    limits: Dict[str, int] = {key: _limit(fields, key, bounds, problems)
+                              for key, bounds in LIMITS.items()}
     if 0 < limits["totalBytesPerSession"] < MIN_FILE_BYTES:
-        problems.add("totalBytesPerSession", f"must be 0 (default) or at least {MIN_FILE_BYTES}",
-                     InvalidLimitError)
-    ring = _ring(obj, problems)
-    filters = parse_filters(obj.get("filters"), "filters", problems)
-    interfaces = _interfaces(obj.get("interfaces"), problems)
+        problems.add(fields.path("totalBytesPerSession"),
+                     f"must be 0 (default) or at least {MIN_FILE_BYTES}", InvalidLimitError)
+    ring = _ring(fields, problems)
+    before = len(problems.problems)
+    filters = parse_filters(fields.get("filters"), fields.path("filters"), problems)
+    if filters and len(problems.problems) == before:
+        _check_size(filters, limits["bytesToCapturePerPacket"], fields.path("filters"), problems)
+    interfaces = _interfaces(fields, problems)
     storage, file_path, local = (None, None, None)
-    if action == "start" or obj.get("storageLocation") is not None:
-        storage, file_path, local = _storage(obj, ring is not None, capture_root, problems)
-    if filters:
-        try:
-            compile_filters(filters, limits["bytesToCapturePerPacket"])
-        except ValueError as exc:
-            problems.add("filters", str(exc), InvalidSettingsError)
+    if action == "start" or "storageLocation" in fields:
+        storage, file_path, local = storage_location(fields, ring is not None, capture_root,
+                                                     problems)
+    target, token = _target(fields, problems), parse_sas_token(sas_token, problems)
     problems.raise_if_any()
     return CaptureRequest(
         name=name, action=action, bytes_per_packet=limits["bytesToCapturePerPacket"],
         total_bytes=limits["totalBytesPerSession"], time_limit=limits["timeLimitInSeconds"],
         storage_path=storage, file_path=file_path, local_path=local, filters=filters, ring=ring,
-        interfaces=interfaces, capture_root=capture_root)
+        interfaces=interfaces, capture_root=capture_root, target=target, sas_token=token)
 
 
-def storage_url(request: CaptureRequest, sas_token: Optional[str], suffix: str = "") -> str:
-    """The blob URL to upload to, with the SAS token from protected settings appended."""
+def storage_url(request: CaptureRequest, sas_token: Optional[str] = None,
+                suffix: str = "") -> str:
+    """The blob URL to upload to, with the SAS token (given, else the request's) appended."""
+    sas_token = sas_token if sas_token is not None else request.sas_token
     base = request.storage_path or ""
     if suffix:
         path, _, query = base.partition("?")

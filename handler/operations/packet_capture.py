@@ -42,10 +42,11 @@ class PacketCapture(Operation):
 
         try:
             return parse_capture_settings(public.get("packetCapture"),
-                                          capture_root=self.capture_root)
+                                          capture_root=self.capture_root,
+                                          sas_token=protected.get("storageSasToken"))
         except CaptureSettingsError as exc:
             raise SettingsValidationError(
-                [(f"publicSettings.packetCapture.{path}", what) for path, what in exc.problems],
+                [(_field_path(path), what) for path, what in exc.problems],
                 code=exc.code, prefix="invalid packetCapture settings") from None
 
     # -- enable -------------------------------------------------------------------------
@@ -149,7 +150,7 @@ class PacketCapture(Operation):
                 runtime.status_changed()  # the blob is sent by a thread: capture never waits
 
         result = run_capture(settings.request, blob_store=runtime.blob_store,
-                             sas_token=settings.protected.get("storageSasToken"),
+                             sas_token=settings.request.sas_token,
                              stop_event=self._stop, on_progress=progress, clock=runtime.clock,
                              netns=self.netns)
         status = result.querystatus()
@@ -214,6 +215,13 @@ class PacketCapture(Operation):
         jobs = [j for j in runtime.store.jobs()
                 if j.command == PacketCapture.command and j.name == name]
         return max(jobs, key=lambda j: j.seq) if jobs else None
+
+
+def _field_path(path: str) -> str:
+    """Where the caller wrote the field: the SAS token is a protected setting."""
+    if path == "storageSasToken":
+        return "protectedSettings.storageSasToken"
+    return f"publicSettings.packetCapture.{path}"
 
 
 def _substatus_state(querystatus: Mapping[str, Any]) -> str:
