@@ -93,7 +93,9 @@ class _Session:
         self.request, self.stop_event, self.clock, self.netns = request, stop_event, clock, netns
         self.progress_interval = progress_interval
         self.on_progress = on_progress or (lambda status: None)
-        self.snapshot = CaptureResult(name=request.name)
+        # The caller's read-only `target` (the VM's resource id) is echoed, never checked.
+        self.snapshot = CaptureResult(name=request.name, extra=(
+            {"target": request.target} if request.target else {}))
         self.recorder: Optional[Recorder] = None
         self.backend = None
         self.watch: Optional[LinkWatch] = None
@@ -116,7 +118,7 @@ class _Session:
         elapsed = round(self.clock.monotonic() - self._started, 3) if self._started else 0.0
         return self.update(packets_captured=rec.packets, bytes_written=rec.bytes_written,
                            packets_dropped=be.dropped, local_files=tuple(rec.files),
-                           extra={"elapsedSeconds": elapsed})
+                           extra={**self.snapshot.extra, "elapsedSeconds": elapsed})
 
     def note(self, text: str) -> None:
         log.info("capture %s: %s", self.request.name, text)

@@ -161,3 +161,25 @@ def test_a_failed_snapshot_task_sent_again_reports_its_failure_not_already_proce
     assert again["status"] == "error" and again["code"] == first["code"], \
         f"the task's failure is reported again, never success code 3: {again}"
     assert "already ran" in again["formattedMessage"]["message"], again
+
+
+def test_a_capture_echoes_its_target_and_refuses_a_non_string_sas_token(capture_agent, ext_dir,
+                                                                       tmp_path):
+    agent = capture_agent
+    target = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm"
+    local = str(tmp_path / "captures" / "t.cap")
+    agent.write_settings(ext_dir, 1, capture("t", target=target, timeLimitInSeconds=1,
+                                             interfaces=["cap0"],
+                                             storageLocation={"filePath": local}))
+    assert agent.run(ext_dir, "enable", 1).returncode == 0
+    stopped = wait_for_state(agent, ext_dir, 1, "t", "Stopped")
+    assert stopped.get("target") == target, f"target is echoed in the status: {stopped}"
+
+    agent.write_settings(ext_dir, 2, capture("u", storageLocation={
+        "storagePath": "https://acct.blob.core.windows.net/c/u.cap"}),
+        {"storageSasToken": 4242424242})
+    enable = agent.run(ext_dir, "enable", 2)
+    status = agent.status(ext_dir, 2)
+    assert enable.returncode != 0 and status["code"] == 107, status
+    message = status["formattedMessage"]["message"]
+    assert "protectedSettings.storageSasToken" in message and "4242424242" not in message, message
