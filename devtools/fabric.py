@@ -41,8 +41,11 @@ class TenantCertificate:
 
     def encrypt(self, protected: Mapping[str, Any], cipher: str = "des3") -> str:
         """base64(DER CMS EnvelopedData), exactly as the fabric builds protectedSettings."""
+        return self.encrypt_bytes(json.dumps(protected).encode("utf-8"), cipher)
+
+    def encrypt_bytes(self, plaintext: bytes, cipher: str = "des3") -> str:
+        """The same envelope around any plaintext (for settings of a shape no caller sends)."""
         assert cipher in CIPHERS, f"cipher {cipher} not one the fabric uses"
-        plaintext = json.dumps(protected).encode("utf-8")
         der = subprocess.run(
             ["openssl", "cms", "-encrypt", "-binary", f"-{cipher}", "-outform", "DER",
              str(self.crt)], input=plaintext, check=True, capture_output=True, timeout=30).stdout

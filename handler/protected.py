@@ -56,7 +56,7 @@ def decrypt_protected_settings(b64: str, thumbprint: str, lib_dir: Path) -> Dict
     plaintext = decrypt_envelope(envelope, certificate, key, thumbprint)
     try:
         value = json.loads(plaintext.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise ProtectedSettingsContentError(
             "protectedSettings decrypted, but the plaintext is not JSON") from None
     if not isinstance(value, dict):

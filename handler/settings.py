@@ -81,8 +81,9 @@ def parse_settings(raw: RawSettings, protected: Mapping[str, Any],
     if not isinstance(command, str) or not command.strip():
         problems.append(("publicSettings.commandToExecute", "required, a non-empty string"))
     elif command not in parsers:
-        raise UnknownCommandError(f"unknown commandToExecute {command!r}; expected one of "
-                                  f"{', '.join(sorted(parsers))}")
+        shown = repr(command[:64]) + ("..." if len(command) > 64 else "")
+        raise UnknownCommandError(f"publicSettings.commandToExecute: unknown command {shown}; "
+                                  f"expected one of {', '.join(sorted(parsers))}")
     uris, uri_problems = _blob_uris(public, protected)
     problems.extend(uri_problems)
     request = None

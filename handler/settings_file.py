@@ -57,8 +57,12 @@ def read_settings(config_folder: Path, seq: int) -> RawSettings:
         raise NoRuntimeSettingsError(f"settings file {path.name} is empty")
     try:
         document = json.loads(text)
-    except ValueError as exc:
-        raise SettingsFileError(f"settings file {path.name} is not valid JSON: {exc}") from None
+    except ValueError as exc:  # incl. a number of more than 4,300 digits (Python 3.11+)
+        raise SettingsFileError(f"settings file {path.name} is not valid JSON: "
+                                f"{str(exc)[:200]}") from None
+    except RecursionError:
+        raise SettingsFileError(f"settings file {path.name} is nested too deeply to be "
+                                "settings") from None
     runtime = document.get("runtimeSettings") if isinstance(document, dict) else None
     if not isinstance(runtime, list) or not runtime:
         raise NoRuntimeSettingsError(f"settings file {path.name} has no runtimeSettings")

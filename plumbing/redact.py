@@ -64,12 +64,28 @@ def strip_query(uri: str) -> str:
     return uri.split("?", 1)[0]
 
 
+# A number is registered as a secret when its text is at least this long ("42" is not a
+# secret; an account number or PIN-like token may be) and at most the second (a 5,000-digit
+# number is nobody's secret, and converting it to text is refused by Python 3.11).
+MIN_NUMERIC_SECRET, MAX_NUMERIC_DIGITS = 8, 64
+
+
 def _string_leaves(obj: Any) -> Iterable[str]:
-    if isinstance(obj, str):
-        yield obj
-    elif isinstance(obj, dict):
-        for value in obj.values():
-            yield from _string_leaves(value)
-    elif isinstance(obj, (list, tuple)):
-        for value in obj:
-            yield from _string_leaves(value)
+    """Every string (and long-enough number) in obj, at any depth, without recursion: the
+    object came from a caller and may be nested as deep as the JSON parser allowed."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if item.bit_length() <= MAX_NUMERIC_DIGITS * 3.33:
+                text = str(item)
+                if len(text.lstrip("-")) >= MIN_NUMERIC_SECRET:
+                    yield text
+        elif isinstance(item, float) and len(repr(item)) >= MIN_NUMERIC_SECRET:
+            yield repr(item)

@@ -221,6 +221,8 @@ def _field_path(path: str) -> str:
     """Where the caller wrote the field: the SAS token is a protected setting."""
     if path == "storageSasToken":
         return "protectedSettings.storageSasToken"
+    if path == "packetCapture":
+        return "publicSettings.packetCapture"
     return f"publicSettings.packetCapture.{path}"
 
 
