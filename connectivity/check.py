@@ -183,7 +183,9 @@ def build_hops(obs: Observations, issues: list[Issue]) -> list[Hop]:
     local = tuple(i for i in issues if i.origin in ("Local", "Outbound")
                   and i.type in ("GuestFirewall", "RouteMissing", "UserDefinedRoute",
                                  "SocketBind", "CPU", "Memory"))
-    hops = [Hop("Source", obs.route.source or "", 0, RttStats(0, 0), local)]
+    req = obs.request
+    hops = [Hop("Source", obs.route.source or "", 0, RttStats(0, 0), local,
+                resource_id=req.source_resource_id)]
     trace = obs.trace
     if trace is None:
         return hops
@@ -198,5 +200,6 @@ def build_hops(obs: Observations, issues: list[Issue]) -> list[Hop]:
         remote = tuple(i for i in issues if reached and i.origin == "Outbound"
                        and i not in local)
         hops.append(Hop("Destination" if reached else "VirtualAppliance",
-                        obs.address if reached else record.address() or "*", ttl, stats, remote))
+                        obs.address if reached else record.address() or "*", ttl, stats, remote,
+                        resource_id=req.destination_resource_id if reached else ""))
     return hops
