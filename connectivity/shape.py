@@ -11,6 +11,7 @@ from plumbing.redact import redact_patterns
 
 SHOWN_CHARS = 60
 MAX_TEXT = 1024           # read-only properties and resource IDs
+MAX_UNKNOWN_NAMED = 5     # unknown fields named one by one in an object; the rest counted
 # C0 and C1 controls, DEL, and lone surrogates (which no encoding can carry).
 _BAD_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -71,11 +72,14 @@ def fields(obj: dict[Any, Any], known: tuple[str, ...], where: str, bad: Problem
     by_lower = {name.lower(): name for name in known}
     found: dict[str, Any] = {}
     spelled: dict[str, str] = {}
+    strangers = 0
     for key, value in obj.items():
         text = key if isinstance(key, str) else show(key)
         name = by_lower.get(text.lower()) if isinstance(key, str) else None
         if name is None:
-            bad.add(join(where, _printable(text)), unknown(text, known), kind)
+            strangers += 1
+            if strangers <= MAX_UNKNOWN_NAMED:
+                bad.add(join(where, _printable(text)), unknown(text, known), kind)
             continue
         if name in spelled:
             bad.add(join(where, name), f"given twice (as {spelled[name]!r} and "
@@ -85,6 +89,9 @@ def fields(obj: dict[Any, Any], known: tuple[str, ...], where: str, bad: Problem
         if value is None or (empty_is_unset and isinstance(value, str) and value == ""):
             continue
         found[name] = value
+    if strangers > MAX_UNKNOWN_NAMED:
+        bad.add(where or "connectivityCheck", f"has {strangers - MAX_UNKNOWN_NAMED} more "
+                f"unknown fields (known: {', '.join(known)})", kind)
     return found
 
 

@@ -76,3 +76,17 @@ def test_three_trickling_tcp_dns_servers_end_within_the_dns_budget(hostile):
     assert code == E.DestinationUnresolvable.code, answer
     evidence = json.dumps(answer["issues"])
     assert "tcp" in evidence and "Timeout" in evidence, "the TCP fallback timed out: say so"
+
+
+@pytest.mark.parametrize("settings, probes, kind, dns", [
+    ({"destination": {"address": f"http://{SERVER}/"}, "probes": 1}, 1, "http", False),
+    ({"destination": {"address": "web.cc.test", "port": 80}}, 10, "tcp", True),
+    ({"destination": {"address": "https://web.cc.test/"}, "probes": 100}, 100, "http", True),
+    ({"destination": {"address": SERVER}, "protocol": "Icmp", "probes": 5}, 5, "tcp", False),
+], ids=["http-literal-1", "tcp-name-10", "https-name-100", "icmp-literal-5"])
+def test_the_check_deadline_is_the_documented_bound(settings, probes, kind, dns):
+    from connectivity.check import CheckSettings
+    from connectivity.request import parse_request
+
+    worst = CheckSettings().worst_case(parse_request(settings))
+    assert worst == pytest.approx(documented_bound(probes, kind, dns)), worst

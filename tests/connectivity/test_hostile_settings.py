@@ -80,6 +80,7 @@ def wrong_types(kind: str, required: bool) -> Iterator[Any]:
         yield from structures + [[], {}, "80", "\uff18\uff10", "x"]
     elif kind == "object":
         yield from numbers + structures + [[], "x"] + ([{}] if required else [])
+        yield {f"field{i}": i for i in range(100_000)}   # many unknown fields
     else:  # a list
         yield from numbers + structures + [{}, "x"]
 
@@ -171,6 +172,8 @@ def refusal_problem(settings: dict, field: str, code: int) -> str:
             return f"problems name {paths}, want {field}"
         if took >= 1.0:
             return f"took {took:.2f} s"
+        if len(exc.message) > 20_000:
+            return f"a {len(exc.message)}-character message"
         return ""
     except Exception as exc:  # noqa: BLE001 - any other exception is the finding
         return f"raised {type(exc).__name__}: {str(exc)[:200]}"
