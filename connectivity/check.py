@@ -7,64 +7,83 @@ from typing import Any
 
 from connectivity import dns, route
 from connectivity import errors as E
+from connectivity.deadline import Deadline
 from connectivity.diagnose import Observations, dns_issue, issues_for, status_valid
 from connectivity.firewall import Flow, Ruleset, with_counter_delta
-from connectivity.hops import Tracer, TraceSettings
+from connectivity.hops import Tracer, TraceSettings, windows
+from connectivity.httpprobe import http_probe
 from connectivity.model import ConnectivityResult, Hop, Issue, RttStats, context
 from connectivity.pressure import PressureSampler
-from connectivity.probe import (
-    IcmpEcho,
-    ProbeResult,
-    SourceBindError,
-    errno_name,
-    http_probe,
-    tcp_probe,
-)
+from connectivity.probe import IcmpEcho, ProbeResult, SourceBindError, errno_name, tcp_probe
 from connectivity.request import ConnectivityRequest
+from plumbing.crashpoints import crashpoint
 
 
 @dataclass(frozen=True)
 class CheckSettings:
-    """Per-probe limits; the worst case of a check is documented in README (connectivity)."""
+    """Per-phase limits; worst_case() is the bound README (connectivity, Time bounds) states."""
 
-    probe_timeout: float = 1.0
-    http_timeout: float = 2.0
+    probe_timeout: float = 1.0   # a TCP connect or ICMP echo; the connect of an HTTP probe
+    http_timeout: float = 2.0    # an HTTP probe's TLS, request and response head, after connect
     interval: float = 0.05
+    dns_budget: float = dns.DNS_BUDGET
+    local_budget: float = 4.0    # firewall ruleset reads: half before the probes, half after
     trace: TraceSettings = field(default_factory=TraceSettings)
     discover_hops: bool = True
+
+    def probe_deadline(self, request: ConnectivityRequest) -> float:
+        """One probe, every phase included (connect, TLS, request, response)."""
+        return self.probe_timeout + (self.http_timeout if request.http is not None else 0.0)
+
+    def hops_budget(self) -> float:
+        return windows(self.trace) * self.trace.timeout if self.discover_hops else 0.0
+
+    def worst_case(self, request: ConnectivityRequest) -> float:
+        """D + N x (P + interval) + H + L: no check of this request can take longer."""
+        resolve = 0.0 if request.is_ip_literal else self.dns_budget
+        return resolve + request.probes * (self.probe_deadline(request) + self.interval) + \
+            self.hops_budget() + self.local_budget
 
 
 def run_check(request: ConnectivityRequest, *, clock: Any = None,
               settings: CheckSettings | None = None) -> ConnectivityResult:
-    """Blocking; network failures and run-time input problems come back as result codes."""
+    """Blocking; network failures and run-time input problems come back as result codes.
+
+    One deadline for the whole check (settings.worst_case), and each phase a share of it.
+    """
     if clock is None:
         from plumbing.clock import SystemClock
         clock = SystemClock()
     settings = settings or CheckSettings()
+    check = Deadline.after(settings.worst_case(request))
     sampler = PressureSampler()
+    crashpoint("connectivity.check.dns")
     try:
-        address = _target(request)
+        address = _target(request, check.within(settings.dns_budget))
     except E.DestinationUnresolvable as exc:
         return _not_started(request, exc, [dns_issue(exc.resolution)])
     except E.IPv6Unavailable as exc:
         return _not_started(request, exc, [Issue("NetworkError", "Error", "Local", context(
             preferredIPVersion="IPv6", detail=exc.message))])
+    crashpoint("connectivity.check.route")
     obs = Observations(request, address, route.lookup(address))
-    before = Ruleset.load()
-    _probe_all(obs, settings, clock)
+    before = Ruleset.load(check.within(settings.local_budget / 2))
+    _probe_all(obs, settings, clock, check)
     if obs.bind_error is None and obs.route.ok and settings.discover_hops:
-        _trace(obs, settings)
+        crashpoint("connectivity.check.hops")
+        _trace(obs, settings, check.within(settings.hops_budget()))
     if obs.network_failures and obs.bind_error is None and obs.route.ok:
-        _firewall(obs, before)
+        crashpoint("connectivity.check.firewall")
+        _firewall(obs, before, check.within(settings.local_budget / 2))
     return _result(obs, issues_for(obs) + sampler.issues())
 
 
-def _target(request: ConnectivityRequest) -> str:
+def _target(request: ConnectivityRequest, deadline: Deadline) -> str:
     wants_v6 = request.ip_version == "IPv6" or ":" in request.host
     if wants_v6 and not route.has_global_ipv6():
         raise E.IPv6Unavailable(f"IPv6 requested for {request.host} but this VM has no global "
                                 "IPv6 address")
-    res = dns.resolve(request.host, request.ip_version)
+    res = dns.resolve(request.host, request.ip_version, deadline=deadline)
     if not res.addresses:
         raise _unresolvable(res)
     address = res.addresses[0]
@@ -84,7 +103,7 @@ def _not_started(request: ConnectivityRequest, exc: E.ConnectivityError,
                               destination=request.host)
 
 
-def _probe_all(obs: Observations, settings: CheckSettings, clock: Any) -> None:
+def _probe_all(obs: Observations, settings: CheckSettings, clock: Any, check: Deadline) -> None:
     req = obs.request
     try:
         echo = IcmpEcho(obs.address) if req.protocol == "Icmp" else None
@@ -98,22 +117,26 @@ def _probe_all(obs: Observations, settings: CheckSettings, clock: Any) -> None:
         for number in range(req.probes):
             if number:
                 clock.sleep(settings.interval)
-            obs.probes.append(_one_probe(obs, number, echo, settings))
+            if check.expired:
+                obs.cut_short = True  # only if the machine stalled us: the shares add up
+                break
+            probe = check.within(settings.probe_deadline(req))
+            obs.probes.append(_one_probe(obs, number, echo, settings, probe))
     finally:
         if echo is not None:
             echo.close()
 
 
 def _one_probe(obs: Observations, number: int, echo: IcmpEcho | None,
-               settings: CheckSettings) -> ProbeResult:
+               settings: CheckSettings, probe: Deadline) -> ProbeResult:
     req = obs.request
     try:
         if echo is not None:
-            return echo.probe(number + 1, settings.probe_timeout)
+            return echo.probe(number + 1, probe.left())
         if req.http is None:
-            return tcp_probe(obs.address, req.port, req.source_port, settings.probe_timeout)
+            return tcp_probe(obs.address, req.port, req.source_port, probe.left())
         outcome = http_probe(obs.address, req.host, req.port, req.protocol == "Https", req.http,
-                             req.source_port, (settings.probe_timeout, settings.http_timeout))
+                             req.source_port, probe, settings.probe_timeout)
         obs.http.append(outcome)
         good = outcome.status is not None and not outcome.error and status_valid(
             outcome.status, req.http.valid_status_codes)
@@ -128,7 +151,7 @@ def _one_probe(obs: Observations, number: int, echo: IcmpEcho | None,
         return ProbeResult(False, errno_name(exc.errno or 0))
 
 
-def _trace(obs: Observations, settings: CheckSettings) -> None:
+def _trace(obs: Observations, settings: CheckSettings, deadline: Deadline) -> None:
     if ":" in obs.address:
         obs.trace_error = "hop discovery is implemented for IPv4 only"
         return
@@ -143,7 +166,7 @@ def _trace(obs: Observations, settings: CheckSettings) -> None:
             sport = holder.getsockname()[1]
         tracer = Tracer(obs.route.source, obs.address, obs.request.port, sport, icmp,
                         settings.trace)
-        obs.trace = tracer.run()
+        obs.trace = tracer.run(deadline)
     except OSError as exc:
         obs.trace_error = f"hop discovery needs raw sockets: {errno_name(exc.errno or 0)}"
     finally:
@@ -151,8 +174,8 @@ def _trace(obs: Observations, settings: CheckSettings) -> None:
             holder.close()
 
 
-def _firewall(obs: Observations, before: Ruleset) -> None:
-    after = Ruleset.load()
+def _firewall(obs: Observations, before: Ruleset, deadline: Deadline) -> None:
+    after = Ruleset.load(deadline)
     obs.ruleset_read = after.available
     proto = "icmp" if obs.request.protocol == "Icmp" else "tcp"
     flow = Flow(6 if ":" in obs.address else 4, proto, obs.route.source, obs.address,
@@ -174,6 +197,10 @@ def _result(obs: Observations, issues: list[Issue]) -> ConnectivityResult:
     if obs.trace_error:
         issues.append(Issue("TraceRouteUnavailable", "Warning", "Local",
                             context(detail=obs.trace_error)))
+    if obs.cut_short:
+        issues.append(Issue("Unknown", "Warning", "Local", context(
+            probesPlanned=obs.request.probes, detail=f"the check's deadline was reached after "
+            f"{sent} of {obs.request.probes} probes (the machine is too busy?)")))
     return ConnectivityResult(status, sent, failed, latencies, tuple(build_hops(obs, issues)),
                               tuple(issues), code, obs.request.host, tuple(obs.probes))
 
@@ -183,7 +210,9 @@ def build_hops(obs: Observations, issues: list[Issue]) -> list[Hop]:
     local = tuple(i for i in issues if i.origin in ("Local", "Outbound")
                   and i.type in ("GuestFirewall", "RouteMissing", "UserDefinedRoute",
                                  "SocketBind", "CPU", "Memory"))
-    hops = [Hop("Source", obs.route.source or "", 0, RttStats(0, 0), local)]
+    req = obs.request
+    hops = [Hop("Source", obs.route.source or "", 0, RttStats(0, 0), local,
+                resource_id=req.source_resource_id)]
     trace = obs.trace
     if trace is None:
         return hops
@@ -198,5 +227,6 @@ def build_hops(obs: Observations, issues: list[Issue]) -> list[Hop]:
         remote = tuple(i for i in issues if reached and i.origin == "Outbound"
                        and i not in local)
         hops.append(Hop("Destination" if reached else "VirtualAppliance",
-                        obs.address if reached else record.address() or "*", ttl, stats, remote))
+                        obs.address if reached else record.address() or "*", ttl, stats, remote,
+                        resource_id=req.destination_resource_id if reached else ""))
     return hops

@@ -9,8 +9,9 @@ import psutil
 from connectivity import dns
 from connectivity.firewall import Finding
 from connectivity.hops import Trace
+from connectivity.httpprobe import HttpOutcome
 from connectivity.model import Issue, context
-from connectivity.probe import HttpOutcome, ProbeResult
+from connectivity.probe import ProbeResult
 from connectivity.request import ConnectivityRequest
 from connectivity.route import RouteLookup
 from plumbing.redact import strip_query
@@ -32,6 +33,7 @@ class Observations:
     outbound: Finding | None = None
     inbound: Finding | None = None
     ruleset_read: bool = False
+    cut_short: bool = False      # the check's deadline stopped the probes early
 
     @property
     def outcomes(self) -> list[str]:
@@ -44,7 +46,10 @@ class Observations:
 
 
 def dns_issue(res: dns.Resolution) -> Issue:
+    bad = next((a for a in res.attempts if a.outcome == "Malformed"), None)
     detail = {"NXDOMAIN": f"{res.name}: NXDOMAIN from {res.server}",
+              "MalformedReply": f"{res.name}: {bad.server} sent a malformed reply ({bad.error})"
+              if bad else "",
               "Timeout": f"{res.name}: no answer from any server (timeout)",
               "NoAddress": f"{res.name}: {res.server} answered without an address",
               "NoNameservers": "no nameserver in /etc/resolv.conf"}.get(

@@ -1,6 +1,7 @@
 """A small stub resolver that reports per-server answers, timings and failures (RFC 1035)."""
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -9,19 +10,25 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
-QTYPES = {"A": 1, "AAAA": 28}
+from connectivity.deadline import Deadline
+from connectivity.dnswire import QTYPES, RCODES, MalformedReply, build_query, parse_reply
+
+__all__ = ["RCODES", "QTYPES", "Resolution", "ResolverConfig", "ServerAttempt", "describe",
+           "query", "resolve"]
+
 MAX_SERVER_TIMEOUT = 2.0  # glibc's default is 5 s per try: too slow for a bounded check
+DNS_BUDGET = 6.0          # every server, both record types, TCP fallbacks: the whole resolution
 
 
 @dataclass(frozen=True)
 class ServerAttempt:
     server: str
     qtype: str
-    outcome: str            # an RCODE name, "Timeout" or "Error"
+    outcome: str            # an RCODE name, "Timeout", "Error" or "Malformed"
     answers: tuple[str, ...]
     elapsed_ms: float
     error: str = ""
+    transport: str = "udp"  # "tcp" after a truncated (TC) UDP reply
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,8 @@ class Resolution:
     addresses: tuple[str, ...]
     source: str                         # "literal", "/etc/hosts" or "dns"
     attempts: tuple[ServerAttempt, ...] = ()
-    failure: str = ""                   # NXDOMAIN, SERVFAIL, Timeout, NoAddress, NoNameservers
+    failure: str = ""  # NXDOMAIN, SERVFAIL, Timeout, NoAddress, MalformedReply, NoNameservers
+    budget_spent: bool = False          # the DNS budget ran out before every server was asked
 
     @property
     def server(self) -> str:
@@ -63,8 +71,12 @@ class ResolverConfig:
 
 
 def resolve(name: str, version: str | None = None, config: ResolverConfig | None = None,
-            hosts_path: str = "/etc/hosts") -> Resolution:
-    """Resolve like glibc's files-then-dns, keeping each server's answer as evidence."""
+            hosts_path: str = "/etc/hosts", deadline: Deadline | None = None) -> Resolution:
+    """Resolve like glibc's files-then-dns, keeping each server's answer as evidence.
+
+    Every query waits at most the per-server timeout and all of them together at most
+    `deadline` (DNS_BUDGET from now when not given).
+    """
     try:
         return Resolution(name, (str(ipaddress.ip_address(name)),), "literal")
     except ValueError:
@@ -75,11 +87,14 @@ def resolve(name: str, version: str | None = None, config: ResolverConfig | None
     config = config or ResolverConfig.load()
     if not config.nameservers:
         return Resolution(name, (), "dns", failure="NoNameservers")
+    deadline = deadline or Deadline.after(DNS_BUDGET)
     qtypes = {"IPv4": ["A"], "IPv6": ["AAAA"]}.get(version or "", ["A", "AAAA"])
     attempts: list[ServerAttempt] = []
     for qtype in qtypes:
         for server in config.nameservers:
-            attempt = query(server, name, qtype, config.timeout)
+            if deadline.expired:
+                return _failed(name, attempts, budget_spent=True)
+            attempt = query(server, name, qtype, config.timeout, deadline)
             attempts.append(attempt)
             if attempt.answers:
                 return Resolution(name, attempt.answers, "dns", tuple(attempts))
@@ -87,74 +102,84 @@ def resolve(name: str, version: str | None = None, config: ResolverConfig | None
                 break  # an authoritative "no": other servers would say the same
         if attempts[-1].outcome == "NXDOMAIN" or all(a.outcome == "Timeout" for a in attempts):
             break  # AAAA after all servers timed out on A would only double the wait
+    return _failed(name, attempts)
+
+
+def _failed(name: str, attempts: list[ServerAttempt], budget_spent: bool = False) -> Resolution:
     outcomes = [a.outcome for a in attempts]
     failure = ("NXDOMAIN" if "NXDOMAIN" in outcomes else "NoAddress" if "NOERROR" in outcomes
-               else "Timeout" if all(o == "Timeout" for o in outcomes) else outcomes[-1])
-    return Resolution(name, (), "dns", tuple(attempts), failure)
+               else "Timeout" if all(o == "Timeout" for o in outcomes)
+               else "MalformedReply" if "Malformed" in outcomes else outcomes[-1])
+    return Resolution(name, (), "dns", tuple(attempts), failure, budget_spent)
 
 
-def query(server: str, name: str, qtype: str, timeout: float) -> ServerAttempt:
-    """One UDP question to one server; waits for the matching reply until the timeout."""
-    family = socket.AF_INET6 if ":" in server else socket.AF_INET
+def query(server: str, name: str, qtype: str, timeout: float,
+          deadline: Deadline | None = None) -> ServerAttempt:
+    """One question to one server over UDP, again over TCP if the reply is truncated (TC).
+
+    Each of the two waits at most `timeout`, and both together no longer than `deadline`.
+    """
+    overall = deadline or Deadline.after(2 * timeout)
     qid = struct.unpack("!H", os.urandom(2))[0]
     packet = build_query(qid, name, QTYPES[qtype])
-    started = time.monotonic()
+    started, transport = time.monotonic(), "udp"
     try:
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
-            sock.connect((server, 53))
-            sock.send(packet)
-            while True:
-                left = timeout - (time.monotonic() - started)
-                if left <= 0:
-                    raise socket.timeout()
-                sock.settimeout(left)
-                reply = sock.recv(4096)
-                if len(reply) >= 12 and struct.unpack("!H", reply[:2])[0] == qid:
-                    break
+        reply = parse_reply(_ask_udp(server, packet, qid, overall.within(timeout)), name,
+                            QTYPES[qtype])
+        if reply.truncated:
+            transport = "tcp"
+            reply = parse_reply(_ask_tcp(server, packet, qid, overall.within(timeout)), name,
+                                QTYPES[qtype])
     except socket.timeout:
-        return ServerAttempt(server, qtype, "Timeout", (), _ms(started))
+        return ServerAttempt(server, qtype, "Timeout", (), _ms(started), transport=transport)
+    except MalformedReply as exc:
+        return ServerAttempt(server, qtype, "Malformed", (), _ms(started), str(exc), transport)
     except OSError as exc:
-        return ServerAttempt(server, qtype, "Error", (), _ms(started), _os_error(exc))
-    try:
-        rcode, answers = parse_reply(reply, QTYPES[qtype])
-    except (struct.error, IndexError):
-        return ServerAttempt(server, qtype, "Error", (), _ms(started), "malformed reply")
-    return ServerAttempt(server, qtype, RCODES.get(rcode, f"RCODE{rcode}"), answers, _ms(started))
+        return ServerAttempt(server, qtype, "Error", (), _ms(started), _os_error(exc),
+                             transport)
+    return ServerAttempt(server, qtype, RCODES.get(reply.rcode, f"RCODE{reply.rcode}"),
+                         reply.answers, _ms(started), transport=transport)
 
 
-def build_query(qid: int, name: str, qtype: int) -> bytes:
-    header = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)  # recursion desired
-    labels = b"".join(bytes([len(p)]) + p.encode("idna") for p in name.rstrip(".").split("."))
-    return header + labels + b"\x00" + struct.pack("!HH", qtype, 1)
+def _ask_udp(server: str, packet: bytes, qid: int, deadline: Deadline) -> bytes:
+    """The first datagram carrying our id (others are ignored, as glibc does)."""
+    with socket.socket(_family(server), socket.SOCK_DGRAM) as sock:
+        sock.connect((server, 53))
+        sock.send(packet)
+        while True:
+            sock.settimeout(deadline.wait())
+            reply = sock.recv(65535)
+            if len(reply) >= 2 and struct.unpack("!H", reply[:2])[0] == qid:
+                return reply
 
 
-def parse_reply(reply: bytes, qtype: int) -> tuple[int, tuple[str, ...]]:
-    """RCODE and the addresses of the wanted type in the answer section (CNAMEs followed)."""
-    _, flags, qdcount, ancount = struct.unpack("!HHHH", reply[:8])
-    offset = 12
-    for _ in range(qdcount):
-        offset = _skip_name(reply, offset) + 4
-    found: list[str] = []
-    for _ in range(ancount):
-        offset = _skip_name(reply, offset)
-        rtype, _cls, _ttl, length = struct.unpack("!HHIH", reply[offset:offset + 10])
-        data = reply[offset + 10:offset + 10 + length]
-        offset += 10 + length
-        if rtype == qtype == 1 and length == 4:
-            found.append(socket.inet_ntop(socket.AF_INET, data))
-        elif rtype == qtype == 28 and length == 16:
-            found.append(socket.inet_ntop(socket.AF_INET6, data))
-    return flags & 0x000F, tuple(found)
+def _ask_tcp(server: str, packet: bytes, qid: int, deadline: Deadline) -> bytes:
+    """RFC 1035 4.2.2: two length bytes, then the message; every wait within `deadline`."""
+    with socket.socket(_family(server), socket.SOCK_STREAM) as sock:
+        sock.settimeout(deadline.wait())
+        sock.connect((server, 53))
+        sock.settimeout(deadline.wait())
+        sock.sendall(struct.pack("!H", len(packet)) + packet)
+        size = struct.unpack("!H", _recv_exact(sock, 2, deadline))[0]
+        reply = _recv_exact(sock, size, deadline)
+    if len(reply) < 2 or struct.unpack("!H", reply[:2])[0] != qid:
+        raise MalformedReply("the TCP reply carries another id")
+    return reply
 
 
-def _skip_name(data: bytes, offset: int) -> int:
-    while True:
-        length = data[offset]
-        if length == 0:
-            return offset + 1
-        if length & 0xC0 == 0xC0:
-            return offset + 2
-        offset += 1 + length
+def _recv_exact(sock: socket.socket, size: int, deadline: Deadline) -> bytes:
+    data = b""
+    while len(data) < size:
+        sock.settimeout(deadline.wait())  # a server trickling bytes still meets the deadline
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError(errno.ECONNRESET, f"closed after {len(data)} of {size} bytes")
+        data += chunk
+    return data
+
+
+def _family(server: str) -> int:
+    return socket.AF_INET6 if ":" in server else socket.AF_INET
 
 
 def _hosts_lookup(name: str, version: str | None, path: str) -> tuple[str, ...]:
@@ -181,8 +206,6 @@ def _ms(started: float) -> float:
 
 
 def _os_error(exc: OSError) -> str:
-    import errno
-
     return errno.errorcode.get(exc.errno or 0, "") or str(exc)
 
 
@@ -190,6 +213,12 @@ def describe(res: Resolution) -> Sequence[tuple[str, str]]:
     """Evidence pairs for a DnsResolution issue."""
     pairs = [("name", res.name), ("failure", res.failure)]
     for i, a in enumerate(res.attempts):
-        pairs.append((f"server{i + 1}", (f"{a.server} {a.qtype} -> {a.outcome}"
-                      f"{' ' + a.error if a.error else ''} in {a.elapsed_ms:.0f} ms")))
+        what = f"malformed reply ({a.error})" if a.outcome == "Malformed" else \
+            a.outcome + (f" {a.error}" if a.error else "")
+        via = " over tcp (the udp reply was truncated)" if a.transport == "tcp" else ""
+        pairs.append((f"server{i + 1}", f"{a.server} {a.qtype} -> {what}{via} in "
+                      f"{a.elapsed_ms:.0f} ms"))
+    if res.budget_spent:
+        pairs.append(("budget", f"the DNS budget ({DNS_BUDGET:.0f} s) ran out before every "
+                      "server was asked"))
     return pairs

@@ -61,6 +61,13 @@ class InvalidIPVersion(ConnectivityError):
     title = "InvalidIPVersion"
 
 
+class ResourceIdWithoutAddress(ConnectivityError):
+    """destination.resourceId alone: the guest cannot ask Azure Resource Manager for its IP."""
+
+    code = 18
+    title = "ResourceIdWithoutAddress"
+
+
 # Bad input that only the VM can discover at run time; run_check turns them into result codes.
 class DestinationUnresolvable(ConnectivityError):
     code = 21
@@ -96,5 +103,6 @@ ALL_CODES = {
     cls.title: cls.code
     for cls in (InvalidSettings, InvalidDestination, InvalidPort, InvalidProtocol,
                 InvalidProbeCount, HttpConfigurationNotAllowed, InvalidHttpConfiguration,
-                InvalidIPVersion, DestinationUnresolvable, IPv6Unavailable, ConnectivityError)
+                InvalidIPVersion, ResourceIdWithoutAddress, DestinationUnresolvable,
+                IPv6Unavailable, ConnectivityError)
 }

@@ -4,9 +4,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import socket
 from dataclasses import dataclass, replace
 from typing import Any
 
+from connectivity.deadline import Deadline
 from plumbing import proc
 
 TERMINAL = ("drop", "reject")
@@ -51,7 +53,8 @@ class Finding:
 class Ruleset:
     """One snapshot of `nft -j list ruleset` plus the human text of each rule."""
 
-    def __init__(self, items: list[dict[str, Any]], text: dict[Key, str]) -> None:
+    def __init__(self, items: list[dict[str, Any]], text: dict[Key, str],
+                 deadline: Deadline | None = None) -> None:
         self.chains = {(c["family"], c["table"], c["name"]): c
                        for c in (i["chain"] for i in items if "chain" in i)}
         self.rules: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -60,13 +63,18 @@ class Ruleset:
         self.text = text
         self.available = bool(items)
         self.iptables_tables: set = set()
+        self.deadline = deadline or Deadline.after(10.0)   # for the iptables-save reads
 
     @classmethod
-    def load(cls) -> Ruleset:
+    def load(cls, deadline: Deadline | None = None) -> Ruleset:
+        """The ruleset now; empty if nft is missing, fails, or `deadline` (10 s) passes."""
+        deadline = deadline or Deadline.after(10.0)
         try:
-            raw = proc.run(["nft", "-j", "list", "ruleset"], timeout=10, check=False)
-            text = proc.run(["nft", "-a", "list", "ruleset"], timeout=10, check=False)
-        except proc.CommandError:
+            raw = proc.run(["nft", "-j", "list", "ruleset"], timeout=deadline.wait(),
+                           check=False)
+            text = proc.run(["nft", "-a", "list", "ruleset"], timeout=deadline.wait(),
+                            check=False)
+        except (proc.CommandError, socket.timeout):
             return cls([], {})
         if raw.returncode != 0:
             return cls([], {})
@@ -74,7 +82,7 @@ class Ruleset:
             items = json.loads(raw.stdout or "{}").get("nftables", [])
         except ValueError:
             return cls([], {})
-        ruleset = cls(items, _rule_texts(text.stdout))
+        ruleset = cls(items, _rule_texts(text.stdout), deadline)
         ruleset.iptables_tables = set(re.findall(
             r"# Warning: table (\S+ \S+) is managed by iptables-nft", text.stdout + text.stderr))
         return ruleset
@@ -138,8 +146,9 @@ class Ruleset:
             return ""
         tool = "iptables-save" if family == "ip" else "ip6tables-save"
         try:
-            saved = proc.run([tool, "-t", table], timeout=10, check=False).stdout
-        except proc.CommandError:
+            saved = proc.run([tool, "-t", table], timeout=self.deadline.wait(),
+                             check=False).stdout
+        except (proc.CommandError, socket.timeout):
             return ""
         lines = [ln for ln in saved.splitlines() if ln.startswith(f"-A {chain} ")]
         position = self.rules[where].index(rule)

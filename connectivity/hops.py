@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from connectivity.deadline import Deadline
 from connectivity.probe import checksum, enable_rx_timestamps, errno_name, recv_stamped
 
 WINDOW = 4          # TTLs probed together; the next window only if the destination is not met
@@ -19,6 +20,11 @@ class TraceSettings:
     max_hops: int = 16
     per_hop: int = 3
     timeout: float = 1.0
+
+
+def windows(settings: TraceSettings) -> int:
+    """How many windows of TTLs a trace may send: each waits at most settings.timeout."""
+    return -(-settings.max_hops // WINDOW)
 
 
 @dataclass
@@ -53,7 +59,9 @@ class Tracer:
         self.pending: dict[int, tuple[int, float]] = {}   # probe number -> ttl, sent time
         self.trace = Trace()
 
-    def run(self) -> Trace:
+    def run(self, deadline: Deadline | None = None) -> Trace:
+        """Windows of TTLs until the destination answers; none starts after `deadline`."""
+        deadline = deadline or Deadline.after(windows(self.settings) * self.settings.timeout)
         proto = socket.IPPROTO_ICMP if self.icmp else socket.IPPROTO_TCP
         with socket.socket(socket.AF_INET, socket.SOCK_RAW, proto) as out, \
                 socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as icmp:
@@ -62,12 +70,14 @@ class Tracer:
                 enable_rx_timestamps(sock)
             number = 0
             for first in range(1, self.settings.max_hops + 1, WINDOW):
+                if deadline.expired:
+                    break
                 last = min(first + WINDOW - 1, self.settings.max_hops)
                 for ttl in range(first, last + 1):
                     for _ in range(self.settings.per_hop):
                         self._send(out, ttl, number)
                         number += 1
-                self._collect(listen, time.perf_counter() + self.settings.timeout)
+                self._collect(listen, deadline.within(self.settings.timeout))
                 if self.trace.reached_ttl or self.trace.stop_reason:
                     break
                 if sum(self.trace.send_errors.values()) >= number:
@@ -102,9 +112,9 @@ class Tracer:
             "!BBH", 0, socket.IPPROTO_TCP, len(header))
         return header[:16] + struct.pack("!H", checksum(pseudo + header)) + header[18:]
 
-    def _collect(self, socks: list[socket.socket], deadline: float) -> None:
+    def _collect(self, socks: list[socket.socket], deadline: Deadline) -> None:
         while self.pending:
-            left = deadline - time.perf_counter()
+            left = deadline.left()
             if left <= 0:
                 break
             for sock in select.select(socks, [], [], left)[0]:

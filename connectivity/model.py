@@ -56,6 +56,7 @@ class Hop:
     stats: RttStats
     issues: tuple[Issue, ...] = ()
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    resource_id: str = ""   # the request's source/destination resourceId, echoed
 
 
 def _ms(value: float | None) -> int | None:
@@ -78,7 +79,7 @@ def hops_json(hops: Sequence[Hop]) -> list[dict[str, Any]]:
                                       {"lossPercent": f"{nxt.stats.loss_percent:.0f}"},
                                       {"ttl": str(nxt.ttl)}]})
         out.append({"type": hop.type, "id": hop.id, "address": hop.address,
-                    "resourceId": "", "nextHopIds": [nxt.id] if nxt else [],
+                    "resourceId": hop.resource_id, "nextHopIds": [nxt.id] if nxt else [],
                     "previousHopIds": [hops[i - 1].id] if i else [], "links": links,
                     "issues": [issue.to_json() for issue in hop.issues]})
     return out

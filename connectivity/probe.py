@@ -1,18 +1,16 @@
-"""Single probes: timed non-blocking TCP connect, ICMP echo, and one HTTP(S) exchange."""
+"""Single probes: timed non-blocking TCP connect and ICMP echo (HTTP(S): httpprobe.py)."""
 from __future__ import annotations
 
 import errno
-import http.client
 import os
 import select
 import socket
-import ssl
 import struct
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from connectivity.request import HttpConfiguration
+from plumbing.crashpoints import crashpoint
 
 
 class SourceBindError(OSError):
@@ -80,6 +78,7 @@ def _family(addr: str) -> int:
 def tcp_connect(addr: str, port: int, source_port: int | None,
                 timeout: float) -> tuple[ProbeResult, socket.socket | None]:
     """Time a TCP handshake; on success return the open socket (the caller aborts it)."""
+    crashpoint("connectivity.check.connect")
     sock = socket.socket(_family(addr), socket.SOCK_STREAM)
     try:
         if source_port:
@@ -128,74 +127,6 @@ def tcp_probe(addr: str, port: int, source_port: int | None, timeout: float) -> 
     return result
 
 
-@dataclass(frozen=True)
-class HttpOutcome:
-    connect: ProbeResult
-    status: int | None = None
-    reason: str = ""
-    error: str = ""
-    error_kind: str = ""        # "tls", "protocol", "headers", "timeout"
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-def http_probe(addr: str, host: str, port: int, tls: bool, config: HttpConfiguration,
-               source_port: int | None, timeouts: tuple[float, float]) -> HttpOutcome:
-    """Connect, (TLS,) send one request and read the status line and headers.
-
-    `timeouts` is (connect, exchange): the exchange budget covers TLS and the response.
-    """
-    connect, sock = tcp_connect(addr, port, source_port, timeouts[0])
-    if sock is None:
-        return HttpOutcome(connect)
-    timings = {"connect": connect.rtt_ms or 0.0}
-    try:
-        status, reason = _exchange(sock, host, port, tls, config, timeouts[1], timings)
-        return HttpOutcome(connect, status, reason, timings_ms=timings)
-    except ssl.SSLError as exc:
-        return HttpOutcome(connect, error=f"TLS handshake failed: {exc}", error_kind="tls",
-                           timings_ms=timings)
-    except socket.timeout:
-        return HttpOutcome(connect, error="no HTTP response within the timeout",
-                           error_kind="timeout", timings_ms=timings)
-    except http.client.HTTPException as exc:
-        # http.client names the header section in its message when that is what broke
-        # (a line over 64 KiB, more than 100 headers); a bad status line is "protocol".
-        kind = "headers" if "header" in str(exc).lower() else "protocol"
-        return HttpOutcome(connect, error=f"{type(exc).__name__}: {exc}", error_kind=kind,
-                           timings_ms=timings)
-    except OSError as exc:
-        return HttpOutcome(connect, error=f"{errno_name(exc.errno or 0)}: {exc.strerror}",
-                           error_kind="protocol", timings_ms=timings)
-
-
-def _exchange(sock: socket.socket, host: str, port: int, tls: bool, config: HttpConfiguration,
-              budget: float, timings: dict[str, float]) -> tuple[int, str]:
-    """TLS (optional), one request, the status line and headers; always ends with RST."""
-    started = time.perf_counter()
-    current = sock
-    try:
-        current.setblocking(True)
-        current.settimeout(budget)
-        if tls:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE  # reachability, not certificate policy
-            current = context.wrap_socket(current, server_hostname=host)
-            timings["tls"] = (time.perf_counter() - started) * 1000.0
-        left = max(0.05, budget - (time.perf_counter() - started))
-        current.settimeout(left)
-        conn = http.client.HTTPConnection(host, port, timeout=left)
-        conn.sock = current
-        sent = time.perf_counter()
-        conn.request(config.method.upper(), config.path, headers=dict(config.headers))
-        response = conn.getresponse()
-        timings["firstByte"] = (time.perf_counter() - sent) * 1000.0
-        response.close()
-        return response.status, response.reason
-    finally:
-        abort(current)
-
-
 class IcmpEcho:
     """ICMP echo through a ping socket when allowed, else a raw socket (root)."""
 
@@ -216,6 +147,7 @@ class IcmpEcho:
         self.sock.close()
 
     def probe(self, seq: int, timeout: float) -> ProbeResult:
+        crashpoint("connectivity.check.echo")
         kind = 128 if self.v6 else 8
         packet = _icmp(kind, self.ident, seq, b"connectivity-check")
         deadline = time.perf_counter() + timeout

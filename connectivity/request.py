@@ -1,33 +1,25 @@
 """Parse the connectivityCheck settings object into a frozen ConnectivityRequest."""
 from __future__ import annotations
 
-import ipaddress
-import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from connectivity import errors as E
-from plumbing.redact import redact_patterns
+from connectivity.address import Address, ip_or_none, parse_address
+from connectivity.httpconfig import HTTP_METHODS, HttpConfiguration, parse_http
+from connectivity.shape import Problems, choice, fields, integer, read_only, resource_id, show
+
+__all__ = ["ConnectivityRequest", "HttpConfiguration", "HTTP_METHODS", "parse_request"]
 
 DEFAULT_PROBES = 10
 MAX_PROBES = 100
 PROTOCOLS = ("Tcp", "Http", "Https", "Icmp")
 IP_VERSIONS = ("IPv4", "IPv6")
-HTTP_METHODS = ("Get", "Head")
 DEFAULT_PORTS = {"Http": 80, "Https": 443}
-TOP_KEYS = {"source", "destination", "protocol", "protocolConfiguration", "preferredIPVersion",
-            "probes"}
-_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-
-
-@dataclass(frozen=True)
-class HttpConfiguration:
-    method: str = "Get"
-    headers: tuple[tuple[str, str], ...] = ()
-    valid_status_codes: tuple[int, ...] = ()
-    path: str = "/"
+# Read-only properties of the ARM resource: a caller that copies one sends them back.
+READ_ONLY = ("id", "name", "etag", "type", "provisioningState")
+TOP_FIELDS = ("source", "destination", "protocol", "protocolConfiguration",
+              "preferredIPVersion", "probes") + READ_ONLY
 
 
 @dataclass(frozen=True)
@@ -42,202 +34,111 @@ class ConnectivityRequest:
     ip_version: str | None = None
     probes: int = DEFAULT_PROBES
     address_text: str = field(default="", compare=False)
+    source_resource_id: str = ""        # echoed in the answer, never used to find anything
+    destination_resource_id: str = ""
 
     @property
     def is_ip_literal(self) -> bool:
-        return _ip_or_none(self.host) is not None
-
-
-class _Problems:
-    def __init__(self) -> None:
-        self.items: list[tuple[str, str, int]] = []
-
-    def add(self, path: str, message: str, kind: type) -> None:
-        self.items.append((path, redact_patterns(message), kind.code))
+        return ip_or_none(self.host) is not None
 
 
 def parse_request(obj: Any) -> ConnectivityRequest:
-    """Validate shape, then cross-field rules; raise ConnectivityRequestError naming every field."""
-    bad = _Problems()
+    """Validate shape, then cross-field rules; raise ConnectivityRequestError naming every field.
+
+    Read as ARM reads a request body: property names in any case, "" and null as not set,
+    read-only resource properties accepted and ignored, anything else unknown refused.
+    """
+    bad = Problems()
     if not isinstance(obj, dict):
-        bad.add("connectivityCheck", "must be an object", E.InvalidSettings)
-        raise E.ConnectivityRequestError(bad.items)
-    for key in sorted(set(obj) - TOP_KEYS):
-        bad.add(key, f"unknown field (known: {', '.join(sorted(TOP_KEYS))})", E.InvalidSettings)
-    protocol = _protocol(obj.get("protocol"), bad)
-    dest = _object(obj, "destination", bad, required=True)
-    host, url_port, url_scheme, path = "", None, "", "/"
-    has_dest = isinstance(obj.get("destination"), dict)
-    if has_dest:  # a missing destination is one problem, not three
-        host, url_port, url_scheme, path = _destination(dest.get("address"), bad)
-    if obj.get("protocol") is None and url_scheme:
-        protocol = url_scheme
-    is_url = "://" in str(dest.get("address", ""))  # a URL brings its own default port
-    port = _port(dest.get("port"), "destination.port", bad, required=has_dest and
-                 protocol == "Tcp" and not is_url)
-    port = port or url_port or DEFAULT_PORTS.get(url_scheme or protocol or "", 0)
-    source = _object(obj, "source", bad, required=False)
-    source_port = _port(source.get("port"), "source.port", bad, required=False, allow_zero=True)
-    http = _http(obj.get("protocolConfiguration"), protocol, path, bad)
-    version = obj.get("preferredIPVersion")
-    if version is not None and version not in IP_VERSIONS:
-        bad.add("preferredIPVersion", f"must be one of {', '.join(IP_VERSIONS)}, got {version!r}",
-                E.InvalidIPVersion)
-    probes = _probes(obj.get("probes"), bad)
-    if host and version in IP_VERSIONS and _ip_or_none(host) is not None:
-        literal = _ip_or_none(host)
-        if literal is not None and literal.version != int(version[-1]):
-            bad.add("preferredIPVersion", f"{version} requested but destination {host} is "
-                    f"IPv{literal.version}", E.InvalidIPVersion)
-    if bad.items:
-        raise E.ConnectivityRequestError(bad.items)
-    return ConnectivityRequest(host=host, port=port, protocol=protocol, source_port=source_port
-                               or None, http=http, ip_version=version, probes=probes,
-                               address_text=str(dest.get("address")))
+        bad.add("connectivityCheck", f"must be an object, got {show(obj)}", E.InvalidSettings)
+        bad.raise_if_any()
+    top = fields(obj, TOP_FIELDS, "", bad, E.InvalidSettings)
+    for name in READ_ONLY:
+        if name in top:
+            read_only(top[name], name, bad)
+    protocol = choice(top["protocol"], "protocol", PROTOCOLS, bad, E.InvalidProtocol) \
+        if "protocol" in top else "Tcp"
+    raw_dest = _object(top, "destination", bad, E.InvalidDestination)
+    dest = fields(raw_dest, ("address", "port", "resourceId"), "destination", bad,
+                  E.InvalidDestination) if raw_dest is not None else None
+    address, dest_id = _destination(dest, bad) if dest is not None else (None, "")
+    if "protocol" not in top and address is not None and address.is_url:
+        protocol = address.protocol
+    port = _destination_port(dest, protocol, address, bad)
+    source = _object(top, "source", bad, E.InvalidSettings) or {}
+    source_port, source_id = _source(source, bad)
+    http = parse_http(top.get("protocolConfiguration"), protocol,
+                      address.target if address else "/", bad)
+    version = choice(top["preferredIPVersion"], "preferredIPVersion", IP_VERSIONS, bad,
+                     E.InvalidIPVersion) if "preferredIPVersion" in top else ""
+    probes = integer(top.get("probes", DEFAULT_PROBES), "probes", 1, MAX_PROBES, bad,
+                     E.InvalidProbeCount)
+    literal = ip_or_none(address.host) if address else None
+    if version and literal is not None and literal.version != int(version[-1]):
+        bad.add("preferredIPVersion", f"{version} requested but destination {address.host} "
+                f"is IPv{literal.version}", E.InvalidIPVersion)
+    bad.raise_if_any()
+    assert address is not None and probes is not None  # a bad one is a problem raised above
+    return ConnectivityRequest(
+        host=address.host, port=port, protocol=protocol, source_port=source_port or None,
+        http=http, ip_version=version or None, probes=probes,
+        address_text=str(dest.get("address")) if dest else "",
+        source_resource_id=source_id, destination_resource_id=dest_id)
 
 
-def _object(obj: dict[str, Any], key: str, bad: _Problems, required: bool) -> dict[str, Any]:
-    value = obj.get(key)
+def _object(top: dict[str, Any], key: str, bad: Problems,
+            kind: type[E.ConnectivityError]) -> dict[str, Any] | None:
+    value = top.get(key)
     if value is None:
-        if required:
-            bad.add(key, "is required", E.InvalidDestination)
-        return {}
+        if key == "destination":
+            bad.add(key, "is required: an object with address and port", kind)
+        return None
     if not isinstance(value, dict):
-        bad.add(key, "must be an object", E.InvalidSettings)
-        return {}
+        bad.add(key, f"must be an object, got {show(value)}", kind)
+        return None
     return value
 
 
-def _protocol(value: Any, bad: _Problems) -> str:
-    if value is None:
-        return "Tcp"
-    for name in PROTOCOLS:
-        if isinstance(value, str) and value.lower() == name.lower():
-            return name
-    bad.add("protocol", f"unknown protocol {value!r} (use {', '.join(PROTOCOLS)})",
-            E.InvalidProtocol)
-    return ""
-
-
-def _destination(value: Any, bad: _Problems) -> tuple[str, int | None, str, str]:
-    """Returns host, port from a URL, scheme-derived protocol, path."""
-    path = "destination.address"
-    if not isinstance(value, str) or not value.strip():
-        bad.add(path, "is required: an IP address, host name or URL", E.InvalidDestination)
-        return "", None, "", "/"
-    text = value.strip()
-    if "://" in text:
-        return _url(text, bad)
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
-    if _ip_or_none(text) is None and not _is_hostname(text):
-        bad.add(path, f"{value!r} is not an IP address, host name or http(s) URL",
+def _destination(given: dict[str, Any], bad: Problems) -> tuple[Address | None, str]:
+    """The address (None when bad) and the echoed resource ID."""
+    rid = resource_id(given["resourceId"], "destination.resourceId", bad,
+                      E.InvalidDestination) if "resourceId" in given else ""
+    if "address" in given:
+        return parse_address(given["address"], bad), rid
+    if rid:
+        bad.add("destination.address", f"is required: destination.resourceId "
+                f"({'/'.join(rid.rstrip('/').split('/')[-2:])}) cannot be resolved inside the "
+                "VM, which has no access to Azure Resource Manager; set destination.address "
+                "to that resource's IP address or host name", E.ResourceIdWithoutAddress)
+    elif "resourceId" not in given:
+        bad.add("destination.address", "is required: an IP address, host name or URL",
                 E.InvalidDestination)
-        return "", None, "", "/"
-    return text, None, "", "/"
+    return None, rid
 
 
-def _url(text: str, bad: _Problems) -> tuple[str, int | None, str, str]:
-    path = "destination.address"
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as exc:
-        bad.add(path, f"malformed URL: {exc}", E.InvalidDestination)
-        return "", None, "", "/"
-    host = parts.hostname or ""
-    if parts.scheme.lower() not in ("http", "https"):
-        bad.add(path, f"URL scheme {parts.scheme!r} is not http or https", E.InvalidDestination)
-    elif not host or (_ip_or_none(host) is None and not _is_hostname(host)):
-        bad.add(path, f"URL {text!r} has no valid host", E.InvalidDestination)
-    elif parts.username or parts.password:
-        bad.add(path, "URL must not carry credentials", E.InvalidDestination)
-    else:
-        resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return host, port, "Https" if parts.scheme.lower() == "https" else "Http", resource
-    return "", None, "", "/"
+def _destination_port(dest: dict[str, Any] | None, protocol: str, address: Address | None,
+                      bad: Problems) -> int:
+    """0 or absent means "not set": the URL's port, else the protocol's default."""
+    value = dest.get("port") if dest else None
+    note = " (0 or absent: the URL's port, or the protocol's default)"
+    port = integer(value, "destination.port", 0, 65535, bad, E.InvalidPort, note) \
+        if value is not None else 0
+    if port:
+        return port
+    if address is not None and address.port:
+        return address.port
+    default = DEFAULT_PORTS.get(address.protocol if address and address.is_url else protocol, 0)
+    # Asked only of a good address: one wrong address is one problem, not two.
+    if not default and protocol == "Tcp" and address is not None and port is not None:
+        bad.add("destination.port", "is required for a Tcp check: give 1-65535 (0 means "
+                "not set)", E.InvalidPort)
+    return default
 
 
-def _is_hostname(text: str) -> bool:
-    name = text.removesuffix(".")
-    if not name or len(name) > 253 or name.replace(".", "").isdigit():
-        return False
-    return all(_LABEL.match(label) for label in name.split("."))
-
-
-def _ip_or_none(text: str) -> Any | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
-def _port(value: Any, path: str, bad: _Problems, required: bool,
-          allow_zero: bool = False) -> int | None:
-    if value is None:
-        if required:
-            bad.add(path, "is required for a Tcp check (1-65535)", E.InvalidPort)
-        return None
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 65535:
-        bad.add(path, f"must be an integer {low}-65535, got {value!r}", E.InvalidPort)
-        return None
-    return value
-
-
-def _probes(value: Any, bad: _Problems) -> int:
-    if value is None:
-        return DEFAULT_PROBES
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PROBES:
-        bad.add("probes", f"must be an integer 1-{MAX_PROBES}, got {value!r}",
-                E.InvalidProbeCount)
-        return DEFAULT_PROBES
-    return value
-
-
-def _http(config: Any, protocol: str, path: str, bad: _Problems) -> HttpConfiguration | None:
-    where = "protocolConfiguration"
-    if config is None or config == {}:
-        return HttpConfiguration(path=path) if protocol in ("Http", "Https") else None
-    if not isinstance(config, dict) or set(config) - {"HTTPConfiguration"}:
-        bad.add(where, "must be an object with only HTTPConfiguration", E.InvalidHttpConfiguration)
-        return None
-    if protocol not in ("Http", "Https"):
-        bad.add(f"{where}.HTTPConfiguration", f"is only allowed with protocol Http or Https, "
-                f"not {protocol or 'an unknown protocol'}", E.HttpConfigurationNotAllowed)
-        return None
-    http = config.get("HTTPConfiguration")
-    if not isinstance(http, dict):
-        bad.add(f"{where}.HTTPConfiguration", "must be an object", E.InvalidHttpConfiguration)
-        return None
-    return _http_fields(http, f"{where}.HTTPConfiguration", path, bad)
-
-
-def _http_fields(http: dict[str, Any], where: str, path: str,
-                 bad: _Problems) -> HttpConfiguration | None:
-    kind = E.InvalidHttpConfiguration
-    for key in sorted(set(http) - {"method", "headers", "validStatusCodes"}):
-        bad.add(f"{where}.{key}", "unknown field", kind)
-    method = http.get("method", "Get")
-    if not isinstance(method, str) or method.capitalize() not in HTTP_METHODS:
-        bad.add(f"{where}.method", f"must be one of {', '.join(HTTP_METHODS)}", kind)
-    headers: list[tuple[str, str]] = []
-    raw_headers = http.get("headers", [])
-    if not isinstance(raw_headers, list):
-        bad.add(f"{where}.headers", "must be a list of {name, value}", kind)
-        raw_headers = []
-    for i, item in enumerate(raw_headers):
-        name = item.get("name") if isinstance(item, dict) else None
-        value = item.get("value") if isinstance(item, dict) else None
-        if not isinstance(name, str) or not _TOKEN.match(name) or not isinstance(value, str) \
-                or "\r" in value or "\n" in value:
-            bad.add(f"{where}.headers[{i}]", "needs a token name and a single-line value", kind)
-        else:
-            headers.append((name, value))
-    codes = http.get("validStatusCodes", [])
-    if not isinstance(codes, list) or not all(
-            isinstance(c, int) and not isinstance(c, bool) and 100 <= c <= 599 for c in codes):
-        bad.add(f"{where}.validStatusCodes", "must be a list of status codes 100-599", kind)
-        codes = []
-    return HttpConfiguration(method=str(method).capitalize(), headers=tuple(headers),
-                             valid_status_codes=tuple(codes), path=path)
+def _source(source: dict[str, Any], bad: Problems) -> tuple[int | None, str]:
+    given = fields(source, ("port", "resourceId"), "source", bad, E.InvalidSettings)
+    port = integer(given["port"], "source.port", 0, 65535, bad, E.InvalidPort) \
+        if "port" in given else None
+    rid = resource_id(given["resourceId"], "source.resourceId", bad, E.InvalidSettings) \
+        if "resourceId" in given else ""
+    return port, rid

@@ -6,17 +6,19 @@ import os
 import shutil
 import sys
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from devtools import hostile_servers as hostile
 from devtools.netns import Namespace, Topology, veth
 from plumbing import proc
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 SERVERS = str(Path(__file__).with_name("pathlab_servers.py"))
+HOSTILE = str(Path(__file__).with_name("hostile_servers.py"))
 CLIENT, ROUTER_IN, ROUTER_OUT, SERVER = "10.199.1.2", "10.199.1.1", "10.199.2.1", "10.199.2.2"
 SILENT_DNS = "10.199.2.53"
 CLIENT6, ROUTER6_IN, ROUTER6_OUT, SERVER6 = ("fd00:199:1::2", "fd00:199:1::1", "fd00:199:2::1",
@@ -64,8 +66,8 @@ class Path3:
             for ns, dev, addr in plan:
                 ns.ip("-6", "addr", "del", f"{addr}/64", "dev", dev)
 
-    def resolv(self, *servers: str) -> None:
-        text = "".join(f"nameserver {s}\n" for s in servers) + "options timeout:1\n"
+    def resolv(self, *servers: str, timeout: int = 1) -> None:
+        text = "".join(f"nameserver {s}\n" for s in servers) + f"options timeout:{timeout}\n"
         (self.etc / "resolv.conf").write_text(text)
 
 
@@ -102,6 +104,29 @@ def three_namespaces(prefix: str = "cc") -> Iterator[Path3]:
         wait_tcp(server, SERVER, HTTPS_PORT)
         path = Path3(client, router, server, etc)
         path.resolv(SERVER)
+        yield path
+
+
+@contextmanager
+def hostile_lab(path: Path3) -> Iterator[Path3]:
+    """devtools/hostile_servers.py in the server namespace (its DNS addresses added to s0)."""
+    with ExitStack() as stack:
+        for address in hostile.DNS_ADDRESSES:
+            path.server.ip("addr", "add", f"{address}/24", "dev", "s0")
+            stack.callback(path.server.ip, "addr", "del", f"{address}/24", "dev", "s0")
+        certs = tempfile.mkdtemp(prefix="cchostile")
+        stack.callback(shutil.rmtree, certs, True)
+        cert = str(Path(certs) / "server.pem")
+        proc.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                  "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                  "/CN=hostile.cc.test", "-keyout", cert, "-out", cert], timeout=60)
+        child = path.server.popen([PYTHON, HOSTILE, SERVER, cert],
+                                  stdout=open(os.devnull, "wb"), stderr=open(os.devnull, "wb"))
+        stack.callback(child.wait, 10)
+        stack.callback(proc.kill_group, child.pid)
+        for port in hostile.HTTP_PORTS:
+            wait_tcp(path.server, SERVER, port)
+        wait_tcp(path.server, hostile.BIG_DNS, 53)
         yield path
 
 

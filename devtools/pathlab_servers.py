@@ -1,4 +1,4 @@
-"""Lab servers: HTTP(S) (200 on /, 500 on /fail, 150 headers on /badheaders), silent DNS."""
+"""Lab servers: HTTP(S) (/ 200, /fail 500, /badheaders 150 headers, /caf%C3%A9 200), silent DNS."""
 from __future__ import annotations
 
 import socket
@@ -16,6 +16,8 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         status = 500 if self.path.startswith("/fail") else 200
+        if self.path.startswith("/caf"):  # a client must send /café percent-encoded
+            status = 200 if self.path == "/caf%C3%A9" else 400
         body = f"status {status}\n".encode()
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))

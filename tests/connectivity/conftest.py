@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from devtools.pathlab import SERVER, Path3, three_namespaces
+from devtools.pathlab import SERVER, Path3, hostile_lab, three_namespaces
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +18,15 @@ def net(path3_session: Path3):
     yield path3_session
     path3_session.client.run(["nft", "flush", "ruleset"], timeout=10)
     path3_session.resolv(SERVER)
+
+
+@pytest.fixture(scope="session")
+def hostile_session(path3_session: Path3):
+    with hostile_lab(path3_session) as path:
+        yield path
+
+
+@pytest.fixture
+def hostile(hostile_session: Path3, net: Path3):
+    """The topology plus devtools/hostile_servers.py running in the server namespace."""
+    yield hostile_session

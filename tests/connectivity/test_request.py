@@ -7,9 +7,15 @@ import pytest
 
 from connectivity import errors as E
 from connectivity.request import DEFAULT_PROBES, parse_request
-from devtools.pathlab import PYTHON, ROOT
+from devtools.pathlab import PYTHON, ROOT, SERVER
 
 TCP = {"destination": {"address": "10.199.2.2", "port": 80}}
+
+
+def _headers(value: str) -> dict:
+    return {"destination": {"address": "http://10.199.2.2/"}, "protocolConfiguration": {
+        "HTTPConfiguration": {"headers": [{"name": "X-Price", "value": value}]}}}
+
 
 # (id, settings, expected code, fragments the message must contain, needs the VM's network)
 CORPUS = [
@@ -50,6 +56,21 @@ CORPUS = [
      ["preferredIPVersion", "'IPv5'"], False),
     ("unknown-field", {**TCP, "probe": 5}, E.InvalidSettings.code, ["probe", "unknown"], False),
     ("not-an-object", ["10.199.2.2"], E.InvalidSettings.code, ["connectivityCheck"], False),
+    # Passed validation, then raised UnicodeEncodeError in the probe or went out raw.
+    ("header-value-not-latin-1", _headers("10 €"), E.InvalidHttpConfiguration.code,
+     ["headers[0].value", "Latin-1", "U+20AC"], False),
+    ("header-value-nul", _headers("a\x00b"), E.InvalidHttpConfiguration.code,
+     ["headers[0].value", "control character U+0000"], False),
+    ("header-value-vt", _headers("a\x0bb"), E.InvalidHttpConfiguration.code,
+     ["headers[0].value", "control character U+000B"], False),
+    ("header-value-nel", _headers("a\x85b"), E.InvalidHttpConfiguration.code,
+     ["headers[0].value", "control character U+0085"], False),
+    ("url-path-space", {"destination": {"address": "http://10.199.2.2/a b"}},
+     E.InvalidDestination.code, ["destination.address", "space", "%20"], False),
+    ("url-control-character", {"destination": {"address": "http://10.199.2.2/a\tb"}},
+     E.InvalidDestination.code, ["destination.address", "U+0009"], False),
+    ("non-ascii-host", {"destination": {"address": "http://bücher.example/"}},
+     E.InvalidDestination.code, ["destination.address", "xn--bcher-kva.example"], False),
     ("unresolvable-host", {"destination": {"address": "nowhere.cc.test", "port": 80}},
      E.DestinationUnresolvable.code, ["nowhere.cc.test", "NXDOMAIN"], True),
     ("ipv6-without-ipv6", {"destination": {"address": "fd00:199:2::2", "port": 80}},
@@ -116,3 +137,20 @@ def test_defaults_and_url_forms():
         "Https", "web.cc.test", 8443, "/health?x=1"), url
     http = parse_request({"destination": {"address": "web.cc.test"}, "protocol": "http"})
     assert (http.protocol, http.port, http.http.method) == ("Http", 80, "Get"), http
+
+
+def test_non_ascii_url_path_and_query_are_percent_encoded_like_a_browser():
+    request = parse_request({"destination": {"address": "http://web.cc.test/café/ä?q=ü&x=1#é"}})
+    assert request.http.path == "/caf%C3%A9/%C3%A4?q=%C3%BC&x=1", request.http.path
+
+
+def test_latin_1_header_values_are_accepted():
+    request = parse_request(_headers("café, naïve\tok"))
+    assert request.http.headers == (("X-Price", "café, naïve\tok"),), request.http
+
+
+@pytest.mark.root
+def test_non_ascii_path_reaches_the_server_percent_encoded(net):
+    # The lab server answers 200 on /caf... only for exactly /caf%C3%A9, else 400.
+    code, answer = net.check(f"http://{SERVER}/café", "--valid-status", "200", "--probes", "1")
+    assert (code, answer["connectionStatus"]) == (0, "Reachable"), answer["issues"]
