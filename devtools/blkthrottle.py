@@ -59,8 +59,9 @@ def dirty(mountpoint: str, megabytes: int = 40) -> None:
             stream.write(block)
 
 
-def fifreeze_in_flight(pid: int) -> bool:
-    """True while a thread of `pid` is inside an ioctl(FIFREEZE) (blocked in the kernel)."""
+def fifreeze_in_flight(pid: int, mountpoint: str = "") -> bool:
+    """True while a thread of `pid` is inside an ioctl(FIFREEZE) of `mountpoint` (any mount
+    when not given)."""
     number = str(_IOCTL_NR.get(platform.machine(), 16))
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
@@ -70,10 +71,12 @@ def fifreeze_in_flight(pid: int) -> bool:
         try:
             with open(f"/proc/{pid}/task/{task}/syscall", encoding="ascii") as stream:
                 fields = stream.read().split()
+            if len(fields) > 2 and fields[0] == number and int(fields[2], 16) == FIFREEZE \
+                    and (not mountpoint or os.readlink(
+                        f"/proc/{pid}/fd/{int(fields[1], 16)}") == mountpoint):
+                return True
         except OSError:
             continue
-        if len(fields) > 2 and fields[0] == number and int(fields[2], 16) == FIFREEZE:
-            return True
     return False
 
 

@@ -8,6 +8,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +51,10 @@ class Freezer:
             self._close()
             raise FreezeError(f"cannot open mount {exc.filename}: {exc.strerror}",
                               Code.CANNOT_OPEN_MOUNT) from None
-        _presync(self._fds)  # flush dirty data before the clock starts: shorter FIFREEZE
+        # Flush dirty data before the clock starts (a shorter FIFREEZE), but within the freeze
+        # timeout: a sync that hangs would hang the FIFREEZE too, which the watchdog bounds.
+        if not _presync(self._fds, self.timeout):
+            self.log.warning(f"syncfs did not finish within {self.timeout:g}s; freezing anyway")
         self._start_watchdog()
         # `/` (if chosen) is last and frozen alone; the others are independent: in parallel.
         order = list(range(len(self.mounts)))
@@ -170,13 +174,19 @@ def _ioctl(fd: int, request: int) -> Optional[OSError]:
     return None
 
 
-def _presync(fds: Sequence[int]) -> None:
-    """syncfs(2) every mount in parallel; failures only cost a longer freeze."""
+def _presync(fds: Sequence[int], bound: float) -> bool:
+    """syncfs(2) every mount in parallel for at most `bound` seconds; True if all finished.
+    Failures only cost a longer freeze; a sync still running is left to finish on its own."""
     syncfs = getattr(_LIBC, "syncfs", None)
     if syncfs is None:
-        return
-    with ThreadPoolExecutor(max_workers=min(8, max(1, len(fds)))) as pool:
-        list(pool.map(syncfs, fds))
+        return True
+    threads = [threading.Thread(target=syncfs, args=(fd,), daemon=True) for fd in fds]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + bound
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return not any(thread.is_alive() for thread in threads)
 
 
 def read_watchdog_report(path: str) -> Optional[dict]:

@@ -83,10 +83,12 @@ def test_sigterm_while_a_fifreeze_hangs_leaves_nothing_frozen(loopfs, throttle, 
     worker = start_worker(tmp_path, confdir, azurite, [healthy, hung], timeout,
                           tmp_path / "watchdog.json")
     try:
-        assert wait_for(lambda: fifreeze_in_flight(worker.pid), timeout=timeout + 30), \
+        assert wait_for(lambda: fifreeze_in_flight(worker.pid, hung), timeout=timeout + 30), \
             "the FIFREEZE of the throttled filesystem should block in the kernel"
         worker.send_signal(signal.SIGTERM)
         limit.lift()  # the hung FIFREEZE now completes: after the worker gave up
+        assert wait_for(lambda: not fifreeze_in_flight(worker.pid), timeout=30), \
+            "every FIFREEZE completes once the throttle is lifted"
         assert unwritable([healthy, hung], timeout + 1.0) == [], \
             "every filesystem must be writable within the watchdog deadline + 1 s"
         out, _ = worker.communicate(timeout=60)
@@ -107,15 +109,19 @@ def test_timeout_while_a_fifreeze_hangs_then_worker_killed_leaves_nothing_frozen
     report = tmp_path / "watchdog.json"
     worker = start_worker(tmp_path, confdir, azurite, [healthy, hung], timeout, report)
     try:
-        assert wait_for(lambda: fifreeze_in_flight(worker.pid), timeout=timeout + 30), \
+        assert wait_for(lambda: fifreeze_in_flight(worker.pid, hung), timeout=timeout + 30), \
             "the FIFREEZE of the throttled filesystem should block in the kernel"
+        assert wait_for(lambda: unwritable([healthy], 0.2) == [healthy], timeout=timeout), \
+            "the healthy filesystem should be frozen"
         assert unwritable([healthy], timeout + 1.0) == [], \
             "at the deadline the healthy filesystem is thawed, though another FIFREEZE hangs"
         assert wait_for(report.exists, timeout=5), "the watchdog reports its timeout thaw"
         assert read_watchdog_report(str(report))["reason"] == "timeout"
-        assert fifreeze_in_flight(worker.pid), "the FIFREEZE still hangs: it will complete late"
+        assert fifreeze_in_flight(worker.pid, hung), "the FIFREEZE still hangs: it completes late"
         worker.kill()
         limit.lift()
+        assert wait_for(lambda: not fifreeze_in_flight(worker.pid), timeout=30), \
+            "every FIFREEZE completes once the throttle is lifted"
         assert unwritable([healthy, hung], timeout + 1.0) == [], \
             "the late FIFREEZE of a killed worker must be thawed (the watchdog lingers)"
         dogs = [pid for pid, name in read_trace(str(tmp_path / "crash.trace"))
