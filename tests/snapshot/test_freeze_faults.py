@@ -136,8 +136,14 @@ def test_timeout_while_a_fifreeze_hangs_then_worker_killed_leaves_nothing_frozen
 
 
 def watchdog_of_this_process() -> psutil.Process:
-    (dog,) = [child for child in psutil.Process().children()
-              if "snapshot.watchdog" in " ".join(child.cmdline())]
+    dogs = []
+    for child in psutil.Process().children():
+        try:
+            if "snapshot.watchdog" in " ".join(child.cmdline()):
+                dogs.append(child)
+        except psutil.Error:
+            continue  # exited (a zombie of an earlier test's process)
+    (dog,) = dogs
     return dog
 
 
