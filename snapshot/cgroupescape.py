@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, FrozenSet, List, Optional
 
 MOUNTINFO = "/proc/self/mountinfo"
 _NOT_CONTROLLERS = ("rw", "ro", "relatime", "noprefix", "clone_children", "xattr")
@@ -34,7 +34,7 @@ class Hierarchy:
 
     mountpoint: str
     version: int
-    controllers: frozenset
+    controllers: FrozenSet[str]
     root: str  # the cgroup of the hierarchy this mount shows as its top ("/" = the real root)
 
 

@@ -141,6 +141,7 @@ class Freezer:
         fd = self._fds[index]
         crashpoint("snapshot.freeze.before_ioctl")
         error = _ioctl(fd, FIFREEZE)
+        crashpoint("snapshot.freeze.after_ioctl")  # frozen (or failed), not yet booked
         with self._book:
             self._in_flight.discard(index)
             if error is None:
@@ -154,7 +155,6 @@ class Freezer:
                     self._link.done_from_thread()
                     self._close()
             self._book.notify_all()
-        crashpoint("snapshot.freeze.after_ioctl")
 
     def _undo(self) -> None:
         """Thaw what we froze; `done` if nothing is in flight, else leave the rest to `linger`."""

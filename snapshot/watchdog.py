@@ -27,7 +27,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional, Set, Tuple
 
 from plumbing.crashpoints import crashpoint
 from snapshot.cgroupescape import move_to_roots
@@ -238,7 +238,7 @@ def _write_report(path: str, reason: str, mounts: List[str]) -> None:
         pass  # nowhere to say it: the thaw is what matters
 
 
-def _read_setup() -> tuple:
+def _read_setup() -> Tuple[dict, bytes]:
     """The first line (JSON setup) and whatever followed it in the same read."""
     data = b""
     while b"\n" not in data:
