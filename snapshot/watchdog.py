@@ -1,7 +1,21 @@
-"""The thaw watchdog process: thaws every frozen mount at the deadline, on worker death or signal.
+"""The thaw watchdog process: thaws what the worker claimed on timeout, worker death, any signal
+it can catch or its own error, and after a forced thaw keeps thawing until the worker is gone.
 
-Started before the first FIFREEZE with its own fds on every mount point; every import happens
-before it reports ready, so nothing it does later touches a frozen filesystem.
+Protocol, one line each. Worker -> watchdog (stdin): a JSON setup line; `freeze I` *before* the
+FIFREEZE of mount I (claimed); `skip I` when that FIFREEZE failed (EBUSY: someone else froze it;
+never thawed by us); `linger` (the worker gave up while a FIFREEZE is still in flight: thaw now
+and keep thawing); `done` (the worker thawed everything and no FIFREEZE is in flight: exit
+without thawing). EOF on stdin: the worker is gone; it arrives only once the worker's last
+thread released the pipe, so none of its FIFREEZEs can complete after it. Watchdog -> worker
+(stdout): `note TEXT` lines, `ready` (the clock starts), `timeout thawed=N`, a last
+`REASON thawed=N`.
+
+Before `ready` it opens its own fds on every mount, finishes every import and leaves the
+extension's cgroups (snapshot.cgroupescape), so nothing it does later reads a file that may be
+frozen and a kill of the extension's cgroup does not reach it. FITHAW runs in one thread per
+mount: a FITHAW waits while a FIFREEZE of the same filesystem syncs (both take the superblock
+lock), and must not hold up the thaw of the others. Its stderr is /dev/null: an error of its
+own is thawed around and recorded in the report file.
 """
 from __future__ import annotations
 
@@ -11,14 +25,26 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
+from typing import Dict, List, Optional, Set, Tuple
+
+from plumbing.crashpoints import crashpoint
+from snapshot.cgroupescape import move_to_roots
+from snapshot.signalsafe import start_quiet_thread
 
 FIFREEZE = 0xC0045877
 FITHAW = 0xC0045878
+LINGER_PERIOD = 0.1  # how often a late FIFREEZE is thawed again after a forced thaw
+THAW_WAIT = 0.5  # how long the first forced thaw waits for FITHAWs to report (not to run)
+_UNCATCHABLE = {"SIGKILL", "SIGSTOP", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGCHLD",
+                "SIGCONT", "SIGURG", "SIGWINCH"}
+_IGNORED = {"SIGPIPE", "SIGTSTP", "SIGTTIN", "SIGTTOU"}  # never stop or die of these
+_REASONS = {"linger": "the worker gave up while a FIFREEZE was in flight"}  # for the report
 
 
-def thaw_all(fds: list[int]) -> list[int]:
-    """FITHAW every fd, last frozen first; returns the fds that were actually frozen."""
+def thaw_all(fds: List[int]) -> List[int]:
+    """FITHAW every fd, last first, in this thread; returns the fds that were frozen."""
     thawed = []
     for fd in reversed(fds):
         try:
@@ -29,81 +55,215 @@ def thaw_all(fds: list[int]) -> list[int]:
     return thawed
 
 
-class _Signalled(Exception):
-    pass
+class Thawer:
+    """FITHAW mounts in parallel threads, at most one in flight per mount."""
+
+    def __init__(self, fds: List[int]) -> None:
+        self._fds = fds
+        self._lock = threading.Lock()
+        self._busy: Set[int] = set()
+
+    def thaw(self, indices: Set[int], wait: float) -> List[int]:
+        """Start a FITHAW of each index (last first); those that thawed within `wait` s."""
+        results: Dict[int, bool] = {}
+        threads = []
+        for index in sorted(indices, reverse=True):
+            with self._lock:
+                if index in self._busy:
+                    continue  # still waiting behind an in-flight FIFREEZE: it thaws that too
+                self._busy.add(index)
+            threads.append(start_quiet_thread(self._one, index, results))
+        deadline = time.monotonic() + wait
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            return sorted(i for i, ok in results.items() if ok)
+
+    def _one(self, index: int, results: Dict[int, bool]) -> None:
+        ok = bool(thaw_all([self._fds[index]]))
+        with self._lock:
+            results[index] = ok
+            self._busy.discard(index)
 
 
-def _on_signal(signum: int, _frame: object) -> None:
-    raise _Signalled(signum)
+class ProtocolError(Exception):
+    """The worker sent a line the watchdog does not understand."""
 
 
-def _write_report(path: str | None, reason: str, mounts: list[str]) -> None:
-    if not path:
-        return
+class Watchdog:
+    """One freeze's watchdog: its mounts, their fds, what the worker claimed."""
+
+    def __init__(self, setup: dict, pending: bytes) -> None:
+        self.mounts = [str(m) for m in setup["mounts"]]
+        self.timeout = float(setup["timeout"])
+        self.report: Optional[str] = setup.get("report") or None
+        self.fds = [os.open(m, os.O_RDONLY | os.O_DIRECTORY) for m in self.mounts]
+        self.thawer = Thawer(self.fds)
+        self.claimed: Set[int] = set()
+        self.ever_claimed = False
+        self.started = False
+        self._pending = pending
+        self._writers: List[threading.Thread] = []
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+
+    def run(self) -> None:
+        for note in move_to_roots():
+            self.say(f"note {note}")
+        self._catch_signals()
+        crashpoint("snapshot.freeze.watchdog_started")
+        deadline = time.monotonic() + self.timeout
+        self.started = True
+        self.say("ready")
+        reason = self.next_event(deadline)
+        if reason == "done":
+            self.say("done thawed=0")
+            return
+        thawed = self.thaw_claimed(THAW_WAIT)
+        self.say(f"{reason} thawed={len(thawed)}")
+        self.write_report(_REASONS.get(reason, reason), thawed)
+        if reason in ("timeout", "linger") and self.linger() == "done":
+            return
+        self.thaw_claimed(THAW_WAIT)  # final: a FIFREEZE may have completed since
+
+    def linger(self) -> str:
+        """Thaw the claimed mounts every LINGER_PERIOD until done, worker death or a signal."""
+        while True:
+            event = self.next_event(time.monotonic() + LINGER_PERIOD)
+            if event == "timeout":
+                self.thawer.thaw(self.claimed, 0.0)
+            elif event != "linger":
+                return event
+
+    def thaw_claimed(self, wait: float) -> List[str]:
+        return [self.mounts[i] for i in self.thawer.thaw(set(self.claimed), wait)]
+
+    def next_event(self, deadline: float) -> str:
+        """'done', 'linger', 'died' (EOF), 'signal N' or 'timeout'; applies claims on the way."""
+        while True:
+            event = self._take_lines()
+            if event:
+                return event
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "timeout"
+            ready, _, _ = select.select([0, self._wake_r], [], [], left)
+            if self._wake_r in ready:
+                signums = os.read(self._wake_r, 64)
+                if signums:
+                    return f"signal {signums[0]}"
+            if 0 in ready:
+                data = os.read(0, 4096)
+                if not data:
+                    return self._take_lines() or "died"
+                self._pending += data
+
+    def _take_lines(self) -> str:
+        while b"\n" in self._pending:
+            line, self._pending = self._pending.split(b"\n", 1)
+            words = line.decode("ascii", "replace").split()
+            if words in (["done"], ["linger"]):
+                return words[0]
+            if len(words) != 2 or words[0] not in ("freeze", "skip") or not words[1].isdigit() \
+                    or int(words[1]) >= len(self.fds):
+                raise ProtocolError(f"unexpected line from the worker: {line[:80]!r}")
+            if words[0] == "freeze":
+                self.claimed.add(int(words[1]))
+                self.ever_claimed = True
+            else:
+                self.claimed.discard(int(words[1]))
+        return ""
+
+    def _catch_signals(self) -> None:
+        """Every catchable signal wakes the wait loop (set_wakeup_fd); none raises anywhere."""
+        for sig in signal.valid_signals():
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:
+                name = ""  # a real-time signal between SIGRTMIN and SIGRTMAX
+            if name in _UNCATCHABLE:
+                continue
+            try:
+                signal.signal(sig, signal.SIG_IGN if name in _IGNORED else _noted)
+            except (OSError, ValueError, RuntimeError):
+                pass  # reserved by the C library
+        signal.set_wakeup_fd(self._wake_w)
+
+    def say(self, line: str) -> None:
+        try:
+            os.write(1, line.encode() + b"\n")
+        except OSError:
+            pass  # the worker is gone
+
+    def write_report(self, reason: str, thawed: List[str]) -> None:
+        """In a thread: the report's filesystem may be frozen again by a late FIFREEZE, and
+        that must never stop this process from thawing."""
+        if self.report and self.ever_claimed:
+            self._writers.append(start_quiet_thread(_write_report, self.report, reason, thawed))
+
+    def finish(self) -> None:
+        for writer in self._writers:
+            writer.join(2.0)
+
+    def last_words(self, exc: BaseException) -> None:
+        """An error of our own: thaw, say so, and keep thawing until the worker is gone."""
+        ours = [self.fds[i] for i in sorted(self.claimed)]
+        try:
+            thawed = self.thaw_claimed(THAW_WAIT)
+            self.say(f"error thawed={len(thawed)}")
+            self.write_report(f"watchdog error: {type(exc).__name__}: {exc}"[:300], thawed)
+            while b"done\n" not in self._pending:
+                ready, _, _ = select.select([0], [], [], LINGER_PERIOD)
+                if ready:
+                    data = os.read(0, 4096)
+                    if not data:
+                        break
+                    self._pending = self._pending[-8:] + data
+                self.thawer.thaw(set(self.claimed), 0.0)
+        finally:
+            thaw_all(ours)  # the plainest thaw there is, whatever failed above
+
+
+def _noted(_signum: int, _frame: object) -> None:
+    """The wakeup fd carries the signal to the wait loop; nothing to do here."""
+
+
+def _write_report(path: str, reason: str, mounts: List[str]) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as stream:
-        json.dump({"reason": reason, "thawed": mounts, "time": time.time()}, stream)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as stream:
+            json.dump({"reason": reason, "thawed": mounts, "time": time.time()}, stream)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # nowhere to say it: the thaw is what matters
 
 
-def _wait(deadline: float, claimed: set[int]) -> str:
-    """'done', 'died' (EOF on stdin) or 'timeout'; tracks which mounts the worker froze."""
-    stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return "timeout"
-        ready, _, _ = select.select([stdin], [], [], left)
-        if ready:
-            data = os.read(stdin.fileno(), 4096)
-            if not data:
-                return "died"
-            for line in data.decode().splitlines():
-                parts = line.split()
-                if parts and parts[0] == "done":
-                    return "done"
-                if len(parts) == 2 and parts[0] in ("freeze", "skip"):
-                    (claimed.add if parts[0] == "freeze" else claimed.discard)(int(parts[1]))
+def _read_setup() -> Tuple[dict, bytes]:
+    """The first line (JSON setup) and whatever followed it in the same read."""
+    data = b""
+    while b"\n" not in data:
+        chunk = os.read(0, 4096)
+        if not chunk:
+            raise EOFError("no setup line")
+        data += chunk
+    line, rest = data.split(b"\n", 1)
+    return json.loads(line), rest
 
 
 def main() -> int:
-    setup = json.loads(sys.stdin.buffer.readline())
-    mounts: list[str] = setup["mounts"]
-    fds = [os.open(m, os.O_RDONLY | os.O_DIRECTORY) for m in mounts]
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, _on_signal)
-    deadline = time.monotonic() + float(setup["timeout"])
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
-    claimed: set[int] = set()
     try:
-        reason = _wait(deadline, claimed)
-    except _Signalled as sig:
-        reason = f"signal {sig.args[0]}"
-    # The worker thaws what it froze before saying done; otherwise thaw what it claimed.
-    ours = [] if reason == "done" else [fd for i, fd in enumerate(fds) if i in claimed]
-    thawed = thaw_all(ours)
-    names = [mounts[fds.index(fd)] for fd in thawed]
+        setup, rest = _read_setup()
+        dog = Watchdog(setup, rest)
+    except (OSError, ValueError, KeyError, TypeError, EOFError):
+        return 2  # nothing claimed, nothing frozen: the worker sees EOF and does not freeze
     try:
-        sys.stdout.write(f"{reason} thawed={len(names)}\n")
-        sys.stdout.flush()
-    except OSError:
-        pass  # the worker is gone
-    if reason != "done":
-        _write_report(setup.get("report"), reason, names)
-        if reason == "timeout":
-            _linger(fds, claimed)
+        dog.run()
+    except BaseException as exc:  # noqa: BLE001 - whatever happens, thaw before exiting
+        if not dog.started:
+            return 2
+        dog.last_words(exc)
+    dog.finish()
     return 0
-
-
-def _linger(fds: list[int]) -> None:
-    """After a forced thaw, keep thawing (a late FIFREEZE may follow) until done or death."""
-    try:
-        while _wait(time.monotonic() + 0.1) == "timeout":
-            thaw_all(fds)
-    except _Signalled:
-        pass
-    thaw_all(fds)
 
 
 if __name__ == "__main__":
