@@ -64,6 +64,15 @@ def _blob_uris(public: Mapping[str, Any], protected: Mapping[str, Any]
     return found, problems
 
 
+def field(settings: Mapping[str, Any], name: str) -> Any:
+    """`settings[name]` with the name matched in any case, as ARM matches property names."""
+    if name in settings:
+        return settings[name]
+    wanted = name.lower()
+    return next((v for k, v in settings.items() if isinstance(k, str) and k.lower() == wanted),
+                None)
+
+
 def decrypt(raw: RawSettings, env: HandlerEnvironment, redactor: Redactor) -> Mapping[str, Any]:
     if not raw.protected_b64:
         return EMPTY

@@ -5,6 +5,7 @@ from typing import Any, Mapping
 
 from handler.errors import SettingsValidationError
 from handler.operations.base import Operation, Outcome
+from handler.settings import field
 from handler.state import JobRecord, OperationRecord
 
 # Connectivity's own codes (0-29) are reported as 200 + code, so they never read as ours.
@@ -19,7 +20,7 @@ class ConnectivityCheck(Operation):
         from connectivity.errors import ConnectivityRequestError
         from connectivity.request import parse_request
 
-        body = public.get("connectivityCheck")
+        body = field(public, "connectivityCheck")
         if not isinstance(body, dict):
             raise SettingsValidationError([("publicSettings.connectivityCheck",
                                             "required, an object")])

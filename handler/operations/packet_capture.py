@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from handler import jobs
 from handler.errors import HandlerError, SettingsValidationError, WorkerDiedError
 from handler.operations.base import Operation, Outcome
+from handler.settings import field
 from handler.state import JobRecord, OperationRecord
 from handler.status import Substatus
 from plumbing.clock import utc_timestamp
@@ -41,7 +42,7 @@ class PacketCapture(Operation):
         from capture_engine.settings import parse_capture_settings
 
         try:
-            return parse_capture_settings(public.get("packetCapture"),
+            return parse_capture_settings(field(public, "packetCapture"),
                                           capture_root=self.capture_root,
                                           sas_token=protected.get("storageSasToken"))
         except CaptureSettingsError as exc:
