@@ -11,7 +11,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from capture_engine import pcaplib
 from capture_engine import result as R
-from capture_engine.bpf import FILTER_READS, WHOLE_PACKET, compile_filters
+from capture_engine.bpf import FILTER_READS, WHOLE_PACKET, compile_filters, loopback_rule
 from capture_engine.errors import (
     BackendUnavailableError,
     CaptureError,
@@ -51,19 +51,22 @@ def make_backend(name: str = "auto"):
     return LibpcapBackend()
 
 
-def program_for(request: CaptureRequest, backend: str = "rawsocket") -> List[tuple]:
+def program_for(request: CaptureRequest, backend: str = "rawsocket",
+                directional: bool = True) -> List[tuple]:
     """The kernel filter; its accept value is the snap length the kernel stores.
 
     libpcap re-runs the filter in user space on the first ring block after pcap_setfilter,
     on the stored bytes only: its kernel program keeps enough bytes for the filter to read
     every header field, and libpcap's own snap length cuts the records to the limit.
+    `directional=False` is that user-space filter: it cannot read a packet's direction.
     """
     snaplen = min(request.bytes_per_packet or WHOLE_PACKET, WHOLE_PACKET)
     if backend == "libpcap":
         snaplen = WHOLE_PACKET if request.bpf_expression else max(snaplen, FILTER_READS)
     if request.bpf_expression:
-        return pcaplib.compile_expression(request.bpf_expression, snaplen)
-    return compile_filters(request.filters, snaplen)
+        program = pcaplib.compile_expression(request.bpf_expression, snaplen)
+        return loopback_rule(program) if directional else program
+    return compile_filters(request.filters, snaplen, directional)
 
 
 def time_limit(request: CaptureRequest) -> float:
@@ -140,7 +143,8 @@ class _Session:
             self.backend = make_backend(backend_name)
             program = program_for(self.request, self.backend.name)
             self.backend.open(interfaces, program, self.request.bytes_per_packet,
-                              frozenset(self.watch.optional))
+                              frozenset(self.watch.optional),
+                              program_for(self.request, self.backend.name, directional=False))
         self.update(backend=self.backend.name, interfaces=tuple(interfaces))
         plan = output_plan(self.request)
         self.recorder = Recorder(plan, self.backend.make_sink())
