@@ -1,6 +1,7 @@
 """A blocking capture session: open, capture to the limits, drain, write, upload."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -21,8 +22,8 @@ from capture_engine.errors import (
 )
 from capture_engine.interfaces import LinkTable, in_netns, resolve_interfaces
 from capture_engine.linkwatch import CHECK_EVERY, GONE, UP, LinkChange, LinkWatch
-from capture_engine.naming import existing_files
 from capture_engine.output import STOP_BYTES, STOP_COUNT, OutputPlan, Recorder
+from capture_engine.owners import Owners
 from capture_engine.result import CaptureResult
 from capture_engine.settings import LIMITS, CaptureRequest
 from capture_engine.upload import upload_files
@@ -82,11 +83,11 @@ def time_limit(request: CaptureRequest) -> float:
 
 def output_plan(request: CaptureRequest) -> OutputPlan:
     snaplen = min(request.bytes_per_packet or WHOLE_PACKET, WHOLE_PACKET)
-    if request.ring:
-        return OutputPlan(request.output_path(), snaplen, request.ring.file_size,
-                          request.ring.file_count, request.packet_count)
-    return OutputPlan(request.output_path(), snaplen, request.total_bytes, 0,
-                      request.packet_count)
+    size, count = (request.ring.file_size, request.ring.file_count) if request.ring else \
+        (request.total_bytes, 0)
+    return OutputPlan(request.output_path(), snaplen, size, count, request.packet_count,
+                      owner=request.name if request.claim_files else None,
+                      capture_root=request.capture_root)
 
 
 class _Session:
@@ -317,28 +318,32 @@ def run_capture(request: CaptureRequest, *, blob_store=None, sas_token: Optional
 
 
 def capture_files(request: CaptureRequest) -> List[str]:
-    """The local files a capture has on disk, oldest first: the file (or the ring's files) of
-    every start with this name (a new start never overwrites a kept one: `<name>~2.cap`)."""
-    plan = output_plan(request)
-    return existing_files(plan.path, bool(plan.ring_files))
+    """The local files this capture (this name) wrote that are still on disk, oldest first:
+    those of every start of the name, never those of another capture of the same path (a
+    new start never overwrites a file: it writes `<stem>~2.cap`)."""
+    return [path for claim in Owners(request.capture_root).claims(request.name)
+            for path in claim.files()]
 
 
 def delete_capture_files(request: CaptureRequest) -> List[str]:
-    """action=delete: remove the capture's local file(s), never the blob; returns them.
+    """action=delete: remove the files this capture wrote, never the blob; returns them.
 
     A capture with only a storagePath keeps its pending file only until it is uploaded:
     none left is the end of its life, not an error. Any other capture without a file is
     CaptureNotFoundError.
     """
-    files = capture_files(request)
-    if not files:
-        if request.storage_path and not (request.file_path or request.local_path):
-            return []
-        raise CaptureNotFoundError(f"capture {request.name!r} has no local file "
-                                   f"({request.output_path()} does not exist)")
-    for path in files:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+    owners = Owners(request.capture_root)
+    with owners.lock():
+        claims = owners.claims(request.name)
+        files = [path for claim in claims for path in claim.files()]
+        for path in files:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        crashpoint("capture.delete.files_removed")
+        for claim in claims:
+            owners.release(claim)
+    if not files and not (request.storage_path and not (request.file_path or
+                                                         request.local_path)):
+        raise CaptureNotFoundError(f"capture {request.name!r} has no local file: none of "
+                                   f"the files it wrote under {request.capture_root} is left")
     return files
