@@ -53,8 +53,6 @@ class Row(NamedTuple):
     gap: str = ""                         # a known defect: the row is a strict xfail until fixed
 
 
-SHARED_PATH = ("capture_engine's delete removes every `<stem>~N.cap` of the start's filePath, "
-               "whichever capture wrote it")
 WINDOWS = ("storageLocation.filePath", "is a Windows path", "on Linux the file must be under")
 UDP = frozenset(label for label in ALL if label.startswith("udp"))
 CAPTURE = [
@@ -220,7 +218,6 @@ def test_packet_capture_rest_sequence_start_stop_delete(capture_lab: CaptureLab,
     assert_specific(status)
 
 
-@pytest.mark.xfail(strict=True, raises=KnownGap, reason=SHARED_PATH)
 def test_delete_leaves_the_file_of_another_capture_with_the_same_path(capture_lab: CaptureLab,
                                                                       azurite: Any) -> None:
     """000:136 lists two captures writing one filePath (c:\\temp\\packetcapture.cap); each
@@ -232,9 +229,8 @@ def test_delete_leaves_the_file_of_another_capture_with_the_same_path(capture_la
         azurite, capture_root=capture_lab.root))[0])
     assert run.returncode == 0, run.output
     assert not Path(fifth["localPath"]).exists(), "TestPacketCapture5's file is deleted"
-    if not Path(seventh["localPath"]).exists():
-        raise KnownGap(f"TestPacketCapture7's {seventh['localPath']} was deleted with "
-                       "TestPacketCapture5's")
+    assert Path(seventh["localPath"]).exists(), \
+        f"TestPacketCapture7's {seventh['localPath']} was deleted with TestPacketCapture5's"
 
 
 # -- connectivityCheck -------------------------------------------------------------------
