@@ -4,6 +4,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import socket
 from dataclasses import dataclass
 from typing import AbstractSet, Dict, List, Optional, Sequence, Tuple
 
@@ -28,6 +29,10 @@ PCAP_ERROR_NO_SUCH_DEVICE = -5
 SEEK_SET = 0
 IOFBF, FSETLOCKING_BYCALLER = 0, 2
 WRITE_BUFFER = 256 * 1024
+ETH_P_ALL = 0x0003
+# The protocol libpcap binds its socket to until our filter is on it: below 0x0600 an Ethernet
+# type field is a length, so no frame from a NIC carries it, and none is defined there.
+QUIET_PROTOCOL = 0x05FF
 
 
 def _libc() -> ctypes.CDLL:
@@ -151,6 +156,7 @@ class LibpcapBackend:
         self.handles: List[_Handle] = []
         self.optional: AbstractSet[str] = frozenset()
         self._program: Sequence[tuple] = ()
+        self._userland: Sequence[tuple] = ()
         self._snaplen = WHOLE_PACKET
         self._changes, self._retiring = PendingChanges(), Retiring()
         self._recorder = None  # set by run(): a source is read one last time before closing
@@ -165,8 +171,13 @@ class LibpcapBackend:
         return (self.lib.pcap_geterr(handle) or b"").decode(errors="replace")
 
     def open(self, interfaces: Sequence[str], program: Sequence[tuple], snaplen: int,
-             optional: AbstractSet[str] = frozenset()) -> None:
+             optional: AbstractSet[str] = frozenset(),
+             userland: Optional[Sequence[tuple]] = None) -> None:
+        """`program` goes in the kernel; `userland` (default: the same) is the filter libpcap
+        runs itself on the ring blocks filled before it set its own: it cannot read a
+        packet's direction, so it must accept at least what `program` does."""
         self._program, self._snaplen = program, min(snaplen or WHOLE_PACKET, WHOLE_PACKET)
+        self._userland = program if userland is None else userland
         self.optional = optional
         for name in interfaces:
             self._open_one(name, self.handles)
@@ -184,6 +195,8 @@ class LibpcapBackend:
         lib.pcap_set_promisc(handle, 0)
         lib.pcap_set_timeout(handle, BLOCK_TIMEOUT_MS)
         lib.pcap_set_buffer_size(handle, self.buffer_bytes)
+        set_protocol = pcaplib.optional(lib, "pcap_set_protocol_linux")
+        quiet = set_protocol is not None and set_protocol(handle, QUIET_PROTOCOL) == 0
         status = lib.pcap_activate(handle)
         if status < 0:
             reason = self._error(handle) or lib.pcap_statustostr(status).decode()
@@ -193,14 +206,28 @@ class LibpcapBackend:
         if lib.pcap_datalink(handle) != pcaplib.DLT_EN10MB:
             raise UnsupportedLinkTypeError(
                 f"{name} is not an Ethernet interface (link type {lib.pcap_datalink(handle)})")
-        compiled = pcaplib.make_program(self._program)  # pcap_setfilter keeps its own copy
+        compiled = pcaplib.make_program(self._userland)  # pcap_setfilter keeps its own copy
         if lib.pcap_setfilter(handle, ctypes.byref(compiled)) != 0:
             raise CaptureFailedError(f"cannot set the filter on {name}: {self._error(handle)}")
         entry.fd = lib.pcap_get_selectable_fd(handle)
-        kernel_filter.check_attached(entry.fd, self._program, name)
+        self._take_over(entry.fd, name, quiet)
         if lib.pcap_setnonblock(handle, 1, errbuf) != 0:
             raise CaptureFailedError(f"pcap_setnonblock({name}): {errbuf.value.decode()}")
         return entry
+
+    def _take_over(self, fd: int, name: str, quiet: bool) -> None:
+        """Our program in the kernel in place of libpcap's copy, then (when libpcap could bind
+        to a protocol no frame carries) the socket opened to every frame: no packet enters
+        the ring before the program that reads its direction."""
+        with socket.socket(fileno=os.dup(fd)) as sock:  # the same socket, closed apart
+            kernel_filter.attach(sock, self._program, name)
+            kernel_filter.check_attached(fd, self._program, name)
+            if quiet:
+                try:
+                    sock.bind((name, ETH_P_ALL))
+                except OSError as exc:
+                    raise CaptureFailedError(f"cannot capture on {name}: "
+                                             f"{exc.strerror or exc}") from None
 
     def attach(self, name: str) -> None:
         """A new handle on `name` (call it inside the capture's namespace), dispatched from

@@ -95,7 +95,10 @@ class RawSocketBackend:
         self.received = self.dropped = 0
 
     def open(self, interfaces: Sequence[str], program: Sequence[tuple], snaplen: int,
-             optional: AbstractSet[str] = frozenset()) -> None:
+             optional: AbstractSet[str] = frozenset(),
+             userland: Optional[Sequence[tuple]] = None) -> None:
+        """`program` is attached before bind(): no packet is seen without it (`userland`,
+        for libpcap's own re-filter, has no use here)."""
         self._program, self.optional = program, optional
         for name in interfaces:
             self.rings.append(self._open_one(name))

@@ -1,4 +1,11 @@
-"""Compile capture filters to a classic BPF program whose accept value is the snap length."""
+"""Compile capture filters to a classic BPF program whose accept value is the snap length.
+
+"Local" is the VM's side: the kernel program reads each packet's direction (the ancillary
+load skb->pkt_type, what libpcap's Linux `outbound`/`inbound` compile to) and matches local =
+source on a packet the VM sends, local = destination on any other. On loopback the kernel
+shows every packet twice, sent then received: the sent copy is dropped (libpcap does the
+same in user space), so each loopback packet is matched once, as received.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -20,6 +27,9 @@ JEQ, JGT, JGE, JSET = 0x15, 0x25, 0x35, 0x45
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 IPPROTO = {"TCP": 6, "UDP": 17}
 IPV6_FRAGMENT = 44
+# Ancillary loads (linux/filter.h): k = SKF_AD_OFF + field, read from the skb, not the packet.
+SKF_AD_OFF, SKF_AD_PKTTYPE, SKF_AD_HATYPE = -0x1000, 4, 28
+PACKET_OUTGOING, ARPHRD_LOOPBACK = 4, 772
 
 # Offsets from the start of the Ethernet frame.
 V4 = {"proto": 23, "src": 26, "dst": 30, "frag": 20, "ihl": 14, "sport": 14, "dport": 16}
@@ -65,13 +75,18 @@ def _layout(ir: Sequence[tuple], far: set) -> Tuple[Dict[str, int], List[int]]:
         pcs.append(pc)
         if item[0] == "label":
             pos[item[1]] = pc
-        else:
+        elif item[0] != "alias":
             pc += 3 if i in far else 1
+    for item in ir:
+        if item[0] == "alias":
+            pos[item[1]] = pos[item[2]]
     return pos, pcs
 
 
 # Scratch memory: each packet field the filters test is loaded once per family and stored.
 P, Q, SPORT, DPORT, SRC, DST = 0, 1, 2, 3, 4, 8   # SRC/DST: 1 word (IPv4) or 4 (IPv6)
+DIR = 12  # skb->pkt_type
+NEAR_HALF = 120  # a half this long: its misses still reach past the other half (255)
 NO_PORT = 0x10000  # stored as the ports of packets without them: matches no port range
 
 
@@ -167,26 +182,45 @@ def _port_test(e: Emitter, field: Optional[PortSet], slot: int, fail: str) -> No
         e.place(ok)
 
 
-def _filter(e: Emitter, f: CaptureFilter, version: int, accept: str, fail: str) -> None:
+def _half(e: Emitter, f: CaptureFilter, version: int, local: int, remote: int,
+          fail: str) -> None:
+    """The filter's fields with `local` / `remote` the slots of the VM's / the peer's end."""
+    ports = {SRC: SPORT, DST: DPORT}
+    _side_test(e, f.local_ip, version, local, fail)
+    _side_test(e, f.remote_ip, version, remote, fail)
+    _port_test(e, f.local_port, ports[local], fail)
+    _port_test(e, f.remote_port, ports[remote], fail)
+
+
+def _filter(e: Emitter, f: CaptureFilter, version: int, accept: str, fail: str,
+            directional: bool) -> None:
     _protocol_test(e, f, version, fail)
     if not f.has_endpoints:
         e.goto(accept)
         return
-    incoming = e.label()
-    # Outgoing (local = source), then incoming (local = destination).
-    for local, remote, miss in ((SRC, DST, incoming), (DST, SRC, fail)):
-        _side_test(e, f.local_ip, version, local, miss)
-        _side_test(e, f.remote_ip, version, remote, miss)
-        ports = {SRC: SPORT, DST: DPORT}
-        _port_test(e, f.local_port, ports[local], miss)
-        _port_test(e, f.remote_port, ports[remote], miss)
-        e.goto(accept)
-        if miss == incoming:
-            e.place(incoming)
+    outgoing, incoming = e.label(), e.label()
+    if directional:  # sent by the VM: local = source; any other: local = destination
+        e.op(LD_MEM, DIR)
+        e.jump(JEQ, PACKET_OUTGOING, outgoing, incoming)
+        missed = e.label()
+    else:  # libpcap's user-space filter cannot read the direction: either way round
+        missed = incoming
+    e.place(outgoing)
+    start = len(e.ir)
+    _half(e, f, version, SRC, DST, missed)
+    e.goto(accept)
+    if directional and e.size_since(start) > NEAR_HALF:
+        e.place(missed)  # the misses of a long half jump here, then once over the other
+        e.goto(fail)
+    elif directional:
+        e.alias(missed, fail)
+    e.place(incoming)
+    _half(e, f, version, DST, SRC, fail)
+    e.goto(accept)
 
 
 def _family(e: Emitter, filters: Sequence[CaptureFilter], version: int, accept: str,
-            reject: str) -> None:
+            reject: str, directional: bool) -> None:
     needs = _needs(filters, version)
     _prologue(e, version, needs)
     for f in [f for f in filters if not f.has_ports] + [f for f in filters if f.has_ports]:
@@ -194,18 +228,27 @@ def _family(e: Emitter, filters: Sequence[CaptureFilter], version: int, accept: 
             _load_ports(e, version)
             needs = replace(needs, ports=False)
         nxt = e.label()
-        _filter(e, f, version, accept, nxt)
+        _filter(e, f, version, accept, nxt, directional)
         e.place(nxt)
     e.goto(reject)
 
 
-def compile_filters(filters: Sequence[CaptureFilter], snaplen: int) -> List[Insn]:
-    """A program accepting matching packets with `snaplen` bytes (0 = whole packet)."""
+def compile_filters(filters: Sequence[CaptureFilter], snaplen: int,
+                    directional: bool = True) -> List[Insn]:
+    """A program accepting matching packets with `snaplen` bytes (0 = whole packet).
+
+    `directional=False`: without ancillary loads, matching local/remote either way round - a
+    superset of the kernel program, for libpcap's user-space filter, which cannot read them.
+    """
     accept_value = snaplen or WHOLE_PACKET
     if not filters or any(f.unconstrained for f in filters):
-        return [(RET_K, 0, 0, accept_value)]
+        everything = [(RET_K, 0, 0, accept_value)]
+        return loopback_rule(everything) if directional else everything
     e = Emitter()
     accept, reject = e.label(), e.label()
+    if directional and any(f.has_endpoints for f in filters):
+        e.op(LD_W, SKF_AD_OFF + SKF_AD_PKTTYPE)
+        e.op(ST, DIR)
     families = [(version, ethertype, [f for f in filters if version in f.versions()])
                 for version, ethertype in ((4, ETH_IPV4), (6, ETH_IPV6))]
     families = [family for family in families if family[2]]
@@ -215,15 +258,28 @@ def compile_filters(filters: Sequence[CaptureFilter], snaplen: int) -> List[Insn
         e.jump(JEQ, ethertype, entry[version], reject if n == len(families) - 1 else None)
     for version, _, mine in families:
         e.place(entry[version])
-        _family(e, mine, version, accept, reject)
+        _family(e, mine, version, accept, reject, directional)
     e.place(accept)
     e.op(RET_K, accept_value)
     e.place(reject)
     e.op(RET_K, 0)
     program = assemble(e.ir)
+    if directional:
+        program = loopback_rule(program)
     if len(program) > MAX_INSNS:
         raise too_large(len(program))
     return program
+
+
+def loopback_rule(program: Sequence[Insn]) -> List[Insn]:
+    """`program` behind a drop of the sent copy of a loopback packet (its received copy is
+    the one kept, as libpcap does): the same on both backends, whatever the program."""
+    return [(LD_W, 0, 0, (SKF_AD_OFF + SKF_AD_PKTTYPE) & 0xFFFFFFFF),
+            (JEQ, 0, 3, PACKET_OUTGOING),
+            (LD_W, 0, 0, (SKF_AD_OFF + SKF_AD_HATYPE) & 0xFFFFFFFF),
+            (JEQ, 0, 1, ARPHRD_LOOPBACK),
+            (RET_K, 0, 0, 0),
+            *program]
 
 
 def render(program: Sequence[Insn]) -> str:

@@ -37,6 +37,14 @@ class Emitter:
     def goto(self, target: str) -> None:
         self.ir.append(("ja", target))
 
+    def alias(self, name: str, target: str) -> None:
+        """`name` means wherever `target` is placed (before or after this point)."""
+        self.ir.append(("alias", name, target))
+
+    def size_since(self, start: int) -> int:
+        """Instructions emitted since ir position `start` (before any far-jump trampoline)."""
+        return sum(1 for item in self.ir[start:] if item[0] in ("op", "jmp", "ja"))
+
 
 def merged(ranges: Sequence[Tuple[int, int]]) -> List[Tuple[int, int]]:
     """Sorted ranges with overlapping and adjacent ones joined (80;81;82 -> 80-82)."""

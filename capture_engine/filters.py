@@ -21,6 +21,7 @@ PROTOCOLS = {"tcp": "TCP", "udp": "UDP", "any": "Any", "all": "Any"}
 MAX_LIST_ITEMS = 64
 MAX_FILTERS = 64
 FILTER_FIELDS = ("protocol", "localIPAddress", "remoteIPAddress", "localPort", "remotePort")
+OUTBOUND, INBOUND = "outbound", "inbound"  # tcpdump's words for sent by / received by the VM
 
 
 @dataclass(frozen=True)
@@ -253,17 +254,29 @@ def _direction(f: CaptureFilter, local: str, remote: str) -> str:
     return " and ".join(terms)
 
 
-def filter_expression(f: CaptureFilter) -> str:
-    """tcpdump syntax for one filter ('' matches everything)."""
+def filter_expression(f: CaptureFilter, direction: Optional[str] = None) -> str:
+    """tcpdump syntax for one filter ('' matches everything); see tcpdump_expression."""
     proto = {"TCP": "tcp", "UDP": "udp"}.get(f.protocol, "(tcp or udp)" if f.has_ports else "")
     if not f.has_endpoints:
         return proto
-    both = f"(({_direction(f, 'src', 'dst')}) or ({_direction(f, 'dst', 'src')}))"
-    return f"{proto} and {both}" if proto else both
+    sent, received = _direction(f, "src", "dst"), _direction(f, "dst", "src")
+    if direction is None:
+        sides = f"((outbound and {sent}) or (inbound and {received}))"
+    else:
+        sides = f"({sent if direction == OUTBOUND else received})"
+    return f"{proto} and {sides}" if proto else sides
 
 
-def tcpdump_expression(filters: Sequence[CaptureFilter]) -> str:
-    """The tcpdump expression equivalent to a filter list (OR of filters; '' = everything)."""
+def tcpdump_expression(filters: Sequence[CaptureFilter], direction: Optional[str] = None) -> str:
+    """The tcpdump expression equivalent to a filter list (OR of filters; '' = everything).
+
+    Local is the VM's side: `outbound` packets (sent by the VM) match with local = source,
+    `inbound` ones with local = destination. libpcap reads that direction only on a live
+    Linux capture; `direction` (OUTBOUND or INBOUND) renders the expression as it applies
+    to packets of that direction, without the keyword, for a saved file.
+    """
+    if direction not in (None, OUTBOUND, INBOUND):
+        raise ValueError(f"direction must be None, {OUTBOUND!r} or {INBOUND!r}")
     if not filters or any(f.unconstrained for f in filters):
         return ""
-    return " or ".join(f"({filter_expression(f)})" for f in filters)
+    return " or ".join(f"({filter_expression(f, direction)})" for f in filters)

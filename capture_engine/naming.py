@@ -51,16 +51,18 @@ def _listing(folder: str) -> List[str]:
         return []
 
 
-def existing_files(base: str, ring: bool) -> List[str]:
-    """Every file of every generation of the capture named by `base`, oldest first."""
-    folder, pattern = os.path.dirname(base), _pattern(base, ring, True)
-    found: List[Tuple[int, int, str]] = []
+def files_of(base: str, ring: bool) -> List[str]:
+    """The file named `base`, or the ring files of base name `base` (this generation only:
+    `x_00001.cap`, not `x~2_00001.cap`), oldest first."""
+    if not ring:
+        return [base] if os.path.lexists(base) else []
+    folder, pattern = os.path.dirname(base), _pattern(base, ring, False)
+    found: List[Tuple[int, str]] = []
     for name in _listing(folder):
         match = pattern.fullmatch(name)
         if match:
-            generation, seq = (int(g) if g else 0 for g in match.groups())
-            found.append((generation or 1, seq, os.path.join(folder, name)))
-    return [path for _, _, path in sorted(found)]
+            found.append((int(match.group(2)), os.path.join(folder, name)))
+    return [path for _, path in sorted(found)]
 
 
 def _taken(candidate: str, ring: bool) -> bool:

@@ -1,6 +1,7 @@
 """Classic pcap output: exact byte limits, the ring of files, and the drain-time cutoff."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import struct
@@ -10,6 +11,7 @@ from typing import Deque, Iterator, Optional, Tuple
 
 from capture_engine.errors import CaptureFileLostError, LocalFileError
 from capture_engine.naming import free_base, ring_path
+from capture_engine.owners import Claim, Owners
 from plumbing.crashpoints import crashpoint
 
 FILE_HEADER = struct.Struct("<IHHiIII")
@@ -46,6 +48,11 @@ class OutputPlan:
     max_file_bytes: int             # classic: totalBytesPerSession; ring: fileSizeInBytes
     ring_files: int = 0             # 0 = one classic file
     max_packets: Optional[int] = None
+    owner: Optional[str] = None     # the capture's name: claim the files for it (owners.py)
+    capture_root: str = ""          # where the claims are kept
+
+    def owners(self) -> Optional[Owners]:
+        return Owners(self.capture_root) if self.owner is not None else None
 
     def file_path(self, seq: int, base: Optional[str] = None) -> str:
         base = base or self.path
@@ -115,15 +122,33 @@ class Recorder:
         self.error: Optional[LocalFileError] = None
         self._good = 0  # file offset known to be on disk at a record boundary
         self._current: Optional[Tuple[str, int, int]] = None  # path, st_dev, st_ino
+        self.claim: Optional[Claim] = None
 
     @property
     def done(self) -> bool:
         return self.done_reason is not None or self.error is not None
 
     def start(self) -> None:
-        self.base = free_base(self.plan.path, bool(self.plan.ring_files))
-        self._next_file()
+        """Pick a name no file uses, claim it for the capture (write ahead: the claim is on
+        disk before the file), create the first file - all under the owners' lock."""
+        ring, owners = bool(self.plan.ring_files), self.plan.owners()
+        with owners.lock() if owners else contextlib.nullcontext():
+            self.base = free_base(self.plan.path, ring)
+            if owners is not None:
+                self.claim = owners.claim(str(self.plan.owner), self.base, ring)
+                crashpoint("capture.claimed")
+            self._next_file()
         crashpoint("capture.file_opened")
+
+    def drop_files(self) -> None:
+        """Remove the files (a pending file once uploaded) and give up their claim."""
+        owners = self.plan.owners()
+        with owners.lock() if owners else contextlib.nullcontext():
+            for path in self.files:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            if owners is not None and self.claim is not None:
+                owners.release(self.claim)
 
     def _next_file(self) -> None:
         rotating = bool(self.files)

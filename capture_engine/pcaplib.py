@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 from capture_engine.errors import BackendUnavailableError, InvalidExpressionError
 
@@ -67,6 +67,8 @@ _SIGNATURES = {
                                            ctypes.POINTER(PcapPkthdr), ctypes.c_char_p]),
     "pcap_lib_version": (ctypes.c_char_p, []),
 }
+# Newer than the rest (libpcap 1.9): set when the library has it, else None.
+_OPTIONAL = {"pcap_set_protocol_linux": (ctypes.c_int, [_P, ctypes.c_int])}
 _loaded: Optional[ctypes.CDLL] = None
 
 
@@ -87,11 +89,20 @@ def load() -> ctypes.CDLL:
         for func, (restype, argtypes) in _SIGNATURES.items():
             fn = getattr(lib, func)
             fn.restype, fn.argtypes = restype, argtypes
+        for func, (restype, argtypes) in _OPTIONAL.items():
+            fn = getattr(lib, func, None)
+            if fn is not None:
+                fn.restype, fn.argtypes = restype, argtypes
         _loaded = lib
         return lib
     raise BackendUnavailableError(
         f"libpcap is not installed (tried {', '.join(names)}): install libpcap0.8 (Debian) "
         "or libpcap (RHEL), or use the raw-socket backend")
+
+
+def optional(lib: ctypes.CDLL, name: str) -> Optional[Callable[..., int]]:
+    """A function of `_OPTIONAL`, or None when this libpcap is too old to have it."""
+    return getattr(lib, name, None)
 
 
 def available() -> bool:

@@ -1,6 +1,7 @@
 """A blocking capture session: open, capture to the limits, drain, write, upload."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -11,7 +12,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from capture_engine import pcaplib
 from capture_engine import result as R
-from capture_engine.bpf import FILTER_READS, WHOLE_PACKET, compile_filters
+from capture_engine.bpf import FILTER_READS, WHOLE_PACKET, compile_filters, loopback_rule
 from capture_engine.errors import (
     BackendUnavailableError,
     CaptureError,
@@ -21,8 +22,8 @@ from capture_engine.errors import (
 )
 from capture_engine.interfaces import LinkTable, in_netns, resolve_interfaces
 from capture_engine.linkwatch import CHECK_EVERY, GONE, UP, LinkChange, LinkWatch
-from capture_engine.naming import existing_files
 from capture_engine.output import STOP_BYTES, STOP_COUNT, OutputPlan, Recorder
+from capture_engine.owners import Owners
 from capture_engine.result import CaptureResult
 from capture_engine.settings import LIMITS, CaptureRequest
 from capture_engine.upload import upload_files
@@ -51,19 +52,22 @@ def make_backend(name: str = "auto"):
     return LibpcapBackend()
 
 
-def program_for(request: CaptureRequest, backend: str = "rawsocket") -> List[tuple]:
+def program_for(request: CaptureRequest, backend: str = "rawsocket",
+                directional: bool = True) -> List[tuple]:
     """The kernel filter; its accept value is the snap length the kernel stores.
 
     libpcap re-runs the filter in user space on the first ring block after pcap_setfilter,
     on the stored bytes only: its kernel program keeps enough bytes for the filter to read
     every header field, and libpcap's own snap length cuts the records to the limit.
+    `directional=False` is that user-space filter: it cannot read a packet's direction.
     """
     snaplen = min(request.bytes_per_packet or WHOLE_PACKET, WHOLE_PACKET)
     if backend == "libpcap":
         snaplen = WHOLE_PACKET if request.bpf_expression else max(snaplen, FILTER_READS)
     if request.bpf_expression:
-        return pcaplib.compile_expression(request.bpf_expression, snaplen)
-    return compile_filters(request.filters, snaplen)
+        program = pcaplib.compile_expression(request.bpf_expression, snaplen)
+        return loopback_rule(program) if directional else program
+    return compile_filters(request.filters, snaplen, directional)
 
 
 def time_limit(request: CaptureRequest) -> float:
@@ -79,11 +83,11 @@ def time_limit(request: CaptureRequest) -> float:
 
 def output_plan(request: CaptureRequest) -> OutputPlan:
     snaplen = min(request.bytes_per_packet or WHOLE_PACKET, WHOLE_PACKET)
-    if request.ring:
-        return OutputPlan(request.output_path(), snaplen, request.ring.file_size,
-                          request.ring.file_count, request.packet_count)
-    return OutputPlan(request.output_path(), snaplen, request.total_bytes, 0,
-                      request.packet_count)
+    size, count = (request.ring.file_size, request.ring.file_count) if request.ring else \
+        (request.total_bytes, 0)
+    return OutputPlan(request.output_path(), snaplen, size, count, request.packet_count,
+                      owner=request.name if request.claim_files else None,
+                      capture_root=request.capture_root)
 
 
 class _Session:
@@ -140,7 +144,8 @@ class _Session:
             self.backend = make_backend(backend_name)
             program = program_for(self.request, self.backend.name)
             self.backend.open(interfaces, program, self.request.bytes_per_packet,
-                              frozenset(self.watch.optional))
+                              frozenset(self.watch.optional),
+                              program_for(self.request, self.backend.name, directional=False))
         self.update(backend=self.backend.name, interfaces=tuple(interfaces))
         plan = output_plan(self.request)
         self.recorder = Recorder(plan, self.backend.make_sink())
@@ -313,28 +318,32 @@ def run_capture(request: CaptureRequest, *, blob_store=None, sas_token: Optional
 
 
 def capture_files(request: CaptureRequest) -> List[str]:
-    """The local files a capture has on disk, oldest first: the file (or the ring's files) of
-    every start with this name (a new start never overwrites a kept one: `<name>~2.cap`)."""
-    plan = output_plan(request)
-    return existing_files(plan.path, bool(plan.ring_files))
+    """The local files this capture (this name) wrote that are still on disk, oldest first:
+    those of every start of the name, never those of another capture of the same path (a
+    new start never overwrites a file: it writes `<stem>~2.cap`)."""
+    return [path for claim in Owners(request.capture_root).claims(request.name)
+            for path in claim.files()]
 
 
 def delete_capture_files(request: CaptureRequest) -> List[str]:
-    """action=delete: remove the capture's local file(s), never the blob; returns them.
+    """action=delete: remove the files this capture wrote, never the blob; returns them.
 
     A capture with only a storagePath keeps its pending file only until it is uploaded:
     none left is the end of its life, not an error. Any other capture without a file is
     CaptureNotFoundError.
     """
-    files = capture_files(request)
-    if not files:
-        if request.storage_path and not (request.file_path or request.local_path):
-            return []
-        raise CaptureNotFoundError(f"capture {request.name!r} has no local file "
-                                   f"({request.output_path()} does not exist)")
-    for path in files:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+    owners = Owners(request.capture_root)
+    with owners.lock():
+        claims = owners.claims(request.name)
+        files = [path for claim in claims for path in claim.files()]
+        for path in files:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        crashpoint("capture.delete.files_removed")
+        for claim in claims:
+            owners.release(claim)
+    if not files and not (request.storage_path and not (request.file_path or
+                                                         request.local_path)):
+        raise CaptureNotFoundError(f"capture {request.name!r} has no local file: none of "
+                                   f"the files it wrote under {request.capture_root} is left")
     return files

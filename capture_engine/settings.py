@@ -78,6 +78,7 @@ class CaptureRequest:
     bpf_expression: Optional[str] = None   # CLI only: a tcpdump expression instead of filters
     packet_count: Optional[int] = None     # CLI only: stop after this many packets
     target: Optional[str] = None           # the VM's resource id, echoed in the status
+    claim_files: bool = False              # settings: record the files as this capture's
     sas_token: Optional[str] = field(default=None, repr=False)  # protected storageSasToken
 
     @property
@@ -228,7 +229,8 @@ def parse_capture_settings(obj: Any, *, capture_root: str = CAPTURE_ROOT,
         name=name, action=action, bytes_per_packet=limits["bytesToCapturePerPacket"],
         total_bytes=limits["totalBytesPerSession"], time_limit=limits["timeLimitInSeconds"],
         storage_path=storage, file_path=file_path, local_path=local, filters=filters, ring=ring,
-        interfaces=interfaces, capture_root=capture_root, target=target, sas_token=token)
+        interfaces=interfaces, capture_root=capture_root, target=target, sas_token=token,
+        claim_files=True)
 
 
 def storage_url(request: CaptureRequest, sas_token: Optional[str] = None,

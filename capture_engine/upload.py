@@ -72,10 +72,6 @@ def _drop_pending(session) -> None:
     request = session.request
     if request.file_path or request.local_path:
         return
-    for path in session.recorder.files:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+    session.recorder.drop_files()
     crashpoint("capture.pending_removed")
     session.update(local_files=())

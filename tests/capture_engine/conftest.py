@@ -12,7 +12,7 @@ from typing import Dict, List
 
 import pytest
 
-from capture_engine.filters import tcpdump_expression
+from capture_engine.filters import INBOUND, OUTBOUND, CaptureFilter, tcpdump_expression
 from capture_engine.session import run_capture
 from capture_engine.settings import parse_capture_settings
 from devtools.netns import Topology, veth
@@ -89,6 +89,17 @@ def _start_cli(lab, case: str, filters: List[dict], snaplen: int, folder: str):
     return proc
 
 
+def reference_expression(filters: List[CaptureFilter], vm_mac: str) -> str:
+    """tcpdump's expression for the filters, the direction read from the source MAC (the
+    VM's NIC sends every `outbound` packet): a live tcpdump with `outbound`/`inbound` drops
+    the first packet its kernel filter passes, as libpcap re-filters the first ring frame in
+    user space, where the direction cannot be read."""
+    sent, received = (tcpdump_expression(filters, way) for way in (OUTBOUND, INBOUND))
+    if not sent:
+        return ""
+    return f"(ether src {vm_mac} and ({sent})) or (not ether src {vm_mac} and ({received}))"
+
+
 @pytest.fixture(scope="session")
 def live(lab, tmp_path_factory) -> LiveRun:
     """One traffic run captured by tcpdump (reference and filtered) and both backends."""
@@ -99,9 +110,11 @@ def live(lab, tmp_path_factory) -> LiveRun:
     run = LiveRun(folder, os.path.join(folder, "ref.pcap"))
     dumps = {"ref": helpers.start_tcpdump(lab.vm, lab.vm_if, run.ref)}
     engines, clis = {}, {}
+    vm_mac = helpers.mac_address(lab.vm, lab.vm_if)
     for case, (filters, snaplen) in LIVE_CASES.items():
         problems = ProblemList()
-        expression = tcpdump_expression(parse_filters(filters, "filters", problems))
+        expression = reference_expression(list(parse_filters(filters, "filters", problems)),
+                                          vm_mac)
         run.tcpdump[case] = os.path.join(folder, f"tcpdump-{case}.pcap")
         # tcpdump keeps whole packets: with a snap length below what its filter reads,
         # libpcap re-filters the first ring frame on truncated bytes and drops matches.

@@ -113,6 +113,11 @@ def tcpdump_filter(ref: str, expression: str, out: str) -> List[Record]:
     return read_pcap(out)
 
 
+def mac_address(ns, interface: str) -> str:
+    """The MAC address of `interface` in namespace `ns` (aa:bb:...)."""
+    return ns.run(["cat", f"/sys/class/net/{interface}/address"]).stdout.strip()
+
+
 def maps_mention(pid: int, word: str) -> Optional[str]:
     with open(f"/proc/{pid}/maps") as maps:
         for line in maps:

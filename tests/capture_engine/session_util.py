@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -14,6 +15,7 @@ class Running:
     thread: threading.Thread
     progress: List[dict] = field(default_factory=list)
     result: Optional[object] = None
+    running_at: Optional[float] = None  # wall time of the first Running report
 
     def finish(self, timeout: float = 30):
         self.thread.join(timeout)
@@ -27,6 +29,8 @@ def start_session(lab, request, backend: str, **kwargs) -> Running:
 
     def progress(status: dict) -> None:
         running.progress.append(status)
+        if status["packetCaptureStatus"] == "Running" and running.running_at is None:
+            running.running_at = time.time()
         if status["packetCaptureStatus"] != "NotStarted":
             ready.set()
 

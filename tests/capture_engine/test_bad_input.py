@@ -151,9 +151,10 @@ def test_delete_of_a_capture_without_files_is_not_found(tmp_path):
     with pytest.raises(CaptureNotFoundError) as caught:
         delete_capture_files(request)
     assert caught.value.code == 150 and "bad1" in caught.value.message
-    (tmp_path / "x.cap").write_bytes(b"pcap")
-    assert delete_capture_files(request) == [str(tmp_path / "x.cap")]
-    assert not (tmp_path / "x.cap").exists()
+    (tmp_path / "x.cap").write_bytes(b"pcap")  # its path, but not written by this capture
+    with pytest.raises(CaptureNotFoundError):
+        delete_capture_files(request)
+    assert (tmp_path / "x.cap").read_bytes() == b"pcap", "delete removed a file it did not write"
 
 
 def test_bad_tcpdump_expression_is_coded():

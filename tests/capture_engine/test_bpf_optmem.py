@@ -1,8 +1,9 @@
 """Filters the kernel will take at net.core.optmem_max=20480, selecting exactly tcpdump's packets.
 
 Each test runs inside a network namespace whose optmem_max is 20,480 (the default before Linux
-6.9); the programs run in that kernel (on an AF_UNIX datagram socket: the same sk_filter, trimmed
-to the accept value) and in libpcap's interpreter for the tcpdump expression of the same filters.
+6.9); the programs run in that kernel (packet sockets on both ends of a veth pair, so every
+frame passes once as sent by the VM and once as received, trimmed to the accept value) and in
+libpcap's interpreter for the tcpdump expression of the same filters in that direction.
 """
 from __future__ import annotations
 
@@ -19,10 +20,17 @@ import pytest
 from capture_engine import pcaplib
 from capture_engine.bpf import compile_filters
 from capture_engine.errors import CaptureSettingsError, ProblemList
-from capture_engine.filters import CaptureFilter, parse_filters, tcpdump_expression
+from capture_engine.filters import (
+    INBOUND,
+    OUTBOUND,
+    CaptureFilter,
+    parse_filters,
+    tcpdump_expression,
+)
 from capture_engine.settings import parse_capture_settings
 from devtools.netns import Namespace, unique_name
 from tests.capture_engine import craft
+from tests.capture_engine.kernelrun import RECEIVED, SENT, KernelRun
 
 pytestmark = pytest.mark.root
 OPTMEM = 20480
@@ -119,33 +127,22 @@ def _attach(sock: socket.socket, program: Sequence[tuple]) -> None:
                                                        ctypes.addressof(buffer)))
 
 
-def _kernel_lengths(ns: Namespace, program, frames: Sequence[craft.Frame]) -> List[int]:
-    """What the kernel keeps of each frame (0 = dropped), run by sk_filter in `ns`."""
-    with ns.enter():
-        sender, receiver = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    with sender, receiver:
-        _attach(receiver, program)
-        receiver.setblocking(False)
-        kept = []
-        for frame in frames:
-            sender.send(frame.data)
-            try:
-                kept.append(len(receiver.recv(1 << 18)))
-            except BlockingIOError:
-                kept.append(0)
-        return kept
+@pytest.fixture(scope="module")
+def runner(small_optmem: Namespace) -> KernelRun:
+    return KernelRun(small_optmem)
 
 
 def _tcpdump_lengths(filters: Sequence[CaptureFilter], snaplen: int,
-                     frames: Sequence[craft.Frame]) -> List[int]:
-    """What tcpdump keeps with the filters' expression. A frame cut after its IP header can
-    only match filters without ports: tcpdump drops it as soon as an earlier filter reads a
-    port; our program tests those filters first, so it is held to them alone."""
-    whole = pcaplib.make_program(pcaplib.compile_expression(tcpdump_expression(filters),
-                                                            snaplen))
+                     frames: Sequence[craft.Frame], direction: str) -> List[int]:
+    """What tcpdump keeps with the filters' expression for packets of `direction`. A frame cut
+    after its IP header can only match filters without ports: tcpdump drops it as soon as an
+    earlier filter reads a port; our program tests those filters first, so it is held to
+    them alone."""
+    whole = pcaplib.make_program(pcaplib.compile_expression(
+        tcpdump_expression(filters, direction), snaplen))
     portless = [f for f in filters if not f.has_ports]
-    cut = pcaplib.make_program(pcaplib.compile_expression(tcpdump_expression(portless),
-                                                          snaplen)) if portless else None
+    cut = pcaplib.make_program(pcaplib.compile_expression(
+        tcpdump_expression(portless, direction), snaplen)) if portless else None
     kept = []
     for f in frames:
         program = cut if f.shape == "truncated" else whole
@@ -169,19 +166,25 @@ def test_filter_parses_and_attaches_at_20480(small_optmem, form):
 
 @pytest.mark.parametrize("snaplen", [0, 34])
 @pytest.mark.parametrize("form", list(FORMS))
-def test_kernel_keeps_exactly_what_tcpdump_keeps(small_optmem, form, snaplen):
+def test_kernel_keeps_exactly_what_tcpdump_keeps(runner, form, snaplen):
     problems = ProblemList()
     filters = parse_filters(FORMS[form], "filters", problems)
     assert not problems, problems.problems
     frames = list(craft.exact_matches(filters)) + craft.corpus(filters, 800, seed=len(form))
-    ours = _kernel_lengths(small_optmem, compile_filters(filters, snaplen), frames)
-    expected = _tcpdump_lengths(filters, snaplen or 262144, frames)
-    wrong = [(f.label, got, want) for f, got, want in zip(frames, ours, expected) if got != want]
-    assert not wrong, f"{form}: {len(wrong)} of {len(frames)} frames differ " \
-        f"(label, kernel, tcpdump): {wrong[:5]}"
-    kept = sum(1 for n in expected if n)
-    assert 0 < kept < len(frames) or form == "seed-listed", \
-        f"{form}: tcpdump keeps {kept} of {len(frames)}: a weak corpus"
+    ours = runner.lengths(compile_filters(filters, snaplen), [f.data for f in frames])
+    expected = {way: _tcpdump_lengths(filters, snaplen or 262144, frames, direction)
+                for way, direction in ((SENT, OUTBOUND), (RECEIVED, INBOUND))}
+    for way in (SENT, RECEIVED):
+        wrong = [(f.label, got, want) for f, got, want in zip(frames, ours[way], expected[way])
+                 if got != want]
+        assert not wrong, f"{form}, {way}: {len(wrong)} of {len(frames)} frames differ " \
+            f"(label, kernel, tcpdump): {wrong[:5]}"
+        kept = sum(1 for n in expected[way] if n)
+        assert 0 < kept < len(frames) or form == "seed-listed", \
+            f"{form}, {way}: tcpdump keeps {kept} of {len(frames)}: a weak corpus"
+    if any(f.has_endpoints for f in filters):
+        assert expected[SENT] != expected[RECEIVED], \
+            f"{form}: every frame is kept or dropped alike both ways: direction is not tested"
 
 
 @pytest.mark.parametrize("filters,limit", [(TOO_BIG, f"{OPTMEM:,} bytes"),

@@ -81,7 +81,9 @@ def test_print_filter_shows_tcpdump_expression_and_program():
                           cwd=ROOT, capture_output=True, timeout=30)
     assert done.returncode == 0, done.stderr.decode()
     text = done.stdout.decode()
-    assert "tcp and ((dst port 443) or (src port 443))" in text and "{ 0x6, 0, 0," in text
+    assert "tcp and ((outbound and dst port 443) or (inbound and src port 443))" in text, text
+    assert "{ 0x20, 0, 0, 0xfffff004 }," in text, "the program reads no packet's direction"
+    assert "{ 0x6, 0, 0," in text, text
 
 
 @pytest.mark.parametrize("args,code", [

@@ -15,7 +15,7 @@ from tests.capture_engine.conftest import ROOT
 from tests.capture_engine.session_util import start_session
 
 pytestmark = pytest.mark.root
-EXPECTED = ["capture.file_opened", "capture.rotated", "capture.file_closed",
+EXPECTED = ["capture.claimed", "capture.file_opened", "capture.rotated", "capture.file_closed",
             "capture.upload.before", "capture.upload.after", "capture.pending_removed",
             "capture.finished"]
 

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from capture_engine.output import FdSink, OutputPlan, Recorder
+from capture_engine.owners import Owners
 from capture_engine.session import capture_files
 from capture_engine.settings import parse_capture_settings
 from capture_engine.upload import _targets
@@ -40,6 +41,9 @@ def test_ring_files_are_listed_in_rotation_order_past_100000(tmp_path):
     request = parse_capture_settings(RING, capture_root=str(tmp_path))
     plan = OutputPlan(request.output_path(), 65535, 1000, 10_000)
     made = [plan.file_path(seq) for seq in (99_998, 99_999, 100_000, 100_001)]
+    owners = Owners(str(tmp_path))
+    with owners.lock():
+        owners.claim(request.name, plan.path, ring=True)
     for path in made:
         open(path, "wb").close()
     assert capture_files(request) == made, "not in rotation order"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import socket
 import threading
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from capture_engine.interfaces import in_netns
 
@@ -56,6 +56,23 @@ def _sock(lab: Lab, side: str, address: str, kind: int, port: int = 0) -> socket
     sock.settimeout(5)
     sock.bind((address, port))
     return sock
+
+
+def bound(lab: Lab, side: str, address: str, kind: int, port: int = 0) -> socket.socket:
+    """A socket of `side`'s namespace bound to address:port (5 s timeout)."""
+    return _sock(lab, side, address, kind, port)
+
+
+def udp(lab: Lab, side: str, src: str, sport: int, dst: str, dport: int, count: int,
+        receiver: Optional[str] = None) -> None:
+    """`count` datagrams src:sport -> dst:dport, each read by a socket of `receiver` (by
+    default the other side) before the next is sent."""
+    receiver = receiver or ("peer" if side == "vm" else "vm")
+    with _sock(lab, receiver, dst, socket.SOCK_DGRAM, dport) as sink, \
+            _sock(lab, side, src, socket.SOCK_DGRAM, sport) as sender:
+        for n in range(count):
+            sender.sendto(f"udp {src}:{sport}>{dst}:{dport} #{n}".encode(), (dst, dport))
+            sink.recv(2048)
 
 
 def _serve(server: socket.socket) -> None:
