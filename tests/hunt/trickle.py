@@ -102,3 +102,64 @@ class TrickleServer:
             if not chunk:
                 return
             body += chunk
+
+
+class TrickleSnapshotProxy:
+    """Forwards every request to Azurite, except a blob snapshot (comp=snapshot), whose answer
+    trickles a byte every `interval` seconds for up to `limit` seconds."""
+
+    def __init__(self, azurite_port: int, interval: float = 0.5, limit: float = 60.0) -> None:
+        import http.client
+        import http.server
+
+        proxy = self
+        self.azurite_port = azurite_port
+        self.snapshot_started = threading.Event()
+        closed = self._closed = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if "comp=snapshot" in self.path:
+                    proxy.snapshot_started.set()
+                    started = time.monotonic()
+                    answer = b"HTTP/1.1 201 Created\r\nx-ms-pad: "
+                    while not closed.is_set() and time.monotonic() - started < limit:
+                        self.wfile.write(answer[:1] if answer else b"a")
+                        self.wfile.flush()
+                        answer = answer[1:]
+                        closed.wait(interval)
+                    self.close_connection = True
+                    return
+                conn = http.client.HTTPConnection("127.0.0.1", azurite_port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                headers["Host"] = f"127.0.0.1:{azurite_port}"
+                conn.request(self.command, self.path, body=body, headers=headers)
+                reply = conn.getresponse()
+                data = reply.read()
+                self.send_response(reply.status)
+                for key, value in reply.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def route(self, uri: str) -> str:
+        return uri.replace(f"127.0.0.1:{self.azurite_port}", f"127.0.0.1:{self.port}")
+
+    def close(self) -> None:
+        self._closed.set()
+        self.server.shutdown()
+        self.server.server_close()
