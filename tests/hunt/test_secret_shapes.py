@@ -53,3 +53,24 @@ def test_a_malformed_protected_blob_uri_is_never_shown(agent, ext_dir, secret):
     leaked += [f"enable output: ...{n}..." for n in needles if n in enable.output]
     files = sorted({hit.split(": ...")[0] for hit in leaked})
     assert not leaked, f"a decrypted protected value is shown in {files}: {leaked[:2]}"
+
+
+def test_a_percent_encoded_sas_in_a_public_status_uri_is_never_shown(agent, ext_dir, azurite):
+    """statusBlobUri may come in public settings (the redactor does not know it); a SAS URL
+    percent-encoded whole (`%3F...%26sig%3D...`, as it is when passed through another URL)
+    stays in the path, storage refuses it, and the error message quotes it: the `sig=` pattern
+    does not match `sig%3D`."""
+    signature = "PctEncodedSig0123456789abcdefXYZ"
+    sas = azurite.blob_sas_uri("pctstatus", "s.json").split("?")[0]
+    encoded = sas + "%3Fsv%3D2022-11-02%26sr%3Db%26sp%3Drw%26sig%3D" + signature
+    public, protected = settings_dicts([DISK])
+    public["statusBlobUri"] = encoded
+    agent.write_settings(ext_dir, 1, public, protected)
+    enable = agent.run(ext_dir, "enable", 1)
+    status = agent.status(ext_dir, 1)
+    assert status is not None and status["status"] == "error", status
+    needles = [signature]
+    leaked = [hit for where in (ext_dir / "state", ext_dir / "status", agent.log_root)
+              for hit in hits(where, needles)]
+    leaked += [f"enable output: ...{n}..." for n in needles if n in enable.output]
+    assert not leaked, f"a SAS signature is shown: {leaked[:3]}"
