@@ -58,10 +58,11 @@ def validate_blob_uri(uri: str) -> str:
     parts = urlsplit(uri.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BlobError(BlobErrorKind.INVALID_URI,
-                        f"not an http(s) blob URL: {strip_query(uri)[:200]!r}")
+                        f"not an http(s) blob URL ({len(uri)} characters; the value is "
+                        "not shown: it may be a secret)")
     if len([p for p in parts.path.split("/") if p]) < 2 and not _is_ip_style(parts.hostname):
         raise BlobError(BlobErrorKind.INVALID_URI,
-                        f"blob URL has no container/blob path: {strip_query(uri)[:200]!r}")
+                        f"blob URL has no container/blob path (host {parts.hostname[:100]!r})")
     return uri.strip()
 
 

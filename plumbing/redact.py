@@ -9,8 +9,9 @@ REDACTED = "REDACTED"
 
 # Query parameters of a SAS URI or connection string whose value is a secret.
 _SECRET_PARAMS = re.compile(
-    r"(?i)(?P<key>\b(?:sig|signature|AccountKey|SharedAccessKey|SharedAccessSignature|"
-    r"password|passwd|pwd|token|access_token|client_secret|credString)[\"']?\s*[=:]\s*[\"']?)"
+    r"(?i)(?P<key>(?:(?<![a-z])|(?<=%3f)|(?<=%253f))(?:sig|signature|AccountKey|SharedAccessKey|SharedAccessSignature|"
+    r"password|passwd|pwd|token|access_token|client_secret|credString)[\"']?"
+    r"(?:\s*[=:]|%3D|%253D)\s*[\"']?)"
     r"(?P<value>[^&\s\"'<>;,]+)"
 )
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")

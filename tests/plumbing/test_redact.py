@@ -39,3 +39,12 @@ def test_registered_secret_values_are_redacted_wherever_they_appear():
 
 def test_strip_query_keeps_only_the_blob_address():
     assert strip_query(SAS) == "https://acct.blob.core.windows.net/c/b.vhd"
+
+
+def test_percent_encoded_sas_parameters_are_redacted():
+    from plumbing.redact import redact_patterns
+
+    for text in ("https://a/b%3Fsig%3DSeCrEt1%26se%3D2", "https://a/b%3Fsv%3D1%26sig%3DSeCrEt1",
+                 "https://a/b%253Fsig%253DSeCrEt1"):
+        assert "SeCrEt1" not in redact_patterns(text), text
+    assert redact_patterns("mysig=keep") == "mysig=keep", "only whole parameter names"
