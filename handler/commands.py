@@ -15,7 +15,7 @@ from handler.errors import HandlerError, NoRuntimeSettingsError, WorkerStoppedEr
 from handler.operations.base import OperationStopped, Outcome
 from handler.publisher import BackgroundPublisher
 from handler.runtime import Runtime
-from handler.settings import HandlerSettings
+from handler.settings import HandlerSettings, command_of
 from handler.settings_file import choose_sequence
 from handler.state import OperationRecord
 from handler.status import write_heartbeat
@@ -140,7 +140,7 @@ def _write_ahead(rt: Runtime, seq: int) -> "tuple[OperationRecord, Optional[Hand
             record.command, record.message = settings.command, f"{settings.command}: starting"
             record.detail.update(rt.registry[settings.command].describe(settings))
         except HandlerError as exc:
-            command = (raw.public or {}).get("commandToExecute")
+            command = command_of(raw.public or {}, rt.registry)
             record.command = command if command in rt.registry else ""
             record.status, record.code = "error", rt.code_for(command, exc)
             record.message = str(exc)

@@ -12,6 +12,7 @@ class DerError(ValueError):
 # A CMS envelope nests about eight levels deep; anything far deeper is malformed or hostile,
 # and must end as a DerError, never as a RecursionError.
 MAX_DEPTH = 32
+MAX_OID_BYTES = 64
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ def read_all(data: bytes, depth: int = 0) -> List[Node]:
 def decode_oid(node: Node) -> str:
     if node.tag != 0x06 or not node.value:
         raise DerError(f"expected an OBJECT IDENTIFIER, found tag 0x{node.tag:02x}")
+    if len(node.value) > MAX_OID_BYTES:  # the ones CMS uses are about ten bytes
+        raise DerError(f"an OBJECT IDENTIFIER of {len(node.value)} bytes")
     raw = node.value
     parts = [min(raw[0] // 40, 2), raw[0] - 40 * min(raw[0] // 40, 2)]
     value = 0

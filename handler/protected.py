@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict
@@ -18,6 +19,7 @@ from handler.errors import (
     WrongCertificateError,
 )
 
+THUMBPRINT = re.compile(r"[0-9A-F]{40}")
 OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
 OID_RSA_ENCRYPTION = "1.2.840.113549.1.1.1"
 OID_RSAES_OAEP = "1.2.840.113549.1.1.7"
@@ -115,6 +117,10 @@ def load_key_pair(thumbprint: str, lib_dir: Path):
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     name = (thumbprint or "").strip().upper()
+    if not THUMBPRINT.fullmatch(name):  # a SHA-1: never a path of any other shape
+        shown = name[:48] + ("..." if len(name) > 48 else "")
+        raise CertificateNotFoundError(f"protectedSettingsCertThumbprint {shown!r} is not a "
+                                       "certificate thumbprint (40 hexadecimal digits)")
     crt, prv = lib_dir / f"{name}.crt", lib_dir / f"{name}.prv"
     missing = [p.name for p in (crt, prv) if not p.is_file()]
     if not name or missing:

@@ -81,12 +81,26 @@ def decrypt(raw: RawSettings, env: HandlerEnvironment, redactor: Redactor) -> Ma
     return MappingProxyType(protected)
 
 
+def _command_name(value: Any, parsers: Mapping[str, RequestParser]) -> Any:
+    """The operation a command names, in any case and with spaces around, as the original
+    extensions accept it ("Snapshot"); anything else is returned as given."""
+    if not isinstance(value, str):
+        return value
+    wanted = value.strip().lower()
+    return next((name for name in parsers if name.lower() == wanted), value)
+
+
+def command_of(public: Mapping[str, Any], names: Any) -> Any:
+    """commandToExecute as the operation table names it (see _command_name)."""
+    return _command_name(public.get("commandToExecute"), {n: None for n in names})
+
+
 def parse_settings(raw: RawSettings, protected: Mapping[str, Any],
                    parsers: Mapping[str, RequestParser]) -> HandlerSettings:
     """Shape first, then the operation's own rules; all problems raised together."""
     public = raw.public or {}
     problems: List[Problem] = []
-    command = public.get("commandToExecute")
+    command = _command_name(public.get("commandToExecute"), parsers)
     if not isinstance(command, str) or not command.strip():
         problems.append(("publicSettings.commandToExecute", "required, a non-empty string"))
     elif command not in parsers:

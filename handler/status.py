@@ -97,8 +97,14 @@ def encode_within_limit(document: List[Dict[str, Any]]) -> bytes:
             break
         _shrink_entry(longest, max(MIN_MESSAGE_CHARS, size - (len(data) - TARGET_STATUS_BYTES)))
         data = dump()
+    for key in sorted((k for k in status if k not in AGENT_KEYS),  # 2. our extra keys
+                      key=lambda k: -len(json.dumps(status[k]))):
+        if len(data) <= TARGET_STATUS_BYTES:
+            break
+        status[key] = _shorter(status[key])
+        data = dump()
     dropped = 0
-    while len(data) > TARGET_STATUS_BYTES and substatus:  # 2. then whole entries
+    while len(data) > TARGET_STATUS_BYTES and substatus:  # 3. then whole entries
         finished = [e for e in substatus if e["status"] in ("success", "error")]
         substatus.remove(finished[0] if finished else substatus[-1])
         dropped += 1
