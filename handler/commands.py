@@ -186,7 +186,7 @@ def worker(rt: Runtime, job_id: str) -> int:
     rt.status_changed = background.poke
     settings: Optional[HandlerSettings] = None
     try:
-        settings = rt.settings(job.seq)
+        settings = rt.job_settings(job)
         outcome = op.work(settings, job, rt)
     except OperationStopped as exc:
         outcome = _failed(rt, job.command, WorkerStoppedError(str(exc)))

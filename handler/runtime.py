@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from handler import jobs
 from handler.environment import HandlerEnvironment
-from handler.errors import HandlerError, StatusBlobError, WorkerDiedError
+from handler.errors import HandlerError, SettingsFileError, StatusBlobError, WorkerDiedError
 from handler.events import EventWriter
 from handler.operations.base import Operation, Outcome
 from handler.settings import BlobUris, HandlerSettings, blob_uris, decrypt, parse_settings
@@ -26,6 +26,7 @@ from plumbing.redact import Redactor
 # What is remembered: enough for status and idempotency, never an ever-growing folder.
 KEEP_FINISHED_JOBS = 50
 KEEP_OPERATIONS = 100
+PUBLISH_ROUNDS = 3  # a status sent stale by a race is sent again, this many times at most
 STATUS_BLOB_CODES = {BlobErrorKind.FORBIDDEN: 42, BlobErrorKind.EXPIRED: 43}
 
 
@@ -68,6 +69,7 @@ class Runtime:
         self.store = StateStore(env.state_dir, env.mrseq_file, redactor.redact)
         self._settings: Dict[int, HandlerSettings] = {}
         self._uris: Dict[int, BlobUris] = {}
+        self._digests: Dict[int, str] = {}
         self.manifest: Mapping[str, object] = {}
         # A worker points this at its background publisher: called after each status change.
         self.status_changed: Callable[[], None] = lambda: None
@@ -80,6 +82,7 @@ class Runtime:
         """Decrypt and parse one sequence number's settings (in memory, cached)."""
         if seq not in self._settings:
             raw = raw or self.raw_settings(seq)
+            self._digests[seq] = raw.digest
             self._uris[seq] = blob_uris(raw.public or {}, {})
             protected = decrypt(raw, self.env, self.redactor)
             self._uris[seq] = blob_uris(raw.public or {}, protected)
@@ -102,6 +105,16 @@ class Runtime:
                 pass
         return self._uris.get(seq, BlobUris(None, None))
 
+    def job_settings(self, job: JobRecord) -> HandlerSettings:
+        """The settings a worker runs with: exactly the file its enable accepted. The agent may
+        write a sequence number's file again; a worker never acts on what nobody validated."""
+        settings = self.settings(job.seq)
+        if job.settings_digest and self._digests.get(job.seq) != job.settings_digest:
+            raise SettingsFileError(f"settings file {job.seq}.settings changed after enable "
+                                    "accepted it; not acted on (the next enable takes the new "
+                                    "settings)")
+        return settings
+
     def cached_settings(self, seq: int) -> Optional[HandlerSettings]:
         try:
             return self.settings(seq)
@@ -117,6 +130,7 @@ class Runtime:
         me = myself()
         job = JobRecord(job_id=job_id or f"{command}-{seq}-{uuid.uuid4().hex[:8]}",
                         command=command, seq=seq, name=name, spawner_pid=me.pid,
+                        settings_digest=self._digests.get(seq, ""),
                         spawner_ticks=me.start, started=utc_timestamp(self.clock.now()),
                         updated=utc_timestamp(self.clock.now()))
         self._prune()
@@ -227,14 +241,32 @@ class Runtime:
         went. The lock is held to read and write records only, never across an upload: the
         caller must not hold it. `deadline` (monotonic) bounds every upload, retries included.
         `blob_first`: the local file changes only after the blob was tried, so a terminal
-        local status never shows before the blob has it."""
-        with self.store.lock():
-            draft = self.render_status(seq, write_local=not blob_first)
-        if draft is None:
-            return None
-        if blob_first and draft.status_post is None and not with_log:
+        local status never shows before the blob has it.
+
+        Another process may publish the same blob meanwhile (a worker finishing while the agent
+        re-runs enable): when the state changed while ours was in flight, ours may have landed
+        last with stale content, so the newer state is sent again."""
+        record: Optional[OperationRecord] = None
+        for _ in range(PUBLISH_ROUNDS):
             with self.store.lock():
-                return self.refresh_local(draft.record.seq)
+                draft = self.render_status(seq, write_local=not blob_first)
+            if draft is None:
+                return record
+            seq = draft.record.seq
+            failures = self._send(draft, with_log, deadline)
+            with self.store.lock():
+                record = self._record_sends(draft.record, failures, blob_first)
+                newer = self.render_status(seq, write_local=False)
+            stale = (newer is not None and draft.status_post is not None
+                     and (newer.record.status, newer.record.code)
+                     != (draft.record.status, draft.record.code))
+            if not stale:
+                return record
+            with_log = False  # the log went once; only the status may be behind
+        return record
+
+    def _send(self, draft: StatusDraft, with_log: bool,
+              deadline: Optional[float]) -> Dict[str, Optional[Dict[str, Any]]]:
         failures: Dict[str, Optional[Dict[str, Any]]] = {}
         command = draft.record.command
         if draft.status_post is not None:
@@ -242,21 +274,23 @@ class Runtime:
                                                      deadline)
         if with_log and draft.logs_post is not None:
             failures["logsBlobError"] = self._post(draft.logs_post, "logs", command, deadline)
-        if not failures and not blob_first:
-            return draft.record
-        with self.store.lock():
-            record = self.store.operation(draft.record.seq) or draft.record
-            before = dict(record.detail)
-            for key, failure in failures.items():
-                if failure is None:
-                    record.detail.pop(key, None)
-                else:
-                    record.detail[key] = failure
-            if record.detail != before:
-                self.store.save_operation(record)
-            if record.detail != before or blob_first:
-                record = self.refresh_local(record.seq) or record
-            return record
+        return failures
+
+    def _record_sends(self, sent: OperationRecord, failures: Dict[str, Optional[Dict[str, Any]]],
+                      blob_first: bool) -> OperationRecord:
+        """Note each upload's failure (or its absence) on the record. Lock held."""
+        record = self.store.operation(sent.seq) or sent
+        before = dict(record.detail)
+        for key, failure in failures.items():
+            if failure is None:
+                record.detail.pop(key, None)
+            else:
+                record.detail[key] = failure
+        if record.detail != before:
+            self.store.save_operation(record)
+        if record.detail != before or blob_first:
+            record = self.refresh_local(record.seq) or record
+        return record
 
     def _post(self, post: BlobPost, what: str, command: str,
               deadline: Optional[float]) -> Optional[Dict[str, Any]]:

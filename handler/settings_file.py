@@ -1,6 +1,7 @@
 """Finds the settings file the agent meant and reads its handlerSettings (still encrypted)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ class RawSettings:
     public: Optional[Mapping[str, Any]]
     protected_b64: Optional[str]
     thumbprint: Optional[str]
+    digest: str = ""  # sha256 of the file: a worker checks it reads what enable accepted
 
     @property
     def empty(self) -> bool:
@@ -53,7 +55,7 @@ def read_settings(config_folder: Path, seq: int) -> RawSettings:
         raise SettingsFileError(f"settings file {path.name} is unreadable: {exc}") from None
     if not text.strip():
         if seq == 0:  # the agent's way of saying "no settings": an empty 0.settings
-            return RawSettings(seq, path, None, None, None)
+            return RawSettings(seq, path, None, None, None, _digest(text))
         raise NoRuntimeSettingsError(f"settings file {path.name} is empty")
     try:
         document = json.loads(text)
@@ -81,4 +83,8 @@ def read_settings(config_folder: Path, seq: int) -> RawSettings:
         problems.append("protectedSettingsCertThumbprint is required with protectedSettings")
     if problems:
         raise SettingsFileError(f"{path.name}: " + "; ".join(problems))
-    return RawSettings(seq, path, public, protected or None, thumbprint)
+    return RawSettings(seq, path, public, protected or None, thumbprint, _digest(text))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

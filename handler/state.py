@@ -71,6 +71,7 @@ class JobRecord:
     updated: str = ""
     stop_requested_by: int = -1  # the sequence number whose stop was sent to this worker
     deleted_by: int = -1  # the sequence number whose delete removed this session
+    settings_digest: str = ""  # the settings file enable accepted (see RawSettings.digest)
 
     @property
     def finished(self) -> bool:

@@ -179,6 +179,10 @@ def _earlier_run(task_id: str, seq: int, runtime) -> Optional[OperationRecord]:
         if other.seq == seq or other.command != "snapshot" or \
                 other.detail.get("taskId") != task_id:
             continue
+        if not other.jobs:  # an enable killed after starting its worker, before noting it
+            other.jobs = [j.job_id for j in runtime.store.jobs()
+                          if j.seq == other.seq and j.command == "snapshot"
+                          and (not j.finished or j.pid > 0)]
         if not other.jobs:  # answered without a worker: a dedupe answer ran nothing itself,
             continue        # and a refusal (too late, no status blob) did not run the task
         other = runtime.conclude(other)
