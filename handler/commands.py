@@ -29,6 +29,7 @@ DISABLE_STORAGE_SECONDS = 20.0
 # Disable then leaves a worker that is still uploading to finish on its own; uninstall kills it.
 STOP_GRACE_SECONDS = 30.0
 WORKER_STORAGE_SECONDS = 120.0
+WORKER_LOCK_WAIT_SECONDS = 120.0
 
 
 def install(rt: Runtime) -> int:
@@ -174,6 +175,7 @@ def _act(rt: Runtime, settings: HandlerSettings, ahead: OperationRecord) -> Oper
 
 def worker(rt: Runtime, job_id: str) -> int:
     """Run one job to its end; whatever happens, its record ends finished."""
+    rt.store.lock_wait = WORKER_LOCK_WAIT_SECONDS  # no agent timeout on a worker: be patient
     with rt.store.lock():
         job = rt.register_worker(job_id)
     if job is None:

@@ -78,6 +78,10 @@ class StatusWriteError(HandlerError):
     code, title = 40, "Status folder not writable"
 
 
+class StateLockedError(HandlerError):
+    code, title = 44, "Handler state locked by another process"
+
+
 class StatusBlobError(HandlerError):
     """The status blob could not be written; code by cause (41 unreachable, 42, 43)."""
 

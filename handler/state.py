@@ -5,12 +5,18 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Type, TypeVar
 
+from handler.errors import StateLockedError
+
 TERMINAL = ("success", "error")
+# How long a lifecycle command waits for the state lock; held only for local reads and writes,
+# it is normally free within milliseconds.
+LOCK_WAIT_SECONDS = 20.0
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -82,7 +88,9 @@ class StateStore:
     """Records in <ext>/state; every read-modify-write happens under `lock()`."""
 
     def __init__(self, state_dir: Path, mrseq_file: Path,
-                 redact: Callable[[str], str] = lambda text: text) -> None:
+                 redact: Callable[[str], str] = lambda text: text,
+                 lock_wait: float = LOCK_WAIT_SECONDS) -> None:
+        self.lock_wait = lock_wait
         self.root = state_dir
         self._redact = redact  # records hold messages: nothing secret may reach the disk
         self.mrseq_file = mrseq_file
@@ -91,9 +99,26 @@ class StateStore:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
+        """The state lock, waited for at most `lock_wait` seconds: a holder that is stopped
+        (SIGSTOP) or stuck must not hold every later command until the agent kills it."""
         with open(self.root / "handler.lock", "a+") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            deadline = time.monotonic() + self.lock_wait
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StateLockedError(
+                            f"the handler's state has been locked by another of its processes "
+                            f"(pid {_holder(handle)}) for {self.lock_wait:.0f}s; not waiting "
+                            "longer") from None
+                    time.sleep(0.02)
             try:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(str(os.getpid()))
+                handle.flush()
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
@@ -176,6 +201,12 @@ class StateStore:
     def _write(self, path: Path, data: Dict[str, Any]) -> None:
         text = self._redact(json.dumps(data, indent=1, sort_keys=True))
         write_atomic(path, text.encode("utf-8"))
+
+
+def _holder(handle: Any) -> str:
+    handle.seek(0)
+    text = handle.read(16).strip()
+    return text if text.isdigit() else "?"
 
 
 Record = TypeVar("Record", OperationRecord, JobRecord)

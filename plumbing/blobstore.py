@@ -5,15 +5,24 @@ import copy
 import dataclasses
 import enum
 import os
+import threading
 import time
 from datetime import datetime, timezone
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from plumbing.redact import Redactor, redact_patterns, strip_query
 from plumbing.retry import RetryPolicy
 
 ProgressHook = Callable[[int, Optional[int]], None]
+
+
+T = TypeVar("T")
+WALL_MARGIN = 1.0  # seconds a request may run past its timeout before it is abandoned
+
+
+class WallTimeout(Exception):
+    """A request did not complete within its wall-clock bound."""
 
 
 class BlobErrorKind(str, enum.Enum):
@@ -131,7 +140,7 @@ class BlobStore:
             self._client(uri).upload_blob(
                 data, overwrite=True, content_settings=ContentSettings(content_type=content_type),
                 timeout=self._server_timeout())
-        self._with_retry("upload", uri, put)
+        self._with_retry("upload", uri, self._walled(put))
 
     def upload_file(self, uri: str, path: str, progress: Optional[ProgressHook] = None) -> int:
         """Upload a local file in chunks; returns the number of bytes sent."""
@@ -146,19 +155,19 @@ class BlobStore:
         return size
 
     def read_bytes(self, uri: str) -> bytes:
-        return self._with_retry("download", uri,
-                                lambda: self._client(uri).download_blob(
-                                    timeout=self._server_timeout()).readall())
+        return self._with_retry("download", uri, self._walled(
+            lambda: self._client(uri).download_blob(timeout=self._server_timeout()).readall()))
 
     def create_snapshot(self, uri: str, metadata: Optional[Mapping[str, str]] = None) -> str:
         """Snapshot a blob, returning the snapshot's timestamp id."""
-        result = self._with_retry("snapshot", uri, lambda: self._client(uri).create_snapshot(
-            metadata=dict(metadata or {}), timeout=self._server_timeout()))
+        result = self._with_retry("snapshot", uri, self._walled(
+            lambda: self._client(uri).create_snapshot(metadata=dict(metadata or {}),
+                                                      timeout=self._server_timeout())))
         return str(result["snapshot"])
 
     def properties(self, uri: str) -> Dict[str, object]:
-        props = self._with_retry("get properties", uri, lambda: self._client(uri)
-                                 .get_blob_properties(timeout=self._server_timeout()))
+        props = self._with_retry("get properties", uri, self._walled(
+            lambda: self._client(uri).get_blob_properties(timeout=self._server_timeout())))
         return {"size": props.size, "metadata": dict(props.metadata or {}),
                 "blob_type": str(props.blob_type), "last_modified": props.last_modified}
 
@@ -171,6 +180,31 @@ class BlobStore:
             validate_blob_uri(uri), retry_total=0, connection_timeout=left,
             read_timeout=left, max_block_size=self.chunk_size,
             max_single_put_size=self.chunk_size)
+
+    def _walled(self, call: Callable[[], T]) -> Callable[[], T]:
+        """`call` bounded in wall-clock time by the attempt's timeout (or the time left): the
+        SDK's timeouts bound each socket read, and storage that trickles its answer a byte at a
+        time would hold a small request forever. The request is left to finish in a daemon
+        thread; its answer, if any, is dropped."""
+        def bounded() -> T:
+            limit = max(0.5, self._time_left()) + WALL_MARGIN
+            box: Dict[str, object] = {}
+            done = threading.Event()
+
+            def run() -> None:
+                try:
+                    box["value"] = call()
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                    box["error"] = exc
+                finally:
+                    done.set()
+            threading.Thread(target=run, name="blob-request", daemon=True).start()
+            if not done.wait(limit):
+                raise WallTimeout(f"no complete answer within {limit:.0f}s")
+            if "error" in box:
+                raise box["error"]  # type: ignore[misc]
+            return box["value"]  # type: ignore[return-value]
+        return bounded
 
     def _server_timeout(self) -> int:
         return max(1, int(self._time_left()))
@@ -224,6 +258,9 @@ class BlobStore:
                 first_line = "the SAS token has expired (se=" + sas_expiry(uri) + ")"
             return BlobError(kind, f"{what} of {target} failed: HTTP {status} {code}: "
                              f"{first_line}", status=status, error_code=code or None)
+        if isinstance(exc, WallTimeout):
+            return BlobError(BlobErrorKind.TIMEOUT, f"{what} of {target} timed out: storage "
+                             f"answered too slowly ({exc})")
         if isinstance(exc, ServiceResponseError) and "timed out" in str(exc).lower():
             return BlobError(BlobErrorKind.TIMEOUT, f"{what} of {target} timed out "
                              f"after {self.timeout:.0f}s")
