@@ -11,7 +11,12 @@ import signal
 from typing import Optional
 
 from handler import jobs
-from handler.errors import HandlerError, NoRuntimeSettingsError, WorkerStoppedError
+from handler.errors import (
+    HandlerError,
+    NoRuntimeSettingsError,
+    StateWriteError,
+    WorkerStoppedError,
+)
 from handler.operations.base import OperationStopped, Outcome
 from handler.publisher import BackgroundPublisher
 from handler.runtime import Runtime
@@ -109,6 +114,13 @@ def _already_processed(rt: Runtime, seq: int) -> Optional[OperationRecord]:
 def _enable_new(rt: Runtime, seq: int, deadline: float) -> OperationRecord:
     with rt.store.lock():
         record, settings = _write_ahead(rt, seq)
+        if settings is not None and rt.store.unsaved:  # never act on what is not recorded
+            failure = StateWriteError("cannot record the operation, so it was not started: "
+                                      + "; ".join(rt.store.unsaved[:3]))
+            record.status, record.code = "error", rt.code_for(settings.command, failure)
+            record.message, settings = failure.message, None
+            rt.store.save_operation(record)
+            rt.refresh_local(seq)
     if settings is None:
         return rt.publish(seq, with_log=True, deadline=deadline) or record
     preflight = rt.publish(seq, deadline=deadline)  # the first status blob write: fail fast

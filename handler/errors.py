@@ -82,6 +82,10 @@ class StateLockedError(HandlerError):
     code, title = 44, "Handler state locked by another process"
 
 
+class StateWriteError(HandlerError):
+    code, title = 45, "Handler state not writable"
+
+
 class StatusBlobError(HandlerError):
     """The status blob could not be written; code by cause (41 unreachable, 42, 43)."""
 

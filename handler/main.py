@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Mapping, Optional
 
 from handler import commands
 from handler.environment import HandlerEnvironment, load_environment
-from handler.errors import HandlerError
+from handler.errors import HandlerError, StateWriteError
 from handler.events import EventWriter
 from handler.logs import RedactingFormatter, configure
 from handler.runtime import MemoryLog, Runtime
@@ -91,11 +91,28 @@ def main(argv: List[str], environ: Mapping[str, str] = os.environ) -> int:
     except HandlerError as exc:
         return _fail(command, env, environ, redactor, exc)
     except OSError as exc:  # an unwritable folder, a full disk: still a clear, coded failure
-        return _fail(command, env, environ, redactor,
-                     HandlerError(f"{exc.strerror or exc}: {exc.filename or ''}".strip(": ")))
+        return _fail(command, env, environ, redactor, StateWriteError(
+            f"{exc.strerror or exc}: {exc.filename or ''}".strip(": ")))
     except Exception as exc:  # noqa: BLE001 - the agent gets a message, never a traceback
         return _fail(command, env, environ, redactor,
                      HandlerError(f"unexpected {type(exc).__name__}: {exc}"))
+
+
+def _code_for(env: HandlerEnvironment, seq: Optional[int], environ: Mapping[str, str],
+              exc: HandlerError) -> int:
+    """The number the settings' own operation reports this failure under (VMSnapshot's
+    caller defines its numbers); the handler's own when the command is unknown."""
+    from handler.operations.registry import build_registry
+    from handler.settings import command_of
+    from handler.settings_file import read_settings
+
+    try:
+        registry = build_registry(environ)
+        raw = read_settings(env.config_folder, seq) if seq is not None else None
+        op = registry.get(command_of(raw.public or {}, registry)) if raw is not None else None
+    except (HandlerError, OSError):
+        op = None
+    return op.error_code(exc) if op is not None else exc.code
 
 
 def _fail(command: Command, env: Optional[HandlerEnvironment], environ: Mapping[str, str],
@@ -105,7 +122,8 @@ def _fail(command: Command, env: Optional[HandlerEnvironment], environ: Mapping[
     print(f"{command.name} failed [{exc.code}]: {message}", file=sys.stderr)
     if command.reports_status and env is not None:
         seq = choose_sequence(env.config_folder, environ)
-        report = StatusReport(env.name or "handler", command.name, "error", exc.code, message)
+        code = _code_for(env, seq, environ, exc)
+        report = StatusReport(env.name or "handler", command.name, "error", code, message)
         try:
             write_status(env.status_folder, seq if seq is not None else 0, report,
                          SystemClock().now())

@@ -91,6 +91,8 @@ class StateStore:
                  redact: Callable[[str], str] = lambda text: text,
                  lock_wait: float = LOCK_WAIT_SECONDS) -> None:
         self.lock_wait = lock_wait
+        self.unsaved: List[str] = []  # records the disk refused, kept in memory (see _write)
+        self._overlay: Dict[Path, str] = {}
         self.root = state_dir
         self._redact = redact  # records hold messages: nothing secret may reach the disk
         self.mrseq_file = mrseq_file
@@ -100,28 +102,42 @@ class StateStore:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """The state lock, waited for at most `lock_wait` seconds: a holder that is stopped
-        (SIGSTOP) or stuck must not hold every later command until the agent kills it."""
-        with open(self.root / "handler.lock", "a+") as handle:
+        (SIGSTOP) or stuck must not hold every later command until the agent kills it.
+
+        The lock is on the state folder itself, which needs no file to be created: a full
+        disk still leaves the handler able to lock, read and report. Its holder's pid is noted
+        in handler.lock when the disk allows."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
             deadline = time.monotonic() + self.lock_wait
             while True:
                 try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
                         raise StateLockedError(
                             f"the handler's state has been locked by another of its processes "
-                            f"(pid {_holder(handle)}) for {self.lock_wait:.0f}s; not waiting "
+                            f"(pid {self._holder()}) for {self.lock_wait:.0f}s; not waiting "
                             "longer") from None
                     time.sleep(0.02)
-            try:
-                handle.seek(0)
-                handle.truncate()
-                handle.write(str(os.getpid()))
-                handle.flush()
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            self._note_holder()
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    def _note_holder(self) -> None:
+        try:
+            (self.root / "handler.lock").write_text(str(os.getpid()))
+        except OSError:
+            pass  # a full disk: the lock holds all the same, only its holder goes unnamed
+
+    def _holder(self) -> str:
+        try:
+            text = (self.root / "handler.lock").read_text()[:16].strip()
+        except OSError:
+            text = ""
+        return text if text.isdigit() else "?"
 
     # -- mrseq --------------------------------------------------------------------------
     def last_seq(self) -> Optional[int]:
@@ -132,7 +148,10 @@ class StateStore:
         return int(text) if text.lstrip("-").isdigit() else None
 
     def set_last_seq(self, seq: int) -> None:
-        write_atomic(self.mrseq_file, str(seq).encode(), mode=0o644)
+        try:
+            write_atomic(self.mrseq_file, str(seq).encode(), mode=0o644)
+        except OSError as exc:
+            self.unsaved.append(f"{self.mrseq_file.name}: {exc.strerror or exc}")
 
     # -- records ------------------------------------------------------------------------
     def operation(self, seq: int) -> Optional[OperationRecord]:
@@ -140,7 +159,7 @@ class StateStore:
 
     def operations(self) -> List[OperationRecord]:
         records = []
-        for path in sorted((self.root / "ops").glob("*.json")):
+        for path in self._paths("ops"):
             record = _load(OperationRecord, self._read(path))
             if record is not None:
                 records.append(record)
@@ -165,7 +184,7 @@ class StateStore:
 
     def jobs(self) -> List[JobRecord]:
         records = []
-        for path in sorted((self.root / "jobs").glob("*.json")):
+        for path in self._paths("jobs"):
             record = _load(JobRecord, self._read(path))
             if record is not None:
                 records.append(record)
@@ -187,10 +206,17 @@ class StateStore:
         return removed
 
     def delete_job(self, job_id: str) -> None:
-        (self.root / "jobs" / f"{job_id}.json").unlink(missing_ok=True)
+        path = self.root / "jobs" / f"{job_id}.json"
+        self._overlay.pop(path, None)
+        path.unlink(missing_ok=True)
 
-    @staticmethod
-    def _read(path: Path) -> Optional[Dict[str, Any]]:
+    def _paths(self, kind: str) -> List[Path]:
+        on_disk = set((self.root / kind).glob("*.json"))
+        return sorted(on_disk | {p for p in self._overlay if p.parent.name == kind})
+
+    def _read(self, path: Path) -> Optional[Dict[str, Any]]:
+        if path in self._overlay:
+            return json.loads(self._overlay[path])
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -199,14 +225,16 @@ class StateStore:
             return None  # a torn record cannot happen (atomic writes); treat junk as absent
 
     def _write(self, path: Path, data: Dict[str, Any]) -> None:
+        """Write a record; when the disk refuses (full, read-only), keep it in this process's
+        memory and note it in `unsaved`: the process goes on with the truth it knows, so its
+        status and status blob still say what happened, and its caller decides whether to act."""
         text = self._redact(json.dumps(data, indent=1, sort_keys=True))
-        write_atomic(path, text.encode("utf-8"))
-
-
-def _holder(handle: Any) -> str:
-    handle.seek(0)
-    text = handle.read(16).strip()
-    return text if text.isdigit() else "?"
+        try:
+            write_atomic(path, text.encode("utf-8"))
+            self._overlay.pop(path, None)
+        except OSError as exc:
+            self._overlay[path] = text
+            self.unsaved.append(f"{path.parent.name}/{path.name}: {exc.strerror or exc}")
 
 
 Record = TypeVar("Record", OperationRecord, JobRecord)

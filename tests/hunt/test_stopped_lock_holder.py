@@ -61,13 +61,15 @@ class Turnstile:
 
 
 def lock_is_held(ext_dir) -> bool:
-    with open(ext_dir / "state" / "handler.lock", "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        return False
+    """The state lock is an flock on the state folder itself."""
+    fd = os.open(ext_dir / "state", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def test_enable_ends_in_time_while_a_stopped_worker_holds_the_state_lock(agent, ext_dir, azurite,
