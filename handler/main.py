@@ -87,6 +87,8 @@ def main(argv: List[str], environ: Mapping[str, str] = os.environ) -> int:
         runtime = build_runtime(env, command.name, argument, environ, redactor)
         result = command.run(runtime, argument) if argument else command.run(runtime)
         runtime.events.emit(command.name, f"{command.name} exited {result}")
+        if runtime.status_write_error is not None:  # the blobs had their chance; now say it
+            raise runtime.status_write_error
         return result if result == 0 else command.fail_exit_code
     except HandlerError as exc:
         return _fail(command, env, environ, redactor, exc)

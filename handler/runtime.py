@@ -72,6 +72,7 @@ class Runtime:
         self._uris: Dict[int, BlobUris] = {}
         self._digests: Dict[int, str] = {}
         self.manifest: Mapping[str, object] = {}
+        self.status_write_error: Optional[StatusWriteError] = None  # the last local write's
         # A worker points this at its background publisher: called after each status change.
         self.status_changed: Callable[[], None] = lambda: None
 
@@ -333,7 +334,9 @@ class Runtime:
         try:
             write_status(self.env.status_folder, record.seq, self._report(record, substatus),
                          self.clock.now(), extra)
+            self.status_write_error = None
         except StatusWriteError as exc:
+            self.status_write_error = exc  # the command still fails with it, after the blob
             self.log.error("%s", exc)
 
 

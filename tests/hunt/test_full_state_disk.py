@@ -117,6 +117,8 @@ def test_a_full_status_folder_does_not_keep_the_status_blob_unwritten(agent, ext
     agent.write_settings(ext_dir, 1, public, protected)
     enable = agent.run(ext_dir, "enable", 1)
     assert not enable.killed, enable
+    assert enable.returncode != 0 and "[40]" in enable.output, \
+        f"the agent is not told its status file is missing: {enable}"
 
     def blob_status():
         try:
