@@ -58,7 +58,7 @@ def run(seconds: int, sas_url: Optional[str], work: Path) -> int:
         settings = {"commandToExecute": "packetCapture", "packetCapture": {
             "name": "demo", "action": "start", "bytesToCapturePerPacket": 0,
             "totalBytesPerSession": 1073741824, "timeLimitInSeconds": seconds,
-            "filters": [{"protocol": "UDP", "remotePort": "443"}],
+            "filters": [{"protocol": "UDP", "localPort": "443"}],  # the VM's own port
             "storageLocation": {"storagePath": storage_path,
                                 "filePath": str(work / "captures" / "demo.cap")}}}
         agent.write_settings(ext_dir, 1, settings, {"storageSasToken": token}, cipher="aes256")
@@ -72,11 +72,17 @@ def run(seconds: int, sas_url: Optional[str], work: Path) -> int:
               f"(the filter)")
         final = _wait_for(agent, ext_dir, ("Stopped", "Error"), seconds + 120)
         print("status:    " + json.dumps(final, indent=2).replace("\n", "\n           "))
+        captured = final.get("packetsCaptured")
         if not sas_url:
             data = azurite.read_blob("captures", "demo/packetcapture.cap")
-            print(f"blob:      {storage_path} ({len(data)} bytes, {_count(data)} packets)")
+            captured = _count(data)
+            print(f"blob:      {storage_path} ({len(data)} bytes, {captured} packets)")
         print(f"files:     {work}")
-        return 0 if final.get("packetCaptureStatus") == "Stopped" else 1
+        if final.get("packetCaptureStatus") != "Stopped" or captured != sent // 2:
+            print(f"demo: FAILED - {captured} packets captured of the {sent // 2} sent to "
+                  "port 443", file=sys.stderr)
+            return 1
+        return 0
 
 
 def _wait_for(agent: FakeAgent, ext_dir: Path, states, timeout: float) -> dict:
