@@ -10,7 +10,7 @@ from tests.snapshot.conftest import settings_dicts
 
 pytestmark = pytest.mark.root
 
-DISK = "https://acct.blob.core.windows.net/vhds/osdisk.vhd?sv=2022-11-02&sr=b&sp=rw&sig=AAAA"
+DISK = "http://127.0.0.1:9/acct/vhds/osdisk.vhd?sv=2022-11-02&sr=b&sp=rw&sig=AAAA"
 SERVICE_CODES = {0, 1, 2, 3, 4, 11, 12, 13, 14, 15, 16, 17, 76, 85, 121, 122, 123, 124, 173,
                  *range(300, 319), 402, *range(500, 513), 556}
 

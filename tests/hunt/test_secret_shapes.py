@@ -11,7 +11,7 @@ from tests.snapshot.conftest import settings_dicts
 
 pytestmark = pytest.mark.root
 
-DISK = "https://acct.blob.core.windows.net/vhds/osdisk.vhd?sv=2022-11-02&sr=b&sp=rw&sig=AAAA"
+DISK = "http://127.0.0.1:9/acct/vhds/osdisk.vhd?sv=2022-11-02&sr=b&sp=rw&sig=AAAA"
 # A protected value that is not a blob URL (a token pasted into the wrong field). Its text must
 # never be shown: every window of 16 characters of it is searched for.
 LONG = "not-a-url-" + "".join(f"{i:03d}Zx" for i in range(60))  # 310 characters

@@ -11,7 +11,7 @@ from tests.snapshot.conftest import settings_dicts
 
 pytestmark = pytest.mark.root
 
-DISK = "https://acct.blob.core.windows.net/vhds/osdisk.vhd?sv=2022-11-02&sr=b&sp=rw&sig=AAAA"
+DISK = "http://127.0.0.1:9/acct/vhds/osdisk.vhd?sv=2022-11-02&sr=b&sp=rw&sig=AAAA"
 CERTIFICATE_NOT_FOUND = 16  # the backup service's row for protected settings we cannot decrypt
 
 
