@@ -10,8 +10,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from handler import jobs
 from handler.environment import HandlerEnvironment
-from handler.errors import (HandlerError, SettingsFileError, StatusBlobError, StatusWriteError,
-                            WorkerDiedError)
+from handler.errors import (
+    HandlerError,
+    SettingsFileError,
+    StatusBlobError,
+    StatusWriteError,
+    WorkerDiedError,
+)
 from handler.events import EventWriter
 from handler.operations.base import Operation, Outcome
 from handler.settings import BlobUris, HandlerSettings, blob_uris, decrypt, parse_settings
