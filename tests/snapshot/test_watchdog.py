@@ -157,3 +157,18 @@ def test_watchdog_leaves_the_cgroups_it_was_started_in(loopfs):
         if dog is not None:
             dog.stop()
         group.remove()
+
+
+def test_a_lingering_watchdog_never_thaws_a_freeze_it_cannot_attribute(loopfs, tmp_path):
+    mount = loopfs("ext4").mountpoint
+    dog = Dog([mount], 1.0, str(tmp_path / "watchdog.json"))
+    try:
+        claim(dog, 0, mount)
+        assert unwritable([mount], 2.0) == [], "thawed at the deadline"
+        assert dog.wait_line("timeout", 5), f"the worker is told of the timeout: {dog.lines}"
+        freeze(mount)  # the next backup freezes the same filesystem; our worker still lives
+        assert unwritable([mount], 1.0) == [mount], \
+            "a lingering watchdog must not thaw a freeze its worker did not make"
+    finally:
+        dog.stop()
+        assert thaw_if_frozen(mount), "the next backup's freeze was thawed by our watchdog"
