@@ -62,6 +62,11 @@ class Freezer:
         """True once the watchdog has thawed at its deadline."""
         return self._link is not None and self._link.fired.is_set()
 
+    @property
+    def timed_out(self) -> bool:
+        """True once the freeze timeout thawed the filesystems."""
+        return self.watchdog_fired
+
     def fired(self) -> bool:
         """True once the watchdog has thawed at its deadline (non-blocking check)."""
         return self.watchdog_fired
