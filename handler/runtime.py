@@ -10,7 +10,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from handler import jobs
 from handler.environment import HandlerEnvironment
-from handler.errors import HandlerError, SettingsFileError, StatusBlobError, WorkerDiedError
+from handler.errors import (HandlerError, SettingsFileError, StatusBlobError, StatusWriteError,
+                            WorkerDiedError)
 from handler.events import EventWriter
 from handler.operations.base import Operation, Outcome
 from handler.settings import BlobUris, HandlerSettings, blob_uris, decrypt, parse_settings
@@ -326,9 +327,14 @@ class Runtime:
 
     def _write_local(self, record: OperationRecord, op: Optional[Operation],
                      substatus: List[Substatus]) -> None:
+        """The agent's file. A folder that refuses it (full, read-only) is logged and does not
+        stop the status blob, which may be all the caller reads."""
         extra = op.status_extra(record, self) if op is not None else {}
-        write_status(self.env.status_folder, record.seq, self._report(record, substatus),
-                     self.clock.now(), extra)
+        try:
+            write_status(self.env.status_folder, record.seq, self._report(record, substatus),
+                         self.clock.now(), extra)
+        except StatusWriteError as exc:
+            self.log.error("%s", exc)
 
 
 @dataclass(frozen=True)

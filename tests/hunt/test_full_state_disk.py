@@ -100,3 +100,28 @@ def test_a_snapshot_taken_is_reported_when_the_state_disk_fills_during_the_run(
     assert reported, ("the status blob never leaves transitioning, though the snapshot was "
                       f"taken; local status {local.get('status')}/{local.get('code')} "
                       f"{local.get('formattedMessage', {}).get('message')!r}; jobs {jobs}")
+
+
+def test_a_full_status_folder_does_not_keep_the_status_blob_unwritten(agent, ext_dir, azurite,
+                                                                      confdir, loopfs):
+    """The agent's status folder is on a full filesystem: the local file cannot be written,
+    but the status blob (all the backup service reads) still gets the run's outcome."""
+    write_vmbackup_conf(confdir, [], fsfreeze=False)
+    agent.extra_env.update(snapshot_env(confdir))
+    small = loopfs("ext4", size_mb=8).mountpoint
+    shutil.rmtree(ext_dir / "status", ignore_errors=True)
+    (ext_dir / "status").symlink_to(small)
+    fill(small)
+    status_uri = azurite.blob_sas_uri("fullfolder", "status.json")
+    public, protected = settings_dicts([], status=status_uri)
+    agent.write_settings(ext_dir, 1, public, protected)
+    enable = agent.run(ext_dir, "enable", 1)
+    assert not enable.killed, enable
+
+    def blob_status():
+        try:
+            return json.loads(azurite.read_blob("fullfolder", "status.json"))[0]["status"]
+        except Exception:  # noqa: BLE001 - not there yet
+            return None
+    assert wait_for(lambda: (blob_status() or {}).get("status") not in (None, "transitioning"),
+                    timeout=60), f"the status blob never got the outcome: {blob_status()}"
