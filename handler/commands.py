@@ -25,6 +25,7 @@ from handler.settings_file import choose_sequence
 from handler.state import OperationRecord
 from handler.status import write_heartbeat
 from plumbing.crashpoints import crashpoint
+from plumbing.proc import kill_session
 
 # Seconds a lifecycle command may spend on blob uploads (status, logs), retries included:
 # with storage that hangs, enable and disable still end within a minute (the agent allows 300).
@@ -74,6 +75,9 @@ def uninstall(rt: Runtime) -> int:
     with rt.store.lock():
         running = [job for job in rt.store.jobs() if not job.finished]
     killed = jobs.stop_workers(rt.store, running, STOP_GRACE_SECONDS, kill=True)
+    for job in killed:  # a worker leads its own session: what it started there (scripts, psql)
+        if job.pid > 0:  # dies with it; the thaw watchdog has a session of its own
+            kill_session(job.pid)
     rt.log.info("uninstall: workers stopped (%d killed after %.0fs)", len(killed),
                 STOP_GRACE_SECONDS)
     return 0

@@ -1,13 +1,19 @@
-"""The one subprocess wrapper: argument lists, mandatory timeout, group kill, capped output."""
+"""The one subprocess wrapper: argument lists, mandatory timeout, group kill, capped output.
+
+A command runs in a process group of its own (so a timeout, or any exception that leaves `run`,
+kills it with everything it started) inside the caller's session: whoever ends the caller's
+session (`kill_session`, as uninstall does to a worker that leads its own) ends the command too.
+"""
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, List, Mapping, Optional, Sequence
+from typing import IO, Any, Dict, List, Mapping, Optional, Sequence
 
 DEFAULT_OUTPUT_CAP = 64 * 1024
 
@@ -43,7 +49,8 @@ def run(
     cwd: Optional[str] = None,
     input_bytes: Optional[bytes] = None,
 ) -> Completed:
-    """Run argv in its own process group; kill the whole group when `timeout` expires."""
+    """Run argv in its own process group; kill the whole group when `timeout` expires, and
+    when anything else ends the wait (a signal turned into an exception): never left running."""
     if isinstance(argv, str):
         raise TypeError("argv must be a list of arguments, never a shell string")
     started = time.monotonic()
@@ -55,7 +62,7 @@ def run(
             stderr=subprocess.PIPE,
             env=dict(env) if env is not None else None,
             cwd=cwd,
-            start_new_session=True,
+            **own_process_group(),
         )
     except OSError as exc:
         raise CommandError(None, f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
@@ -69,6 +76,10 @@ def run(
         timed_out = True
         kill_group(child.pid)
         child.wait()
+    except BaseException:
+        kill_group(child.pid)
+        child.wait()
+        raise
     # Children that escaped into the background may hold the pipes open: do not wait forever.
     out.join(1.0)
     err.join(1.0)
@@ -92,6 +103,49 @@ def describe_failure(result: Completed) -> str:
     )
     tail = (result.stderr or result.stdout).strip()[-500:]
     return f"{result.argv[0]} {what}" + (f": {tail}" if tail else "")
+
+
+def own_process_group() -> Dict[str, Any]:
+    """Popen arguments for a child leading a new process group in our session."""
+    if sys.version_info >= (3, 11):
+        return {"process_group": 0}  # novermin
+    # Before 3.11 only a preexec_fn can do it; setpgid(0, 0) takes no lock in the child.
+    return {"preexec_fn": os.setpgrp}
+
+
+def kill_session(sid: int, sig: int = signal.SIGKILL) -> List[int]:
+    """Signal every live process of session `sid` (never our own session, nor init's); looks
+    again while it finds any, since one may fork meanwhile. Returns the pids signalled."""
+    if sid <= 1 or sid == os.getsid(0):
+        return []
+    hit: List[int] = []
+    for _ in range(5):
+        found = [pid for pid in _session_members(sid) if pid != os.getpid()]
+        if not found:
+            break
+        for pid in found:
+            try:
+                os.kill(pid, sig)
+                hit.append(pid)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.05)  # let the signalled processes die before looking again
+    return hit
+
+
+def _session_members(sid: int) -> List[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stream:
+                fields = stream.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if len(fields) > 3 and fields[0] not in ("Z", "X") and fields[3] == str(sid):
+            members.append(int(entry))
+    return members
 
 
 def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:

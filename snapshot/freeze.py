@@ -1,22 +1,22 @@
 """Freeze chosen mounts under a thaw watchdog process; thaw in reverse order in `finally`.
 
-A frozen filesystem is always thawed, whatever happens to this process:
-- claim before the act: mount I is recorded here and told to the watchdog (`freeze I`) before
-  its FIFREEZE is issued, in a section no signal handler can split; an error result (EBUSY:
-  someone else's freeze) withdraws the claim (`skip I`) and is never thawed by us;
-- FIFREEZE runs in threads that block every signal, so signals land in the main thread and no
-  ioctl is interrupted; the main thread never blocks on them without watching the watchdog;
-- `done` is told only when nothing is in flight; a FIFREEZE still in flight when we give up
-  (signal, timeout, error) may complete later, so we say `linger` instead and the watchdog keeps
-  thawing until that thread has thawed its own late freeze and said `done`, or we are gone;
-- if the watchdog itself dies while mounts are frozen, a listener thread thaws them at once.
+A frozen filesystem is always thawed, whatever happens to this process or to the watchdog, and
+never one someone else froze (the watchdog's rules: snapshot/watchdog.py; the whole argument:
+README, "Why a frozen filesystem is always thawed"). Here: each claim is told before its
+FIFREEZE and its outcome the moment the ioctl returns, before anything else; FIFREEZE runs in
+signal-free threads; a timer thaws at our own deadline whatever the watchdog does; after the
+watchdog's forced thaw what we froze is its to thaw; a FIFREEZE still in flight when we give up
+thaws itself when it returns (`abandoned`); and if the watchdog ends while one is in flight, a
+new watchdog is started and told of it (if none can be, this process waits for it at exit).
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import fcntl
 import json
 import os
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -31,6 +31,8 @@ from snapshot.watchdoglink import WatchdogLink
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _POLL = 0.1  # how often the main thread looks at the watchdog while a FIFREEZE runs
+EXPIRY_GRACE = 0.25  # our own deadline trails the watchdog's: it normally thaws first
+REWATCH_LIMIT = 2  # new watchdogs started for in-flight FIFREEZEs after one was lost
 
 
 class Freezer:
@@ -42,15 +44,21 @@ class Freezer:
         self.timeout = timeout
         self.log = log
         self.report_path = report_path
-        self.frozen: list[int] = []  # fds our FIFREEZE froze and nobody thawed yet, in order
         self.first_freeze = 0.0
         self.last_thaw = 0.0
         self._fds: list[int] = []
-        self._link: WatchdogLink | None = None
-        self._book = threading.Condition()  # guards the claim book below
-        self._in_flight: set[int] = set()  # claimed, FIFREEZE not returned yet
+        self._link: WatchdogLink | None = None  # the first watchdog: the freeze holds with it
+        self._dog: WatchdogLink | None = None  # where claims are told now (it, or a successor)
+        self._book = threading.Condition()  # guards everything below
+        self._in_flight: set[int] = set()  # claimed, FIFREEZE outcome not booked yet
+        self._ours: list[int] = []  # mounts our FIFREEZE froze and we are to thaw, in order
+        self._handed: list[int] = []  # frozen by us, the watchdog's to thaw (it forced a thaw)
         self._failed: Dict[int, str] = {}
         self._abandoned = False  # nobody waits for in-flight FIFREEZEs: they thaw themselves
+        self._expired = False  # our own deadline thawed
+        self._over = threading.Event()  # thawed and told: our deadline stands down
+        self._rewatches = 0
+        self._exit_wait = False
 
     @property
     def window(self) -> float:
@@ -62,9 +70,14 @@ class Freezer:
         """True once the watchdog has thawed at its deadline."""
         return self._link is not None and self._link.fired.is_set()
 
+    @property
+    def timed_out(self) -> bool:
+        """True once the freeze timeout thawed (the watchdog's deadline or our own)."""
+        return self.watchdog_fired or self._expired
+
     def fired(self) -> bool:
-        """True once the watchdog has thawed at its deadline (non-blocking check)."""
-        return self.watchdog_fired
+        """Non-blocking check of `timed_out`."""
+        return self.timed_out
 
     def __enter__(self) -> Freezer:  # noqa: PYI034
         self._open()
@@ -75,13 +88,14 @@ class Freezer:
                 self.log.warning(f"syncfs did not finish within {self.timeout:g}s; "
                                  "freezing anyway")
             link = WatchdogLink(self.mounts, self.timeout, self.report_path)
-            for note in link.start(self._watchdog_lost):
+            for note in link.start(self._watchdog_lost, self._watchdog_forced):
                 self.log.warning(f"thaw watchdog: {note} (freezing anyway: it still thaws on "
                                  "our death, its deadline and signals)")
-            self._link = link
+            self._link = self._dog = link
         except BaseException:
             self._close()
             raise
+        start_quiet_thread(self._expire_at, link.ready_at + self.timeout + EXPIRY_GRACE)
         # `/` (if chosen) is last and frozen alone; the others are independent: in parallel.
         last = [i for i, m in enumerate(self.mounts) if m == "/"]
         batches = [[i for i in range(len(self.mounts)) if i not in last], last]
@@ -92,101 +106,166 @@ class Freezer:
         except BaseException:
             self._undo()
             raise
-        self.log.info(f"froze {len(self.frozen)} filesystem(s): {', '.join(self.mounts)}")
+        self.log.info(f"froze {len(self.mounts)} filesystem(s): {', '.join(self.mounts)}")
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         self._undo()
         self.log.info(f"thawed {len(self.mounts)} filesystem(s); freeze window "
                       f"{self.window * 1000:.1f} ms"
-                      + ("; the watchdog had thawed at the timeout" if self.watchdog_fired
+                      + ("; the freeze timeout had thawed them already" if self.timed_out
                          else ""))
         assert self._link is not None
-        if exc_type is None and self._link.broken and not self.watchdog_fired:
+        if exc_type is None and self._link.broken and not self.timed_out:
             raise FreezeError(f"the freeze did not hold: {self._link.broken}; filesystems were "
                               "thawed before the snapshot finished", Code.FREEZE_FAILED)
 
     def _freeze_batch(self, batch: List[int]) -> None:
         if not batch:
             return
-        self._check_watchdog()
-        assert self._link is not None
+        self._check()
         with deferred_signals(), self._book:  # a claim and its FIFREEZE thread go together
             for index in batch:
-                if not self._link.tell(f"freeze {index}"):
+                if self._dog is None or not self._dog.tell(f"freeze {index}"):
                     raise FreezeError("the thaw watchdog is gone; nothing more is frozen")
                 self._in_flight.add(index)
                 start_quiet_thread(self._freeze_one, index)
         with self._book:
-            while (self._in_flight and not self._failed and not self._link.fired.is_set()
-                   and not self._link.broken):
+            while self._in_flight and not self._failed and not self._stopped():
                 self._book.wait(_POLL)  # a signal handler may raise here: _undo copes
             failed = dict(self._failed)
-        self._check_watchdog()
+        self._check()
         if failed:
             raise FreezeError("FIFREEZE failed: " + "; ".join(
                 f"{self.mounts[i]}: {why}" for i, why in sorted(failed.items())))
 
-    def _check_watchdog(self) -> None:
+    def _stopped(self) -> bool:
+        return self.timed_out or bool(self._link is not None and self._link.broken)
+
+    def _check(self) -> None:
         assert self._link is not None
-        if self._link.fired.is_set():
-            raise FreezeError("freeze timed out: the watchdog thawed before all mounts were "
-                              "frozen", Code.FREEZE_TIMEOUT)
+        if self.timed_out:
+            raise FreezeError("freeze timed out: the filesystems were thawed before all mounts "
+                              "were frozen", Code.FREEZE_TIMEOUT)
         if self._link.broken:
             raise FreezeError(f"the freeze did not hold: {self._link.broken}")
 
     def _freeze_one(self, index: int) -> None:
-        """In a signal-free thread: FIFREEZE one claimed mount and book the result."""
-        assert self._link is not None
-        fd = self._fds[index]
+        """In a signal-free thread: FIFREEZE one claimed mount, tell the outcome, book it."""
         crashpoint("snapshot.freeze.before_ioctl")
-        error = _ioctl(fd, FIFREEZE)
-        crashpoint("snapshot.freeze.after_ioctl")  # frozen (or failed), not yet booked
+        error = _ioctl(self._fds[index], FIFREEZE)
+        outcome = f"frozen {index}" if error is None else f"skip {index}"
+        told = self._dog
+        if told is not None:
+            told.tell(outcome)  # first of all: the watchdog knows whose freeze this is
+        crashpoint("snapshot.freeze.after_ioctl")  # told, not yet booked
         with self._book:
+            if self._dog is not told and self._dog is not None:
+                self._dog.tell(outcome)  # a successor took over meanwhile
             self._in_flight.discard(index)
             if error is None:
-                self.frozen.append(fd)
+                self._ours.append(index)
             else:
                 self._failed[index] = error.strerror or str(error)
-                self._link.tell(f"skip {index}")  # not ours: never thawed by us
             if self._abandoned:
-                self._thaw_frozen()  # a late FIFREEZE: nobody else here will thaw it
-                if not self._in_flight:
-                    self._link.done_from_thread()
-                    self._close()
+                self._late_return()
             self._book.notify_all()
+
+    def _late_return(self) -> None:
+        """A FIFREEZE that returned after we gave up: nobody else here thaws it. Book held."""
+        self._thaw_ours()
+        if not self._in_flight and self._dog is not None:
+            self._dog.done_from_thread()
+            self._close()
 
     def _undo(self) -> None:
         """Thaw what we froze; `done` if nothing is in flight, else leave the rest to `linger`."""
-        link = self._link
         with deferred_signals(), self._book:
             pending = bool(self._in_flight)  # read *before* the thaw: a FIFREEZE that ends
             self._abandoned = self._abandoned or pending  # after it thaws itself
-            self._thaw_frozen()
+            self._thaw_ours()
             self.last_thaw = time.monotonic()
-            if pending and link is not None:
-                link.linger()
+            self._over.set()
+            dog = self._dog
+            if pending and dog is not None:
+                dog.linger()
         if not pending:
-            if link is not None:
-                link.finish()
+            if dog is not None:
+                dog.finish()
             self._close()
 
-    def _thaw_frozen(self) -> None:
-        for fd in reversed(self.frozen):
+    def _thaw_ours(self) -> None:
+        for index in reversed(self._ours):
             crashpoint("snapshot.freeze.before_thaw")
             try:
-                fcntl.ioctl(fd, FITHAW, 0)
+                fcntl.ioctl(self._fds[index], FITHAW, 0)
             except OSError:
-                pass  # EINVAL: the watchdog thawed it already
+                pass  # EINVAL: thawed already (by the watchdog)
+            if self._dog is not None:
+                self._dog.tell(f"thawed {index}")
             crashpoint("snapshot.freeze.after_thaw")
-        self.frozen = []
+        self._ours = []
 
-    def _watchdog_lost(self) -> None:
-        """The watchdog ended while we count on it: thaw now; late FIFREEZEs thaw themselves."""
+    def _expire_at(self, deadline: float) -> None:
+        """Our own deadline (a quiet thread): thaw, whatever the watchdog does."""
+        if self._over.wait(max(0.0, deadline - time.monotonic())):
+            return
         with self._book:
-            self._abandoned = True
-            self._thaw_frozen()
+            if not self._over.is_set():
+                self._expired = self._abandoned = True
+                self._thaw_ours()
+                self._book.notify_all()
+
+    def _watchdog_forced(self) -> None:
+        """The watchdog made a forced thaw: what we froze so far is its to thaw now."""
+        with self._book:
+            self._handed += self._ours
+            self._ours = []
             self._book.notify_all()
+
+    def _watchdog_lost(self, link: WatchdogLink) -> None:
+        """A watchdog ended while we count on it: thaw now (what it had taken over too, unless
+        it left on purpose); a FIFREEZE still in flight gets a successor."""
+        with self._book:
+            if link is not self._dog:
+                return  # an earlier one: its successor watches
+            self._abandoned = True
+            if not link.ended:
+                self._ours, self._handed = self._handed + self._ours, []
+            self._thaw_ours()
+            if self._in_flight:
+                self._rewatch()
+            self._book.notify_all()
+
+    def _rewatch(self) -> None:
+        """A new watchdog for the FIFREEZEs in flight; else wait for them at exit. Book held."""
+        if self._rewatches < REWATCH_LIMIT:
+            self._rewatches += 1
+            dog = WatchdogLink(self.mounts, self.timeout, self.report_path)
+            try:
+                dog.start(self._watchdog_lost, self._watchdog_forced)
+            except FreezeError as exc:
+                self.log.warning(f"a FIFREEZE is in flight and no new thaw watchdog: {exc}")
+            else:
+                for index in sorted(self._in_flight):
+                    dog.tell(f"freeze {index}")
+                dog.linger()
+                self._dog = dog
+                self.log.warning("the thaw watchdog ended while a FIFREEZE was in flight: a "
+                                 "new one watches it")
+                return
+        if not self._exit_wait:
+            self._exit_wait = True
+            atexit.register(self._wait_for_late_freezes)
+
+    def _wait_for_late_freezes(self) -> None:
+        """At exit, with no watchdog for them: wait until our FIFREEZEs in flight have returned
+        (each thaws its own: abandoned). No signal handler may cut the wait short."""
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        with self._book:
+            while self._in_flight:
+                self._book.wait()
 
     def _open(self) -> None:
         for mount in self.mounts:

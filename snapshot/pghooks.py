@@ -9,7 +9,7 @@ import threading
 import time
 from typing import List, Optional
 
-from plumbing.proc import kill_group
+from plumbing.proc import kill_group, own_process_group
 from snapshot.errors import Code
 from snapshot.log import BufferedLog
 from snapshot.scripts import PhaseResult
@@ -106,7 +106,8 @@ class PostgresHooks:
         self._psql = subprocess.Popen(
             [psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd="/",
-            user=self.config.linux_user or None, start_new_session=True)
+            user=self.config.linux_user or None,
+            **own_process_group())  # in the worker's session: uninstall's kill reaches it
         self._drain = threading.Thread(target=self._drain_stderr, daemon=True)
         self._drain.start()
 

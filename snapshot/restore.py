@@ -5,7 +5,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from azure.core.exceptions import AzureError
@@ -13,8 +13,8 @@ from azure.storage.blob import BlobClient, ContainerClient
 
 from plumbing.redact import Redactor, strip_query
 from snapshot.errors import RestoreError
+from snapshot.pointmeta import META_CONSISTENCY, META_OUTCOME, META_TASK, META_TIME, weakest
 from snapshot.result import Consistency
-from snapshot.runner import META_CONSISTENCY, META_TASK, META_TIME
 
 Progress = Callable[[str, int, int], None]
 COPY_TIMEOUT = 600.0
@@ -50,33 +50,36 @@ def _meta(metadata: Dict[str, str], key: str) -> str:
 
 
 def list_recovery_points(container_sas_uri: str, prefix: str = "") -> List[RecoveryPoint]:
-    """Every recovery point in a container (needs a container SAS with list permission)."""
+    """Every recovery point in a container (needs a container SAS with list permission). Its
+    consistency is the run's outcome record when there is one (`snapshot.pointmeta`), else the
+    weakest its snapshots claim."""
     groups: Dict[str, List[Tuple[str, DiskPoint, str]]] = {}
+    outcomes: Dict[str, str] = {}
     for blob in _guard("list", container_sas_uri, lambda: list(
             ContainerClient.from_container_url(container_sas_uri).list_blobs(
                 name_starts_with=prefix or None, include=["snapshots", "metadata"]))):
         task = _meta(blob.metadata, META_TASK)
         if not blob.snapshot or not task:
             continue
+        if _meta(blob.metadata, META_OUTCOME):  # the run's final word, not a disk
+            outcomes[task] = _meta(blob.metadata, META_OUTCOME)
+            continue
         point = DiskPoint(blob.name, blob.snapshot, int(blob.size or 0))
         groups.setdefault(task, []).append((_meta(blob.metadata, META_TIME), point,
                                             _meta(blob.metadata, META_CONSISTENCY)))
     points = []
     for task, entries in groups.items():
-        names = {c for _t, _p, c in entries}
-        consistency = _weakest(names)
-        points.append(RecoveryPoint(task, min(t for t, _p, _c in entries), consistency,
+        names = {outcomes[task]} if task in outcomes else {c for _t, _p, c in entries}
+        points.append(RecoveryPoint(task, min(t for t, _p, _c in entries), _consistency(names),
                                     tuple(sorted((p for _t, p, _c in entries),
                                                  key=lambda d: d.disk))))
     return sorted(points, key=lambda p: p.time)
 
 
-def _weakest(names) -> Consistency:
-    for candidate in (Consistency.NONE, Consistency.CRASH, Consistency.FILE_SYSTEM):
-        if candidate.value in names or (candidate is Consistency.NONE and not all(
-                n in {c.value for c in Consistency} for n in names)):
-            return candidate
-    return Consistency.APPLICATION
+def _consistency(names: Set[str]) -> Consistency:
+    """The weakest of the claims; a claim we do not know counts as none."""
+    known = {c.value: c for c in Consistency}
+    return weakest(known.get(name, Consistency.NONE) for name in names)
 
 
 def restore_disks(container_sas_uri: str, task_id: str, target_container_sas_uri: str,

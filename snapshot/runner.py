@@ -16,13 +16,14 @@ from plumbing.blobstore import BlobStore
 from plumbing.clock import SystemClock, utc_timestamp
 from plumbing.crashpoints import crashpoint
 from snapshot.config import SnapshotLocalConfig
-from snapshot.disks import DiskSnapshot, failure_code, merge_metadata, preflight, snapshot_disks
+from snapshot.disks import DiskSnapshot, failure_code, preflight, snapshot_disks
 from snapshot.errors import Code, DiskSelectionError, FreezeError, SnapshotError
 from snapshot.fields import FieldError
 from snapshot.freeze import Freezer
 from snapshot.log import BufferedLog
 from snapshot.mounts import Mount, current_mounts, select_mounts
 from snapshot.pghooks import PostgresHooks
+from snapshot.pointmeta import record_outcome, snapshot_metadata, weakest
 from snapshot.result import Consistency, SnapshotResult, StorageDetails, error_result
 from snapshot.scripts import (
     PhaseResult,
@@ -36,9 +37,6 @@ from snapshot.settings import SnapshotSettings
 from snapshot.workload import load_workload_config, unsupported
 
 _SYSTEM_CLOCK = SystemClock()
-META_TASK, META_TIME, META_CONSISTENCY = "vmsnapshotTaskId", "vmsnapshotTime", \
-    "vmsnapshotConsistency"
-META_LUN = "vmsnapshotLun"  # -1 the OS disk, else the data disk's LUN (with includedDisks)
 
 
 class Interrupted(SnapshotError):
@@ -53,6 +51,7 @@ class _Run:
     plugin: PluginConfig | None = None
     has_hooks: bool = False
     stop_on_failure: bool = False
+    pre_started: bool = False  # post-scripts run whenever this is set, even if pre was cut short
     pre: PhaseResult | None = None
     post: PhaseResult | None = None
     froze: bool = False
@@ -61,6 +60,8 @@ class _Run:
     targets: list[DiskTarget] = field(default_factory=list)
     own_metadata: list[dict[str, str]] = field(default_factory=list)  # each blob's, preflight
     disks: list[DiskSnapshot] = field(default_factory=list)
+    recorded: set[Consistency] = field(default_factory=set)  # what the snapshots' metadata says
+    snapped: list[str] = field(default_factory=list)  # disk URIs with a snapshot of this run
     storage: StorageDetails = field(default_factory=StorageDetails)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -87,6 +88,9 @@ def run_snapshot(settings: SnapshotSettings, *, blob_store: BlobStore,
         log.error(f"unexpected {type(exc).__name__}: {exc}")
         result = error_result(Code.ERROR, log.redactor.redact(f"internal error: {exc}"),
                               settings.task_id, settings.start_ticks)
+    if run.recorded:
+        record_outcome(blob_store, settings.task_id, run.snapped, weakest(run.recorded),
+                       result.consistency, log)
     run.timings["total"] = clock.monotonic() - started
     log.info(f"result {result.status} code {result.code} consistency "
              f"{result.consistency.value}: {result.message}")
@@ -114,13 +118,14 @@ def _execute(run: _Run, store: BlobStore, config: SnapshotLocalConfig, log: Buff
         check_scripts(run.plugin, "post")
     try:
         if hooks is not None:
+            run.pre_started = True  # a signal may cut the phase short: post-scripts run anyway
             run.pre = _timed(run, "pre_hooks", clock, hooks.pre)
             crashpoint("snapshot.run.after_pre_scripts")
             if not run.pre.ok and run.stop_on_failure:
                 return _decide(run)
         _freeze_and_snapshot(run, store, config, [m.mountpoint for m in mounts], log, clock)
     finally:
-        if run.pre is not None and hooks is not None:
+        if run.pre_started and hooks is not None:
             crashpoint("snapshot.run.before_post_scripts")
             run.post = _timed(run, "post_hooks", clock, hooks.post)
             crashpoint("snapshot.run.after_post_scripts")
@@ -161,31 +166,38 @@ def _hooks(run: _Run, config: SnapshotLocalConfig, log: BufferedLog):
 
 def _freeze_and_snapshot(run: _Run, store: BlobStore, config: SnapshotLocalConfig,
                          mounts: Sequence[str], log: BufferedLog, clock: SystemClock) -> None:
-    expected = Consistency.CRASH
-    if mounts:
-        expected = (Consistency.APPLICATION if run.has_hooks and run.pre and run.pre.ok
-                     else Consistency.FILE_SYSTEM)
-    metadata = _snapshot_metadata(run, expected, clock)
     uris = [t.uri for t in run.targets]
 
-    def snap() -> None:
+    def metadata(claim: Consistency) -> tuple[Consistency, list[dict[str, str]]]:
+        return claim, snapshot_metadata(run.settings.task_id, utc_timestamp(clock.now()),
+                                        run.settings.backup_metadata, run.targets,
+                                        run.own_metadata, claim)
+
+    def snap(claimed: tuple[Consistency, list[dict[str, str]]]) -> None:
+        """One snapshot of every disk, claiming what is true as it is taken."""
         crashpoint("snapshot.run.before_disk_snapshots")
         run.disks = _timed(run, "snapshot", clock, lambda: snapshot_disks(
-            store, uris, metadata, config.snapshot_parallelism))
+            store, uris, claimed[1], config.snapshot_parallelism))
+        for uri, disk in zip(uris, run.disks):
+            if disk.is_successful:
+                run.recorded.add(claimed[0])
+                run.snapped += [uri] if uri not in run.snapped else []
         crashpoint("snapshot.run.after_disk_snapshots")
 
     if not mounts:
         log.info("no filesystem to freeze: taking a crash-consistent snapshot")
-        return snap()
+        return snap(metadata(Consistency.CRASH))
+    quiesced = metadata(Consistency.APPLICATION if run.has_hooks and run.pre and run.pre.ok
+                        else Consistency.FILE_SYSTEM)  # built before the freeze: a short window
     freezer = Freezer(mounts, config.freeze_timeout, log, config.watchdog_report_path)
     bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         with freezer:
-            snap()
-        run.froze = not freezer.watchdog_fired
-        if freezer.watchdog_fired:
+            snap(quiesced)
+        run.froze = not freezer.timed_out
+        if freezer.timed_out:
             run.freeze_error = FreezeError(
-                f"freeze timeout: the watchdog thawed after {config.freeze_timeout:g}s, "
+                f"freeze timeout: the filesystems were thawed after {config.freeze_timeout:g}s, "
                 "before the disk snapshots finished", Code.FREEZE_TIMEOUT)
     except FreezeError as exc:
         run.freeze_error = exc
@@ -193,20 +205,10 @@ def _freeze_and_snapshot(run: _Run, store: BlobStore, config: SnapshotLocalConfi
         if _crash_allowed(run):
             log.info("single-disk managed VM allows crash consistency and retries are left "
                      f"({run.settings.custom.backup_retry_count}): snapshot anyway")
-            snap()
+            snap(metadata(Consistency.CRASH))
     finally:
         sys.dont_write_bytecode = bytecode
         run.freeze_window = freezer.window if freezer.first_freeze else None
-
-
-def _snapshot_metadata(run: _Run, expected: Consistency,
-                       clock: SystemClock) -> list[dict[str, str]]:
-    """Each snapshot keeps its blob's own metadata, then backupMetadata, then ours, on top."""
-    ours = {META_TASK: run.settings.task_id, META_TIME: utc_timestamp(clock.now()),
-            META_CONSISTENCY: expected.value}
-    return [merge_metadata(own, dict(run.settings.backup_metadata), ours,
-                           {META_LUN: t.lun_label} if t.lun_label else {})
-            for t, own in zip(run.targets, run.own_metadata)]
 
 
 def _decide(run: _Run) -> SnapshotResult:

@@ -1,21 +1,32 @@
-"""The thaw watchdog process: thaws what the worker claimed on timeout, worker death, any signal
-it can catch or its own error, and after a forced thaw keeps thawing until the worker is gone.
+"""The thaw watchdog process: thaws what its worker froze, or may have, on timeout, on the worker's
+death, on any signal it can catch and on its own error; it never thaws a freeze it cannot
+attribute to its worker.
 
 Protocol, one line each. Worker -> watchdog (stdin): a JSON setup line; `freeze I` *before* the
-FIFREEZE of mount I (claimed); `skip I` when that FIFREEZE failed (EBUSY: someone else froze it;
-never thawed by us); `linger` (the worker gave up while a FIFREEZE is still in flight: thaw now
-and keep thawing); `done` (the worker thawed everything and no FIFREEZE is in flight: exit
-without thawing). EOF on stdin: the worker is gone; it arrives only once the worker's last
-thread released the pipe, so none of its FIFREEZEs can complete after it. Watchdog -> worker
-(stdout): `note TEXT` lines, `ready` (the clock starts), `timeout thawed=N`, a last
-`REASON thawed=N`.
+FIFREEZE of mount I (a claim, outcome unknown); `frozen I` the moment that FIFREEZE succeeded
+(ours); `skip I` when it failed (EBUSY: someone else's freeze, never thawed by us); `thawed I`
+after the worker's own FITHAW of I (ours no more); `linger` (the worker gave up while a FIFREEZE
+of its own is in flight); `done` (everything thawed, nothing in flight). EOF on stdin: the worker
+is gone; it arrives only once the worker's last thread released the pipe, so every FIFREEZE of
+its own has returned by then. Watchdog -> worker (stdout): `note TEXT` lines, `ready` (the clock
+starts), `REASON thawed=N` for each forced thaw (`timeout`, `signal N`, `linger`, `error`), `end`
+when it leaves a worker that lives, and a last `done|died thawed=N`.
+
+What it thaws, one FITHAW each and never on a timer: at a forced thaw (deadline, `linger`, a
+signal, an error of its own) every claim that is ours or unknown; after one, a claim the moment
+it is reported `frozen`; at EOF every claim still ours or unknown. Unknown at EOF means the
+worker died in the few instructions between a claim and its FIFREEZE, or between the FIFREEZE's
+return and its report: thawing then is the lesser harm (a filesystem of ours left frozen hangs
+the VM; a foreign freeze thawed early costs its owner consistency). After a forced thaw it stays
+only while a claim is unknown (a FIFREEZE in flight), then says `end` and exits: a later freeze
+of the same filesystem (the next backup's) is never its business.
 
 Before `ready` it opens its own fds on every mount, finishes every import and leaves the
 extension's cgroups (snapshot.cgroupescape), so nothing it does later reads a file that may be
 frozen and a kill of the extension's cgroup does not reach it. FITHAW runs in one thread per
 mount: a FITHAW waits while a FIFREEZE of the same filesystem syncs (both take the superblock
-lock), and must not hold up the thaw of the others. Its stderr is /dev/null: an error of its
-own is thawed around and recorded in the report file.
+lock; it then thaws that freeze as it completes), and must not hold up the thaw of the others.
+Its stderr is /dev/null: an error of its own is thawed around and recorded in the report file.
 """
 from __future__ import annotations
 
@@ -35,8 +46,9 @@ from snapshot.signalsafe import start_quiet_thread
 
 FIFREEZE = 0xC0045877
 FITHAW = 0xC0045878
-LINGER_PERIOD = 0.1  # how often a late FIFREEZE is thawed again after a forced thaw
-THAW_WAIT = 0.5  # how long the first forced thaw waits for FITHAWs to report (not to run)
+THAW_WAIT = 0.5  # how long a forced thaw waits for FITHAWs to report (not to run)
+IN_FLIGHT, OURS = "in flight", "ours"  # a claim: FIFREEZE outcome unknown / succeeded
+_CLAIM_WORDS = ("freeze", "frozen", "skip", "thawed")
 _UNCATCHABLE = {"SIGKILL", "SIGSTOP", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGCHLD",
                 "SIGCONT", "SIGURG", "SIGWINCH"}
 _IGNORED = {"SIGPIPE", "SIGTSTP", "SIGTTIN", "SIGTTOU"}  # never stop or die of these
@@ -99,10 +111,12 @@ class Watchdog:
         self.report: Optional[str] = setup.get("report") or None
         self.fds = [os.open(m, os.O_RDONLY | os.O_DIRECTORY) for m in self.mounts]
         self.thawer = Thawer(self.fds)
-        self.claimed: Set[int] = set()
+        self.claims: Dict[int, str] = {}  # mount index -> IN_FLIGHT (outcome unknown) | OURS
         self.ever_claimed = False
+        self.forced = ""  # the first forced thaw's reason; from then on `frozen I` thaws I
         self.started = False
         self._pending = pending
+        self._settled = False  # a claim was resolved since the loop last looked
         self._writers: List[threading.Thread] = []
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -115,38 +129,51 @@ class Watchdog:
         deadline = time.monotonic() + self.timeout
         self.started = True
         self.say("ready")
-        reason = self.next_event(deadline)
-        if reason == "done":
-            self.say("done thawed=0")
-            return
-        thawed = self.thaw_claimed(THAW_WAIT)
-        self.say(f"{reason} thawed={len(thawed)}")
-        self.write_report(_REASONS.get(reason, reason), thawed)
-        if reason in ("timeout", "linger") and self.linger() == "done":
-            return
-        self.thaw_claimed(THAW_WAIT)  # final: a FIFREEZE may have completed since
+        self.watch(deadline)
 
-    def linger(self) -> str:
-        """Thaw the claimed mounts every LINGER_PERIOD until done, worker death or a signal."""
+    def watch(self, deadline: Optional[float], tolerant: bool = False) -> None:
+        """Until `done`, the worker's death, or (after a forced thaw) no claim is unknown."""
         while True:
-            event = self.next_event(time.monotonic() + LINGER_PERIOD)
-            if event == "timeout":
-                self.thawer.thaw(self.claimed, 0.0)
-            elif event != "linger":
-                return event
+            if self.forced and IN_FLIGHT not in self.claims.values():
+                self.say("end")  # nothing of ours is frozen, or can still be
+                return
+            event = self.next_event(None if self.forced else deadline, tolerant)
+            if event == "done":  # the worker thawed all; anything still ours is thawed anyway
+                ours = {i for i, state in self.claims.items() if state == OURS}
+                self.say(f"done thawed={len(self.thawer.thaw(ours, THAW_WAIT))}")
+                return
+            if event == "died":
+                thawed = self.thaw_claimed(THAW_WAIT)
+                self.say(f"died thawed={len(thawed)}")
+                if not self.forced:
+                    self.write_report("died", thawed)
+                return
+            if event != "settled":
+                self.force(event)
+
+    def force(self, reason: str) -> None:
+        """A forced thaw: every claim that is ours or unknown, once; the unknown stay tracked."""
+        thawed = self.thaw_claimed(THAW_WAIT)
+        self.claims = {i: state for i, state in self.claims.items() if state == IN_FLIGHT}
+        self.say(f"{reason} thawed={len(thawed)}")
+        if not self.forced:
+            self.forced = reason
+            self.write_report(_REASONS.get(reason, reason), thawed)
 
     def thaw_claimed(self, wait: float) -> List[str]:
-        return [self.mounts[i] for i in self.thawer.thaw(set(self.claimed), wait)]
+        return [self.mounts[i] for i in self.thawer.thaw(set(self.claims), wait)]
 
-    def next_event(self, deadline: float) -> str:
-        """'done', 'linger', 'died' (EOF), 'signal N' or 'timeout'; applies claims on the way."""
+    def next_event(self, deadline: Optional[float], tolerant: bool = False) -> str:
+        """'done', 'linger', 'died' (EOF), 'signal N', 'timeout', or 'settled' (a claim was
+        resolved after a forced thaw); applies claims on the way."""
         while True:
-            event = self._take_lines()
+            event = self._take_lines(tolerant)
             if event:
                 return event
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return "timeout"
+            if self._settled and self.forced:
+                self._settled = False
+                return "settled"
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready, _, _ = select.select([0, self._wake_r], [], [], left)
             if self._wake_r in ready:
                 signums = os.read(self._wake_r, 64)
@@ -155,24 +182,38 @@ class Watchdog:
             if 0 in ready:
                 data = os.read(0, 4096)
                 if not data:
-                    return self._take_lines() or "died"
+                    return self._take_lines(tolerant) or "died"
                 self._pending += data
+                continue  # the worker's lines count before the clock does
+            if left == 0.0:
+                return "timeout"
 
-    def _take_lines(self) -> str:
+    def _take_lines(self, tolerant: bool) -> str:
         while b"\n" in self._pending:
             line, self._pending = self._pending.split(b"\n", 1)
             words = line.decode("ascii", "replace").split()
             if words in (["done"], ["linger"]):
                 return words[0]
-            if len(words) != 2 or words[0] not in ("freeze", "skip") or not words[1].isdigit() \
+            if len(words) != 2 or words[0] not in _CLAIM_WORDS or not words[1].isdigit() \
                     or int(words[1]) >= len(self.fds):
+                if tolerant:
+                    continue
                 raise ProtocolError(f"unexpected line from the worker: {line[:80]!r}")
-            if words[0] == "freeze":
-                self.claimed.add(int(words[1]))
-                self.ever_claimed = True
-            else:
-                self.claimed.discard(int(words[1]))
+            self._claim(words[0], int(words[1]))
         return ""
+
+    def _claim(self, word: str, index: int) -> None:
+        if word == "freeze":
+            self.claims[index] = IN_FLIGHT
+            self.ever_claimed = True
+            return
+        self._settled = True
+        if word == "frozen" and not self.forced:
+            self.claims[index] = OURS
+            return
+        self.claims.pop(index, None)  # skip, thawed, or frozen after a forced thaw:
+        if word == "frozen":
+            self.thawer.thaw({index}, 0.0)  # a late FIFREEZE: thawed the moment it is known
 
     def _catch_signals(self) -> None:
         """Every catchable signal wakes the wait loop (set_wakeup_fd); none raises anywhere."""
@@ -206,22 +247,19 @@ class Watchdog:
             writer.join(2.0)
 
     def last_words(self, exc: BaseException) -> None:
-        """An error of our own: thaw, say so, and keep thawing until the worker is gone."""
-        ours = [self.fds[i] for i in sorted(self.claimed)]
+        """An error of our own: thaw what is ours or unknown, say so, then watch on as after
+        any forced thaw, skipping lines we cannot read."""
+        claimed = [self.fds[i] for i in sorted(self.claims)]
         try:
             thawed = self.thaw_claimed(THAW_WAIT)
+            self.claims = {i: s for i, s in self.claims.items() if s == IN_FLIGHT}
             self.say(f"error thawed={len(thawed)}")
-            self.write_report(f"watchdog error: {type(exc).__name__}: {exc}"[:300], thawed)
-            while b"done\n" not in self._pending:
-                ready, _, _ = select.select([0], [], [], LINGER_PERIOD)
-                if ready:
-                    data = os.read(0, 4096)
-                    if not data:
-                        break
-                    self._pending = self._pending[-8:] + data
-                self.thawer.thaw(set(self.claimed), 0.0)
-        finally:
-            thaw_all(ours)  # the plainest thaw there is, whatever failed above
+            if not self.forced:
+                self.forced = "error"
+                self.write_report(f"watchdog error: {type(exc).__name__}: {exc}"[:300], thawed)
+            self.watch(None, tolerant=True)
+        except BaseException:  # noqa: BLE001 - failing again: the plainest thaw there is
+            thaw_all(claimed + [self.fds[i] for i in sorted(self.claims)])
 
 
 def _noted(_signum: int, _frame: object) -> None:

@@ -1,5 +1,5 @@
-"""The worker's end of the thaw watchdog: start it, tell it every claim, hear its timeout, and
-notice its death (the worker then thaws at once)."""
+"""The worker's end of the thaw watchdog: start it, tell it every claim and outcome, hear its
+forced thaws, and notice its end or death (the worker then thaws at once)."""
 from __future__ import annotations
 
 import json
@@ -28,15 +28,20 @@ class WatchdogLink:
         self._setup = {"mounts": list(mounts), "timeout": timeout, "report": report}
         self.fired = threading.Event()  # the watchdog thawed at its deadline
         self.broken = ""  # why the freeze stopped holding otherwise (watchdog signal/error/death)
+        self.ended = False  # it said `end`: it left on purpose, nothing of ours unknown to it
+        self.ready_at = 0.0  # monotonic time of `ready`: its clock started just before
         self.proc: Optional[subprocess.Popen] = None
         self._to = self._from = -1
         self._lock = threading.Lock()
         self._finished = False
         self._reader: Optional[threading.Thread] = None
 
-    def start(self, on_lost: Callable[[], None]) -> List[str]:
-        """Spawn the watchdog and wait for `ready`; returns its notes. `on_lost` runs (in a
-        thread) if the watchdog ends before we said `done`."""
+    def start(self, on_lost: Callable[[WatchdogLink], None],
+              on_forced: Callable[[], None]) -> List[str]:
+        """Spawn the watchdog and wait for `ready`; returns its notes. In the reader thread:
+        `on_forced()` when it says it made a forced thaw (from then on it thaws every claim
+        told before, and any later `frozen I`), `on_lost(self)` if it ends before we said
+        `done`."""
         to_r, self._to = os.pipe()
         self._from, from_w = os.pipe()
         env = dict(os.environ)
@@ -54,7 +59,8 @@ class WatchdogLink:
         if notes is None:
             self._abort()
             raise FreezeError("the thaw watchdog did not start; nothing was frozen")
-        self._reader = start_quiet_thread(self._listen, rest, on_lost)
+        self.ready_at = time.monotonic()
+        self._reader = start_quiet_thread(self._listen, rest, on_lost, on_forced)
         return notes
 
     def tell(self, line: str) -> bool:
@@ -83,8 +89,8 @@ class WatchdogLink:
                 os.close(self._from)
 
     def linger(self) -> None:
-        """A FIFREEZE is still in flight: the watchdog thaws now and keeps thawing until we
-        say `done` (the thread whose FIFREEZE ends last does) or this process is gone."""
+        """A FIFREEZE is still in flight: the watchdog thaws now, then thaws each late one as it
+        is told `frozen I`, or at our death; the thread whose FIFREEZE ends last says `done`."""
         self.tell("linger")
 
     def done_from_thread(self) -> None:
@@ -119,11 +125,13 @@ class WatchdogLink:
                 return None, b""
             buffer += data
 
-    def _listen(self, buffer: bytes, on_lost: Callable[[], None]) -> None:
+    def _listen(self, buffer: bytes, on_lost: Callable[[WatchdogLink], None],
+                on_forced: Callable[[], None]) -> None:
         while True:
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
-                self._hear(line.decode("utf-8", "replace"))
+                if self._hear(line.decode("utf-8", "replace")):
+                    on_forced()
             try:
                 data = os.read(self._from, 4096)
             except OSError:
@@ -132,14 +140,22 @@ class WatchdogLink:
                 break
             buffer += data
         if not self._finished:
-            self.broken = self.broken or "the thaw watchdog died"
-            on_lost()
+            if not self.ended:
+                self.broken = self.broken or "the thaw watchdog died"
+            on_lost(self)
 
-    def _hear(self, line: str) -> None:
+    def _hear(self, line: str) -> bool:
+        """Note what the watchdog says; True for a forced thaw."""
+        if line == "end":
+            self.ended = True
+            return False
+        if line.startswith(("done", "died")) or " thawed=" not in line:
+            return False
         if line.startswith("timeout"):
             self.fired.set()
-        elif not line.startswith(("done", "linger")) and not self._finished:
+        elif not line.startswith("linger") and not self._finished:
             self.broken = f"the thaw watchdog thawed early ({line.split(' thawed=')[0]})"
+        return True
 
     def _abort(self) -> None:
         with self._lock:

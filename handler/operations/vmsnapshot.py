@@ -40,6 +40,14 @@ _PARSE_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 class VmSnapshot(Operation):
     def __init__(self, command: str) -> None:
         self.command = command
+        self._running = False  # the worker's run_snapshot has begun
+
+    def stop(self) -> None:
+        """SIGTERM in the worker (disable): before the run, stop; once it has begun, the run
+        turns SIGTERM into its own interrupt (thaw, post-scripts), and what it returns, a
+        snapshot taken included, is recorded and reported whatever signal comes after."""
+        if not self._running:
+            super().stop()
 
     def parse(self, public: Mapping[str, Any], protected: Mapping[str, Any]) -> Any:
         from snapshot.errors import SnapshotSettingsError
@@ -118,6 +126,7 @@ class VmSnapshot(Operation):
         store = BlobStore(policy=runtime.blob_store.policy, timeout=config.snapshot_timeout,
                           redactor=runtime.redactor)
         log = BufferedLog(redactor=runtime.redactor)
+        self._running = True
         result = run_snapshot(settings.request, blob_store=store, config=config, log=log,
                               clock=runtime.clock)
         for line in log.lines():  # written only now: nothing may touch disk during the freeze

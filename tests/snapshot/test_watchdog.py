@@ -68,9 +68,10 @@ class Dog:
 
 
 def claim(dog: Dog, index: int, mount: str) -> None:
-    """What the worker does: claim first, then FIFREEZE."""
+    """What the worker does: claim first, then FIFREEZE, then tell that it succeeded."""
     dog.send(f"freeze {index}")
     freeze(mount)
+    dog.send(f"frozen {index}")
 
 
 def claim_busy(dog: Dog, index: int, mount: str) -> None:
@@ -83,26 +84,27 @@ def claim_busy(dog: Dog, index: int, mount: str) -> None:
 
 
 @pytest.mark.parametrize("fstype", ["ext4", "xfs"])
-def test_timeout_thaws_claims_and_keeps_thawing_a_late_freeze(loopfs, tmp_path, fstype):
-    ours, theirs = loopfs(fstype).mountpoint, loopfs(fstype).mountpoint
+def test_timeout_thaws_claims_then_a_late_freeze_then_leaves(loopfs, tmp_path, fstype):
+    ours, late, theirs = (loopfs(fstype).mountpoint for _ in range(3))
     freeze(theirs)
     report = tmp_path / "watchdog.json"
     timeout = 1.0
-    dog = Dog([ours, theirs], timeout, str(report))
+    dog = Dog([ours, late, theirs], timeout, str(report))
     try:
         claim(dog, 0, ours)
-        claim_busy(dog, 1, theirs)
+        dog.send("freeze 1")  # its FIFREEZE is still in flight at the deadline
+        claim_busy(dog, 2, theirs)
         assert unwritable([ours], timeout + 1.0) == [], "thawed at the deadline"
         assert dog.wait_line("timeout", 5), f"the worker is told of the timeout: {dog.lines}"
-        freeze(ours)  # a FIFREEZE that completes after the timeout thaw
-        assert unwritable([ours], 1.0) == [], \
-            "a late FIFREEZE must be thawed while the worker lives (the watchdog lingers)"
-        assert dog.proc.poll() is None, "the watchdog lingers until the worker is gone"
-        dog.worker_dies()
-        assert dog.proc.wait(10) == 0, "the watchdog exits cleanly once the worker is gone"
+        assert dog.proc.poll() is None, "it stays while a claim's FIFREEZE is in flight"
+        freeze(late)  # that FIFREEZE completes after the timeout thaw
+        dog.send("frozen 1")
+        assert unwritable([late], 1.0) == [], "a late FIFREEZE is thawed as soon as it is told"
+        assert dog.wait_line("end", 5) and dog.proc.wait(10) == 0, \
+            f"with nothing in flight it leaves, though the worker lives: {dog.lines}"
         written = read_watchdog_report(str(report))
         assert written is not None and written["reason"] == "timeout", written
-        assert written["thawed"] == [ours], "only the claimed mount was thawed"
+        assert written["thawed"] == [ours], "only the claimed, frozen mount was thawed"
     finally:
         dog.stop()
     assert thaw_if_frozen(theirs), "a mount frozen by someone else must never be thawed"
@@ -131,10 +133,6 @@ def test_every_exit_thaws_what_was_claimed_and_nothing_else(loopfs, tmp_path, ho
         expected = {"worker death": "died", "bad line": "watchdog error"}.get(
             how, f"signal {getattr(signal, how, 0)}")
         assert written["reason"].startswith(expected), written
-        if how == "bad line":
-            freeze(mounts[0])  # the worker may still complete a FIFREEZE
-            assert unwritable(mounts[:1], 1.0) == [], "after an error it keeps thawing"
-            dog.worker_dies()
         assert wait_for(lambda: dog.proc.poll() is not None, timeout=10), \
             f"{how}: the watchdog exits"
     finally:
@@ -157,3 +155,55 @@ def test_watchdog_leaves_the_cgroups_it_was_started_in(loopfs):
         if dog is not None:
             dog.stop()
         group.remove()
+
+
+def test_after_an_error_of_its_own_it_thaws_a_late_freeze(loopfs, tmp_path):
+    mounts = [loopfs("ext4").mountpoint, loopfs("xfs").mountpoint]
+    dog = Dog(mounts, 60, str(tmp_path / "watchdog.json"))
+    try:
+        claim(dog, 0, mounts[0])
+        dog.send("freeze 1")  # in flight
+        dog.send("freeze nine")
+        assert dog.wait_line("error", 5) and unwritable(mounts[:1], 1.0) == [], dog.lines
+        freeze(mounts[1])  # the FIFREEZE in flight completes
+        dog.send("frozen 1")
+        assert unwritable(mounts[1:], 1.0) == [], "after an error it still thaws a late freeze"
+        assert dog.proc.wait(10) == 0, "then, nothing in flight, it leaves"
+    finally:
+        dog.stop()
+
+
+def test_a_claim_without_an_outcome_is_thawed_at_the_workers_death(loopfs, tmp_path):
+    """The worker died between the FIFREEZE's return and its report: ours, or theirs? Thawing
+    is the lesser harm (a filesystem of ours left frozen hangs the VM)."""
+    mount = loopfs("ext4").mountpoint
+    dog = Dog([mount], 60, str(tmp_path / "watchdog.json"))
+    try:
+        dog.send("freeze 0")
+        freeze(mount)
+        dog.worker_dies()
+        assert unwritable([mount], 1.0) == [], "an unknown outcome at death is thawed"
+        assert dog.proc.wait(10) == 0
+    finally:
+        dog.stop()
+
+
+def test_a_lingering_watchdog_never_thaws_a_freeze_it_cannot_attribute(loopfs, tmp_path):
+    """A worker stuck on slow storage keeps its watchdog lingering (a FIFREEZE in flight) while
+    the next backup freezes the same filesystem: that freeze is not ours to thaw."""
+    first, slow = loopfs("ext4").mountpoint, loopfs("ext4").mountpoint
+    dog = Dog([first, slow], 1.0, str(tmp_path / "watchdog.json"))
+    try:
+        claim(dog, 0, first)
+        dog.send("freeze 1")  # in flight: the watchdog lingers after its deadline
+        assert unwritable([first], 2.0) == [], "thawed at the deadline"
+        assert dog.wait_line("timeout", 5), f"the worker is told of the timeout: {dog.lines}"
+        freeze(first)  # the next backup freezes the same filesystem; our worker still lives
+        assert unwritable([first], 1.0) == [first], \
+            "a lingering watchdog must not thaw a freeze its worker did not make"
+        assert dog.proc.poll() is None, "it lingers while a FIFREEZE of its worker is in flight"
+        dog.send("skip 1")
+        assert dog.proc.wait(10) == 0, "the linger ends once no FIFREEZE is in flight"
+    finally:
+        dog.stop()
+        assert thaw_if_frozen(first), "the next backup's freeze was thawed by our watchdog"
