@@ -29,7 +29,8 @@ def _sh(argv: List[str], **kw) -> str:
 
 
 class LoopFilesystems:
-    """Creates loop filesystems under `root`; close() thaws, unmounts and detaches them all."""
+    """Creates loop filesystems under `root`; close() thaws, unmounts, detaches and deletes
+    them all."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -44,17 +45,24 @@ class LoopFilesystems:
         mountpoint = self.root / f"mnt{index}"
         mountpoint.mkdir()
         device = _sh(["losetup", "-f", "--show", str(image)])
-        self._made.append([device, str(mountpoint), False])
+        self._made.append([device, str(mountpoint), False, image])
         _sh(["mount", device, str(mountpoint)])
         self._made[-1][2] = True
         return LoopFs(image, device, str(mountpoint), fstype)
 
     def close(self) -> None:
-        for device, mountpoint, mounted in reversed(self._made):
+        for device, mountpoint, mounted, image in reversed(self._made):
             thaw(mountpoint)
             if mounted and not _retry(["umount", mountpoint]):
                 _retry(["umount", "-l", mountpoint], attempts=1)
             _retry(["losetup", "-d", device])
+            # The images are most of what a test run leaves on disk. Unlinking is safe even
+            # if a lazy unmount still holds one; rmdir refuses a mount point still in use.
+            image.unlink(missing_ok=True)
+            try:
+                os.rmdir(mountpoint)
+            except OSError:
+                pass
         self._made = []
 
     def __enter__(self) -> LoopFilesystems:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -44,5 +45,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory):
     """A real Azurite blob service on 127.0.0.1 for the whole test session."""
-    with Azurite(location=str(tmp_path_factory.mktemp("azurite"))) as service:
-        yield service
+    location = tmp_path_factory.mktemp("azurite")
+    try:
+        with Azurite(location=str(location)) as service:
+            yield service
+    finally:  # its blobs (captures, disk images) are kept even when a test failed otherwise
+        shutil.rmtree(location, ignore_errors=True)

@@ -8,7 +8,7 @@ from snapshot.errors import Code, all_codes
 
 PACKAGE = Path(__file__).resolve().parents[2] / "snapshot"
 
-# The spec's "Error codes" table (/work/shared/spec/vmsnapshot.md), as the original numbers it.
+# The backup service's "Error codes" table, as the original numbers it (docs/vmsnapshot.md).
 SPEC = {
     0: "success app-consistent", 1: "success", 2: "error", 3: "already processed",
     4: "transitioning", 11: "parameter error", 12: "error 12", 13: "wrong time",
