@@ -66,6 +66,12 @@ class Freezer:
         return max(0.0, self.last_thaw - self.first_freeze)
 
     @property
+    def in_flight(self) -> bool:
+        """A FIFREEZE of ours has not returned yet (it thaws itself when it does)."""
+        with self._book:
+            return bool(self._in_flight)
+
+    @property
     def watchdog_fired(self) -> bool:
         """True once the watchdog has thawed at its deadline."""
         return self._link is not None and self._link.fired.is_set()

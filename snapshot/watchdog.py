@@ -9,12 +9,14 @@ after the worker's own FITHAW of I (ours no more); `linger` (the worker gave up 
 of its own is in flight); `done` (everything thawed, nothing in flight). EOF on stdin: the worker
 is gone; it arrives only once the worker's last thread released the pipe, so every FIFREEZE of
 its own has returned by then. Watchdog -> worker (stdout): `note TEXT` lines, `ready` (the clock
-starts), `REASON thawed=N` for each forced thaw (`timeout`, `signal N`, `linger`, `error`), `end`
+starts), `REASON thawed=N` for each forced thaw (`timeout`, `signal N`, `linger`, `error`),
+`late thawed=N` when it thawed a late FIFREEZE the worker did not report thawed in time, `end`
 when it leaves a worker that lives, and a last `done|died thawed=N`.
 
 What it thaws, one FITHAW each and never on a timer: at a forced thaw (deadline, `linger`, a
-signal, an error of its own) every claim that is ours or unknown; after one, a claim the moment
-it is reported `frozen`; at EOF every claim still ours or unknown. Unknown at EOF means the
+signal, an error of its own) every claim that is ours or unknown; after one, a claim reported
+`frozen` and not `thawed` (the worker thaws a late freeze itself) within LATE_GRACE; at EOF every
+claim still ours or unknown. Unknown at EOF means the
 worker died in the few instructions between a claim and its FIFREEZE, or between the FIFREEZE's
 return and its report: thawing then is the lesser harm (a filesystem of ours left frozen hangs
 the VM; a foreign freeze thawed early costs its owner consistency). After a forced thaw it stays
@@ -47,6 +49,11 @@ from snapshot.signalsafe import start_quiet_thread
 FIFREEZE = 0xC0045877
 FITHAW = 0xC0045878
 THAW_WAIT = 0.5  # how long a forced thaw waits for FITHAWs to report (not to run)
+# After a forced thaw, the worker thaws a late FIFREEZE itself the instant it returns and tells
+# `frozen I` then `thawed I`; the watchdog thaws it only if `thawed I` has not come within this
+# time (a worker stopped or dead in between). Thawing on `frozen I` alone could thaw the next
+# freeze of that filesystem (the next backup's) when the watchdog reads its lines late.
+LATE_GRACE = 1.0
 IN_FLIGHT, OURS = "in flight", "ours"  # a claim: FIFREEZE outcome unknown / succeeded
 _CLAIM_WORDS = ("freeze", "frozen", "skip", "thawed")
 _UNCATCHABLE = {"SIGKILL", "SIGSTOP", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGCHLD",
@@ -112,10 +119,12 @@ class Watchdog:
         self.fds = [os.open(m, os.O_RDONLY | os.O_DIRECTORY) for m in self.mounts]
         self.thawer = Thawer(self.fds)
         self.claims: Dict[int, str] = {}  # mount index -> IN_FLIGHT (outcome unknown) | OURS
+        self.late: Dict[int, float] = {}  # a late `frozen I` -> when to thaw I ourselves
         self.ever_claimed = False
         self.forced = ""  # the first forced thaw's reason; from then on `frozen I` thaws I
         self.started = False
         self._pending = pending
+        self._events: List[str] = []  # `done`/`linger` read, not yet acted on
         self._settled = False  # a claim was resolved since the loop last looked
         self._writers: List[threading.Thread] = []
         self._wake_r, self._wake_w = os.pipe()
@@ -134,12 +143,12 @@ class Watchdog:
     def watch(self, deadline: Optional[float], tolerant: bool = False) -> None:
         """Until `done`, the worker's death, or (after a forced thaw) no claim is unknown."""
         while True:
-            if self.forced and IN_FLIGHT not in self.claims.values():
+            if self.forced and IN_FLIGHT not in self.claims.values() and not self.late:
                 self.say("end")  # nothing of ours is frozen, or can still be
                 return
-            event = self.next_event(None if self.forced else deadline, tolerant)
+            event = self.next_event(self._wait_until(deadline), tolerant)
             if event == "done":  # the worker thawed all; anything still ours is thawed anyway
-                ours = {i for i, state in self.claims.items() if state == OURS}
+                ours = {i for i, state in self.claims.items() if state == OURS} | set(self.late)
                 self.say(f"done thawed={len(self.thawer.thaw(ours, THAW_WAIT))}")
                 return
             if event == "died":
@@ -148,20 +157,39 @@ class Watchdog:
                 if not self.forced:
                     self.write_report("died", thawed)
                 return
-            if event != "settled":
+            if event == "timeout" and self.forced:
+                self.thaw_late()
+            elif event != "settled":
                 self.force(event)
+
+    def _wait_until(self, deadline: Optional[float]) -> Optional[float]:
+        """Before a forced thaw, the freeze's deadline; after it, the next late grace's end."""
+        if not self.forced:
+            return deadline
+        return min(self.late.values()) if self.late else None
+
+    def thaw_late(self) -> None:
+        """Late freezes whose `thawed I` did not come within the grace: ours to thaw."""
+        now = time.monotonic()
+        due = {i for i, until in self.late.items() if until <= now}
+        for index in due:
+            del self.late[index]
+        thawed = self.thawer.thaw(due, 0.0)
+        self.say(f"late thawed={len(thawed)}")
 
     def force(self, reason: str) -> None:
         """A forced thaw: every claim that is ours or unknown, once; the unknown stay tracked."""
         thawed = self.thaw_claimed(THAW_WAIT)
         self.claims = {i: state for i, state in self.claims.items() if state == IN_FLIGHT}
+        self.late = {}
         self.say(f"{reason} thawed={len(thawed)}")
         if not self.forced:
             self.forced = reason
             self.write_report(_REASONS.get(reason, reason), thawed)
 
     def thaw_claimed(self, wait: float) -> List[str]:
-        return [self.mounts[i] for i in self.thawer.thaw(set(self.claims), wait)]
+        return [self.mounts[i] for i in self.thawer.thaw(set(self.claims) | set(self.late),
+                                                          wait)]
 
     def next_event(self, deadline: Optional[float], tolerant: bool = False) -> str:
         """'done', 'linger', 'died' (EOF), 'signal N', 'timeout', or 'settled' (a claim was
@@ -189,18 +217,22 @@ class Watchdog:
                 return "timeout"
 
     def _take_lines(self, tolerant: bool) -> str:
+        """Apply every claim line read so far before acting on an event: what a forced thaw
+        thaws must be what the worker last said (lines read late, by a stopped or starved
+        watchdog, may already say `frozen I` then `thawed I`)."""
         while b"\n" in self._pending:
             line, self._pending = self._pending.split(b"\n", 1)
             words = line.decode("ascii", "replace").split()
             if words in (["done"], ["linger"]):
-                return words[0]
+                self._events.append(words[0])
+                continue
             if len(words) != 2 or words[0] not in _CLAIM_WORDS or not words[1].isdigit() \
                     or int(words[1]) >= len(self.fds):
                 if tolerant:
                     continue
                 raise ProtocolError(f"unexpected line from the worker: {line[:80]!r}")
             self._claim(words[0], int(words[1]))
-        return ""
+        return self._events.pop(0) if self._events else ""
 
     def _claim(self, word: str, index: int) -> None:
         if word == "freeze":
@@ -212,8 +244,10 @@ class Watchdog:
             self.claims[index] = OURS
             return
         self.claims.pop(index, None)  # skip, thawed, or frozen after a forced thaw:
-        if word == "frozen":
-            self.thawer.thaw({index}, 0.0)  # a late FIFREEZE: thawed the moment it is known
+        if word == "frozen":  # a late FIFREEZE: the worker thaws it and says so, else we do
+            self.late[index] = time.monotonic() + LATE_GRACE
+        elif word == "thawed":
+            self.late.pop(index, None)
 
     def _catch_signals(self) -> None:
         """Every catchable signal wakes the wait loop (set_wakeup_fd); none raises anywhere."""
@@ -249,10 +283,11 @@ class Watchdog:
     def last_words(self, exc: BaseException) -> None:
         """An error of our own: thaw what is ours or unknown, say so, then watch on as after
         any forced thaw, skipping lines we cannot read."""
-        claimed = [self.fds[i] for i in sorted(self.claims)]
+        claimed = [self.fds[i] for i in sorted(set(self.claims) | set(self.late))]
         try:
             thawed = self.thaw_claimed(THAW_WAIT)
             self.claims = {i: s for i, s in self.claims.items() if s == IN_FLIGHT}
+            self.late = {}
             self.say(f"error thawed={len(thawed)}")
             if not self.forced:
                 self.forced = "error"

@@ -149,7 +149,7 @@ class WatchdogLink:
         if line == "end":
             self.ended = True
             return False
-        if line.startswith(("done", "died")) or " thawed=" not in line:
+        if line.startswith(("done", "died", "late")) or " thawed=" not in line:
             return False
         if line.startswith("timeout"):
             self.fired.set()

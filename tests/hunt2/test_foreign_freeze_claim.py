@@ -14,6 +14,10 @@ from tests.snapshot.test_freeze_faults import start_worker
 pytestmark = pytest.mark.root
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "the deliberate trade-off (docs/vmsnapshot.md): a claim whose FIFREEZE outcome is "
+    "unknown is thawed, since a filesystem of ours left frozen hangs the VM; closing it needs "
+    "the watchdog to issue the FIFREEZEs itself"))
 def test_a_worker_killed_before_its_fifreeze_never_thaws_someone_elses_freeze(
         loopfs, azurite, confdir, tmp_path, monkeypatch):
     theirs = loopfs("ext4").mountpoint

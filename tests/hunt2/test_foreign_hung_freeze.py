@@ -21,6 +21,10 @@ FOREIGN = ("import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY | os.O_
            "fcntl.ioctl(fd, 0xC0045877, 0)")
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "the deliberate trade-off (docs/vmsnapshot.md): a claim whose FIFREEZE outcome is "
+    "unknown is thawed, since a filesystem of ours left frozen hangs the VM; closing it needs "
+    "the watchdog to issue the FIFREEZEs itself"))
 def test_a_foreign_freeze_still_syncing_at_our_deadline_is_never_thawed(
         loopfs, throttle, azurite, confdir, tmp_path):
     _, hung, limit = hang_a_freeze(loopfs, throttle, "ext4")

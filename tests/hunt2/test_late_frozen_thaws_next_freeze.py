@@ -23,14 +23,16 @@ def test_a_late_frozen_line_never_thaws_a_later_freeze(loopfs, throttle, tmp_pat
     _, hung, limit = hang_a_freeze(loopfs, throttle, "ext4")
     dog = None
     try:
+        freezer = Freezer([hung], timeout=2.0, log=BufferedLog(),
+                          report_path=str(tmp_path / "dog.json"))
         with pytest.raises(FreezeError) as failed:
-            with Freezer([hung], timeout=2.0, log=BufferedLog(),
-                         report_path=str(tmp_path / "dog.json")):
+            with freezer:
                 pass
         assert failed.value.code == 122, failed.value.message  # timed out, FIFREEZE in flight
         dog = watchdog_of_this_process()  # lingering for the FIFREEZE in flight
         dog.send_signal(signal.SIGSTOP)  # slow to be scheduled
         limit.lift()  # the late FIFREEZE returns: `frozen 0`, our own FITHAW, `thawed 0`
+        assert wait_for(lambda: not freezer.in_flight, timeout=30), "the late FIFREEZE returns"
         assert wait_for(lambda: unwritable([hung], 0.5) == [], timeout=30), \
             "the worker thaws its late freeze itself"
         freeze(hung)  # the next backup's (or an admin's) freeze
