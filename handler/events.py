@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from handler.state import write_atomic
+from plumbing.files import write_atomic
 from plumbing.redact import Redactor
 
 MAX_MESSAGE_BYTES = 3 * 1024

@@ -1,12 +1,12 @@
 """Logging to the agent's logFolder: rotated files, every line redacted before it is written."""
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 from pathlib import Path
 from typing import Optional
 
+from plumbing.files import locked
 from plumbing.redact import Redactor
 
 LOGGER_NAME = "handler"
@@ -42,12 +42,8 @@ class SharedRotatingFileHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             data = (self.format(record) + "\n").encode("utf-8", "replace")
-            lock = os.open(self._lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX)
+            with locked(self._lock_path):
                 self._append(data)
-            finally:
-                os.close(lock)  # releases the flock
         except Exception:  # noqa: BLE001 - logging must never take the handler down
             self.handleError(record)
 

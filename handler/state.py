@@ -1,41 +1,20 @@
 """On-disk bookkeeping under a file lock: mrseq, one record per operation and per worker job."""
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import tempfile
-import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Type, TypeVar
 
 from handler.errors import StateLockedError
+from plumbing.files import LockTimeout, locked, write_atomic
 
 TERMINAL = ("success", "error")
 # How long a lifecycle command waits for the state lock; held only for local reads and writes,
 # it is normally free within milliseconds.
 LOCK_WAIT_SECONDS = 20.0
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write via a temp file in the same folder, fsync, rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 @dataclass
@@ -107,24 +86,16 @@ class StateStore:
         The lock is on the state folder itself, which needs no file to be created: a full
         disk still leaves the handler able to lock, read and report. Its holder's pid is noted
         in handler.lock when the disk allows."""
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        held = ExitStack()
         try:
-            deadline = time.monotonic() + self.lock_wait
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise StateLockedError(
-                            f"the handler's state has been locked by another of its processes "
-                            f"(pid {self._holder()}) for {self.lock_wait:.0f}s; not waiting "
-                            "longer") from None
-                    time.sleep(0.02)
+            held.enter_context(locked(self.root, wait=self.lock_wait))
+        except LockTimeout:
+            raise StateLockedError(
+                f"the handler's state has been locked by another of its processes "
+                f"(pid {self._holder()}) for {self.lock_wait:.0f}s; not waiting longer") from None
+        with held:
             self._note_holder()
             yield
-        finally:
-            os.close(fd)  # releases the flock
 
     def _note_holder(self) -> None:
         try:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from handler.errors import StatusWriteError
-from handler.state import write_atomic
 from plumbing.clock import utc_timestamp
+from plumbing.files import write_atomic
 
 STATUS_VALUES = ("transitioning", "warning", "error", "success")
 MAX_STATUS_BYTES = 128 * 1024

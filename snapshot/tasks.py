@@ -1,9 +1,10 @@
 """Task-id dedupe: a task already claimed is never snapshotted again (file lock, atomic write)."""
 from __future__ import annotations
 
-import fcntl
 import json
 import os
+
+from plumbing.files import locked, write_atomic
 
 KEEP_TASKS = 60
 
@@ -20,16 +21,12 @@ class TaskRegistry:
     def claim(self, task_id: str) -> bool:
         """True if this call claimed task_id; False if it was already processed (code 3)."""
         os.makedirs(self.state_dir, exist_ok=True)
-        with open(self._lock_path, "a") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            try:
-                seen = self._read()
-                if task_id in seen:
-                    return False
-                self._write((seen + [task_id])[-self.keep:])
-                return True
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        with locked(self._lock_path):
+            seen = self._read()
+            if task_id in seen:
+                return False
+            write_atomic(self._path, json.dumps((seen + [task_id])[-self.keep:]).encode())
+            return True
 
     def processed(self) -> list[str]:
         return self._read()
@@ -43,11 +40,3 @@ class TaskRegistry:
         except (ValueError, OSError):
             return []  # a corrupt record is rebuilt rather than blocking every backup
         return [str(v) for v in value] if isinstance(value, list) else []
-
-    def _write(self, tasks: list[str]) -> None:
-        tmp = self._path + f".{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as stream:
-            json.dump(tasks, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, self._path)

@@ -43,6 +43,7 @@ import time
 from typing import Dict, List, Optional, Set, Tuple
 
 from plumbing.crashpoints import crashpoint
+from plumbing.files import write_atomic
 from snapshot.cgroupescape import move_to_roots
 from snapshot.signalsafe import start_quiet_thread
 
@@ -302,11 +303,9 @@ def _noted(_signum: int, _frame: object) -> None:
 
 
 def _write_report(path: str, reason: str, mounts: List[str]) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        with open(tmp, "w", encoding="utf-8") as stream:
-            json.dump({"reason": reason, "thawed": mounts, "time": time.time()}, stream)
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps({"reason": reason, "thawed": mounts,
+                                       "time": time.time()}).encode("utf-8"), mode=0o644)
     except OSError:
         pass  # nowhere to say it: the thaw is what matters
 
