@@ -182,7 +182,8 @@ class _CappedReader:
         if pipe is None:
             return
         with pipe:
-            for chunk in iter(lambda: pipe.read1(65536), b""):
+            # One read(2) a chunk, as BufferedReader.read1 would do on this unread pipe.
+            for chunk in iter(lambda: os.read(pipe.fileno(), 65536), b""):
                 room = self._cap - self._kept
                 if room > 0:
                     self._chunks.append(chunk[:room])

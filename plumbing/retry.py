@@ -21,7 +21,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        base = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        base = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         return base * (1.0 + self.jitter * rng())
 
     def call(
