@@ -6,7 +6,7 @@ import errno
 import os
 import socket
 from dataclasses import dataclass
-from typing import AbstractSet, Dict, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Optional, Sequence
 
 from capture_engine import kernel_filter, pcaplib
 from capture_engine.bpf import WHOLE_PACKET
@@ -153,7 +153,7 @@ class LibpcapBackend:
     def __init__(self, buffer_bytes: int = BUFFER_BYTES) -> None:
         self.lib = pcaplib.load()
         self.buffer_bytes = buffer_bytes
-        self.handles: List[_Handle] = []
+        self.handles: list[_Handle] = []
         self.optional: AbstractSet[str] = frozenset()
         self._program: Sequence[tuple] = ()
         self._userland: Sequence[tuple] = ()
@@ -182,7 +182,7 @@ class LibpcapBackend:
         for name in interfaces:
             self._open_one(name, self.handles)
 
-    def _open_one(self, name: str, into: List[_Handle]) -> _Handle:
+    def _open_one(self, name: str, into: list[_Handle]) -> _Handle:
         """A handle on `name`, added to `into` at once so that a failure closes it too."""
         errbuf = ctypes.create_string_buffer(pcaplib.PCAP_ERRBUF_SIZE)
         handle = self.lib.pcap_create(name.encode(), errbuf)
@@ -232,7 +232,7 @@ class LibpcapBackend:
     def attach(self, name: str) -> None:
         """A new handle on `name` (call it inside the capture's namespace), dispatched from
         the next round on; it replaces any earlier one of that name."""
-        opened: List[_Handle] = []
+        opened: list[_Handle] = []
         try:
             entry = self._open_one(name, opened)
         except BaseException:
@@ -276,7 +276,7 @@ class LibpcapBackend:
         serve(lambda: self._sources(recorder), self._wake_r, lambda: self._running(recorder),
               self.refresh_stats, changed=self._housekeeping)
 
-    def _sources(self, recorder) -> Dict[int, Service]:
+    def _sources(self, recorder) -> dict[int, Service]:
         return {entry.fd: (lambda _events, entry=entry: self._dispatch(entry, recorder))
                 for entry in self.handles}
 
@@ -301,7 +301,7 @@ class LibpcapBackend:
             self.failure = f"capture on {entry.name} failed: {self._error(entry.handle)}"
         return max(count, 0)
 
-    def _stats(self, handle: int) -> Tuple[int, int]:
+    def _stats(self, handle: int) -> tuple[int, int]:
         stat = pcaplib.PcapStat()
         if self.lib.pcap_stats(handle, ctypes.byref(stat)) != 0:
             return 0, 0

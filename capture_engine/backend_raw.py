@@ -10,7 +10,7 @@ import select
 import socket
 import struct
 from dataclasses import dataclass
-from typing import AbstractSet, Dict, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Optional, Sequence
 
 from capture_engine import kernel_filter
 from capture_engine.errors import (
@@ -49,7 +49,7 @@ U32 = struct.Struct("<I")
 
 
 def ring_geometry(ring_bytes: int = RING_BYTES,
-                  stall_seconds: float = STALL_SECONDS) -> Tuple[int, int]:
+                  stall_seconds: float = STALL_SECONDS) -> tuple[int, int]:
     """(block bytes, blocks): enough blocks to outlast a stall of `stall_seconds` when each
     is retired nearly empty, each as large as the byte budget allows (a power of two)."""
     blocks = max(math.ceil(stall_seconds * 1000 / BLOCK_TIMEOUT_MS), 2)
@@ -84,7 +84,7 @@ class RawSocketBackend:
 
     def __init__(self, ring_bytes: int = RING_BYTES) -> None:
         self.block_bytes, self.blocks = ring_geometry(ring_bytes)
-        self.rings: List[_Ring] = []
+        self.rings: list[_Ring] = []
         self.optional: AbstractSet[str] = frozenset()
         self._program: Sequence[tuple] = ()
         self._changes, self._retiring = PendingChanges(), Retiring()
@@ -172,7 +172,7 @@ class RawSocketBackend:
               lambda: self._running(recorder), self.refresh_stats,
               select.POLLIN | select.POLLERR, self._housekeeping)
 
-    def _sources(self, recorder) -> Dict[int, Service]:
+    def _sources(self, recorder) -> dict[int, Service]:
         return {ring.sock.fileno(): (lambda events, ring=ring:
                                      self._service(ring, events, recorder))
                 for ring in self.rings}

@@ -9,13 +9,13 @@ same in user space), so each loopback packet is matched once, as received.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 from capture_engine.attach import MAX_INSNS, too_large
 from capture_engine.bpfmatch import Emitter, ranges_test, v6_test
 from capture_engine.filters import AddressSet, CaptureFilter, PortSet
 
-Insn = Tuple[int, int, int, int]  # (code, jt, jf, k) as in struct sock_filter
+Insn = tuple[int, int, int, int]  # (code, jt, jf, k) as in struct sock_filter
 WHOLE_PACKET = 262144  # tcpdump's default snap length
 FILTER_READS = 128  # our programs read at most 14 + 60 (IPv4 options) + 4 bytes
 
@@ -36,7 +36,7 @@ V4 = {"proto": 23, "src": 26, "dst": 30, "frag": 20, "ihl": 14, "sport": 14, "dp
 V6 = {"proto": 20, "src": 22, "dst": 38, "sport": 54, "dport": 56, "frag_next": 54}
 
 
-def assemble(ir: Sequence[tuple]) -> List[Insn]:
+def assemble(ir: Sequence[tuple]) -> list[Insn]:
     """Resolve labels; a conditional jump further than 255 becomes cond + `ja` trampolines."""
     far: set = set()
     while True:
@@ -49,7 +49,7 @@ def assemble(ir: Sequence[tuple]) -> List[Insn]:
                     grown = True
         if not grown:
             break
-    out: List[Insn] = []
+    out: list[Insn] = []
     for i, item in enumerate(ir):
         kind = item[0]
         if kind == "op":
@@ -67,9 +67,9 @@ def assemble(ir: Sequence[tuple]) -> List[Insn]:
     return out
 
 
-def _layout(ir: Sequence[tuple], far: set) -> Tuple[Dict[str, int], List[int]]:
-    pos: Dict[str, int] = {}
-    pcs: List[int] = []
+def _layout(ir: Sequence[tuple], far: set) -> tuple[dict[str, int], list[int]]:
+    pos: dict[str, int] = {}
+    pcs: list[int] = []
     pc = 0
     for i, item in enumerate(ir):
         pcs.append(pc)
@@ -234,7 +234,7 @@ def _family(e: Emitter, filters: Sequence[CaptureFilter], version: int, accept: 
 
 
 def compile_filters(filters: Sequence[CaptureFilter], snaplen: int,
-                    directional: bool = True) -> List[Insn]:
+                    directional: bool = True) -> list[Insn]:
     """A program accepting matching packets with `snaplen` bytes (0 = whole packet).
 
     `directional=False`: without ancillary loads, matching local/remote either way round - a
@@ -271,7 +271,7 @@ def compile_filters(filters: Sequence[CaptureFilter], snaplen: int,
     return program
 
 
-def loopback_rule(program: Sequence[Insn]) -> List[Insn]:
+def loopback_rule(program: Sequence[Insn]) -> list[Insn]:
     """`program` behind a drop of the sent copy of a loopback packet (its received copy is
     the one kept, as libpcap does): the same on both backends, whatever the program."""
     return [(LD_W, 0, 0, (SKF_AD_OFF + SKF_AD_PKTTYPE) & 0xFFFFFFFF),

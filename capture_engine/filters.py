@@ -4,7 +4,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from capture_engine.errors import (
     InvalidAddressError,
@@ -28,9 +28,9 @@ OUTBOUND, INBOUND = "outbound", "inbound"  # tcpdump's words for sent by / recei
 class AddressSet:
     """Inclusive address ranges (a single value is lo == hi); each range is one IP version."""
 
-    ranges: Tuple[Tuple[IPAddress, IPAddress], ...]
+    ranges: tuple[tuple[IPAddress, IPAddress], ...]
 
-    def of_version(self, version: int) -> Tuple[Tuple[IPAddress, IPAddress], ...]:
+    def of_version(self, version: int) -> tuple[tuple[IPAddress, IPAddress], ...]:
         return tuple(r for r in self.ranges if r[0].version == version)
 
     def versions(self) -> set:
@@ -41,7 +41,7 @@ class AddressSet:
 class PortSet:
     """Inclusive port ranges (a single port is lo == hi)."""
 
-    ranges: Tuple[Tuple[int, int], ...]
+    ranges: tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class CaptureFilter:
         return found
 
 
-def _items(raw: Any, field: str, problems: ProblemList, code: type) -> Optional[List[str]]:
+def _items(raw: Any, field: str, problems: ProblemList, code: type) -> Optional[list[str]]:
     """Split a single value / range / list; None (and a problem) when the shape is wrong."""
     if isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) < 10 ** 18:
         raw = str(raw)  # a port as a JSON number (str() of a huge int would raise)
@@ -204,7 +204,7 @@ def parse_filter(obj: Any, path: str, problems: ProblemList) -> Optional[Capture
     return result
 
 
-def parse_filters(raw: Any, path: str, problems: ProblemList) -> Tuple[CaptureFilter, ...]:
+def parse_filters(raw: Any, path: str, problems: ProblemList) -> tuple[CaptureFilter, ...]:
     if raw is None or blank(raw):
         return ()
     if not isinstance(raw, list):

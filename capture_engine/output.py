@@ -7,7 +7,7 @@ import os
 import struct
 from collections import deque
 from dataclasses import dataclass
-from typing import Deque, Iterator, Optional, Tuple
+from typing import Iterator, Optional
 
 from capture_engine.errors import CaptureFileLostError, LocalFileError
 from capture_engine.naming import free_base, ring_path
@@ -27,7 +27,7 @@ def file_header(snaplen: int, linktype: int = LINKTYPE_ETHERNET) -> bytes:
     return FILE_HEADER.pack(PCAP_MAGIC, 2, 4, 0, 0, snaplen, linktype)
 
 
-def iter_records(data, start: int = 0) -> Iterator[Tuple[int, int, int]]:
+def iter_records(data, start: int = 0) -> Iterator[tuple[int, int, int]]:
     """(offset, end, timestamp in µs) of each complete record in `data` from `start`."""
     offset, size = start, len(data)
     while offset + 16 <= size:
@@ -112,7 +112,7 @@ class Recorder:
         self.plan = plan
         self.sink = sink
         self.base = plan.path  # the name actually used (free_base: never overwrite)
-        self.files: Deque[str] = deque()
+        self.files: deque[str] = deque()
         self.deleted_count = 0
         self.seq = 0
         self.packets = 0
@@ -121,7 +121,7 @@ class Recorder:
         self.done_reason: Optional[str] = None
         self.error: Optional[LocalFileError] = None
         self._good = 0  # file offset known to be on disk at a record boundary
-        self._current: Optional[Tuple[str, int, int]] = None  # path, st_dev, st_ino
+        self._current: Optional[tuple[str, int, int]] = None  # path, st_dev, st_ino
         self.claim: Optional[Claim] = None
 
     @property
@@ -308,7 +308,7 @@ class Recorder:
                 self._fail(exc)
 
 
-def trim_to_records(path: str, start: int) -> Tuple[int, int]:
+def trim_to_records(path: str, start: int) -> tuple[int, int]:
     """Truncate `path` after its last complete record at or after `start`."""
     with open(path, "r+b") as stream:
         stream.seek(start)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from capture_engine.errors import BackendUnavailableError, InvalidExpressionError
 
@@ -121,7 +121,7 @@ def make_program(insns: Sequence[tuple]) -> BpfProgram:
     return program
 
 
-def compile_expression(expression: str, snaplen: int) -> List[tuple]:
+def compile_expression(expression: str, snaplen: int) -> list[tuple]:
     """Compile a tcpdump expression for Ethernet with libpcap; accept value = snaplen."""
     lib = load()
     dead = lib.pcap_open_dead(DLT_EN10MB, snaplen)

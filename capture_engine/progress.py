@@ -1,7 +1,7 @@
 """The CLI's live progress display (rich): packets, bytes, drops, elapsed against the limit."""
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Optional
 
 from rich.console import Console
 from rich.live import Live
@@ -39,7 +39,7 @@ class ProgressView:
             self._live.__exit__(None, None, None)
             self._live = None
 
-    def _table(self, status: Dict[str, object]) -> Table:
+    def _table(self, status: dict[str, object]) -> Table:
         table = Table(title=f"capture {status.get('name', '')}", show_header=True)
         for column in ("status", "packets", "bytes", "dropped", "elapsed / limit", "file"):
             table.add_column(column)
@@ -51,11 +51,11 @@ class ProgressView:
                       str(status.get("localPath") or ""))
         return table
 
-    def update(self, status: Dict[str, object]) -> None:
+    def update(self, status: dict[str, object]) -> None:
         if self._live is not None:
             self._live.update(self._table(status))
 
-    def summary(self, status: Dict[str, object]) -> None:
+    def summary(self, status: dict[str, object]) -> None:
         reason = status.get("stopReason") or ""
         self.console.print(f"{status.get('packetCaptureStatus')} ({reason}): "
                            f"{status.get('packetsCaptured', 0):,} packets, "

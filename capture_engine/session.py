@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from datetime import datetime
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, Optional
 
 from capture_engine import pcaplib
 from capture_engine import result as R
@@ -31,7 +31,7 @@ from plumbing.clock import SystemClock
 from plumbing.crashpoints import crashpoint
 
 log = logging.getLogger(__name__)
-Progress = Callable[[Dict[str, object]], None]
+Progress = Callable[[dict[str, object]], None]
 PROGRESS_EVERY = 2.0
 MAX_NAP = 0.5  # the longest the main loop sleeps, so the dispatch thread's end is noticed
 DRAIN_SECONDS = 0.5  # > 2x the ring's block retire timeout (200 ms)
@@ -53,7 +53,7 @@ def make_backend(name: str = "auto"):
 
 
 def program_for(request: CaptureRequest, backend: str = "rawsocket",
-                directional: bool = True) -> List[tuple]:
+                directional: bool = True) -> list[tuple]:
     """The kernel filter; its accept value is the snap length the kernel stores.
 
     libpcap re-runs the filter in user space on the first ring block after pcap_setfilter,
@@ -279,7 +279,7 @@ class _Session:
                            capture_stop_time=self.clock.now())
 
 
-def _existing(paths: Iterable[str]) -> Tuple[str, ...]:
+def _existing(paths: Iterable[str]) -> tuple[str, ...]:
     """Never name a file that is not there (a removed capture root takes them all)."""
     return tuple(path for path in paths if os.path.exists(path))
 
@@ -317,7 +317,7 @@ def run_capture(request: CaptureRequest, *, blob_store=None, sas_token: Optional
     return session.snapshot
 
 
-def capture_files(request: CaptureRequest) -> List[str]:
+def capture_files(request: CaptureRequest) -> list[str]:
     """The local files this capture (this name) wrote that are still on disk, oldest first:
     those of every start of the name, never those of another capture of the same path (a
     new start never overwrites a file: it writes `<stem>~2.cap`)."""
@@ -325,7 +325,7 @@ def capture_files(request: CaptureRequest) -> List[str]:
             for path in claim.files()]
 
 
-def delete_capture_files(request: CaptureRequest) -> List[str]:
+def delete_capture_files(request: CaptureRequest) -> list[str]:
     """action=delete: remove the files this capture wrote, never the blob; returns them.
 
     A capture with only a storagePath keeps its pending file only until it is uploaded:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import List, Optional
+from typing import Optional
 
 from capture_engine import result as R
 from capture_engine.errors import SasExpiredError, StorageForbiddenError, StorageUploadError
@@ -21,7 +21,7 @@ def _error_for(exc: BlobError, kept: str) -> StorageUploadError:
     return cls(f"upload failed ({exc.kind.value}): {exc}; the capture is kept at {kept}")
 
 
-def _targets(session, sas_token: Optional[str]) -> List[tuple]:
+def _targets(session, sas_token: Optional[str]) -> list[tuple]:
     """(local file, blob URL) for each file: a ring file `…_N.cap` goes to
     `<storagePath stem>_N.cap`, N in full (never its last digits: no two files share a blob)."""
     request, files = session.request, list(session.recorder.files)

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Protocol, TypeVar
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from plumbing.redact import Redactor, redact_patterns, strip_query
@@ -175,7 +175,7 @@ class BlobStore:
                                                       timeout=self._server_timeout())))
         return str(result["snapshot"])
 
-    def properties(self, uri: str) -> Dict[str, object]:
+    def properties(self, uri: str) -> dict[str, object]:
         props = self._with_retry("get properties", uri, self._walled(
             lambda: self._client(uri).get_blob_properties(timeout=self._server_timeout())))
         return {"size": props.size, "metadata": dict(props.metadata or {}),
@@ -198,8 +198,8 @@ class BlobStore:
         thread; its answer, if any, is dropped."""
         def bounded() -> T:
             limit = max(0.5, self._time_left()) + WALL_MARGIN
-            value: List[T] = []
-            error: List[BaseException] = []
+            value: list[T] = []
+            error: list[BaseException] = []
             done = threading.Event()
 
             def run() -> None:

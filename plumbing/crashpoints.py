@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import List, Tuple
 
 ARM_VARIABLE = "HANDLER_CRASH_AT"
 TRACE_VARIABLE = "HANDLER_CRASH_TRACE"
@@ -32,7 +31,7 @@ def crashpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def read_trace(path: str) -> List[Tuple[int, str]]:
+def read_trace(path: str) -> list[tuple[int, str]]:
     """(pid, name) for every point reached, in order."""
     try:
         with open(path, encoding="utf-8") as stream:

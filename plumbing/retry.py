@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, TypeVar
+from typing import Callable, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -31,7 +31,7 @@ class RetryPolicy:
         on_retry: Optional[Callable[[int, BaseException, float], None]] = None,
     ) -> T:
         """Run `operation` until it succeeds, the error is not retryable, or attempts run out."""
-        errors: List[BaseException] = []
+        errors: list[BaseException] = []
         for attempt in range(1, self.attempts + 1):
             try:
                 return operation()
