@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from connectivity import dns, route
 from connectivity import errors as E
@@ -46,7 +46,7 @@ class CheckSettings:
 
 
 def run_check(request: ConnectivityRequest, *, clock: Any = None,
-              settings: CheckSettings | None = None) -> ConnectivityResult:
+              settings: Optional[CheckSettings] = None) -> ConnectivityResult:
     """Blocking; network failures and run-time input problems come back as result codes.
 
     One deadline for the whole check (settings.worst_case), and each phase a share of it.
@@ -127,7 +127,7 @@ def _probe_all(obs: Observations, settings: CheckSettings, clock: Any, check: De
             echo.close()
 
 
-def _one_probe(obs: Observations, number: int, echo: IcmpEcho | None,
+def _one_probe(obs: Observations, number: int, echo: Optional[IcmpEcho],
                settings: CheckSettings, probe: Deadline) -> ProbeResult:
     req = obs.request
     try:

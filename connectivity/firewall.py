@@ -6,7 +6,7 @@ import json
 import re
 import socket
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Optional
 
 from connectivity.deadline import Deadline
 from plumbing import proc
@@ -21,7 +21,7 @@ class Flow:
     proto: str                   # "tcp" or "icmp"
     saddr: str
     daddr: str
-    sport: int | None            # None: an ephemeral port the kernel picks per probe
+    sport: Optional[int]         # None: an ephemeral port the kernel picks per probe
     dport: int
     oifname: str = ""
     iifname: str = ""
@@ -40,7 +40,7 @@ class Finding:
     rule_text: str
     certain: bool                # every match expression was understood and matched
     hook: str
-    counter_delta: int | None = None
+    counter_delta: Optional[int] = None
     iptables_text: str = ""      # the same rule as iptables-save prints it (iptables-nft tables)
 
     @property
@@ -54,7 +54,7 @@ class Ruleset:
     """One snapshot of `nft -j list ruleset` plus the human text of each rule."""
 
     def __init__(self, items: list[dict[str, Any]], text: dict[Key, str],
-                 deadline: Deadline | None = None) -> None:
+                 deadline: Optional[Deadline] = None) -> None:
         self.chains = {(c["family"], c["table"], c["name"]): c
                        for c in (i["chain"] for i in items if "chain" in i)}
         self.rules: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -66,7 +66,7 @@ class Ruleset:
         self.deadline = deadline or Deadline.after(10.0)   # for the iptables-save reads
 
     @classmethod
-    def load(cls, deadline: Deadline | None = None) -> Ruleset:
+    def load(cls, deadline: Optional[Deadline] = None) -> Ruleset:
         """The ruleset now; empty if nft is missing, fails, or `deadline` (10 s) passes."""
         deadline = deadline or Deadline.after(10.0)
         try:
@@ -96,7 +96,7 @@ class Ruleset:
                         out[(family, table, chain, rule["handle"])] = expr["counter"]["packets"]
         return out
 
-    def find(self, flow: Flow) -> Finding | None:
+    def find(self, flow: Flow) -> Optional[Finding]:
         """Walk the base chains of the flow's hook in priority order, as netfilter would."""
         families = ("ip", "inet") if flow.version == 4 else ("ip6", "inet")
         bases = sorted((c for c in self.chains.values()
@@ -191,7 +191,7 @@ def _verdict_text(exprs: list[dict[str, Any]]) -> str:
     return "drop"
 
 
-def rule_matches(exprs: list[dict[str, Any]], flow: Flow) -> bool | None:
+def rule_matches(exprs: list[dict[str, Any]], flow: Flow) -> Optional[bool]:
     """True if every match holds, False if one fails, None if some could not be evaluated."""
     certain = True
     for expr in exprs:
@@ -243,7 +243,7 @@ def _field(left: Any, flow: Flow) -> Any:
     return _UNKNOWN
 
 
-def _compare(op: str, value: Any, right: Any) -> bool | None:
+def _compare(op: str, value: Any, right: Any) -> Optional[bool]:
     if op in ("==", "in"):
         return _member(value, right)
     if op == "!=":
@@ -255,7 +255,7 @@ def _compare(op: str, value: Any, right: Any) -> bool | None:
     return None
 
 
-def _member(value: Any, right: Any) -> bool | None:
+def _member(value: Any, right: Any) -> Optional[bool]:
     if isinstance(right, list):
         right = {"set": right}
     if isinstance(right, dict):
@@ -279,14 +279,14 @@ def _member(value: Any, right: Any) -> bool | None:
     return value == right
 
 
-def _in_net(value: Any, net: Any) -> bool | None:
+def _in_net(value: Any, net: Any) -> Optional[bool]:
     try:
         return ipaddress.ip_address(value) in net
     except (ValueError, TypeError):
         return None
 
 
-def _in_range(value: Any, low: Any, high: Any) -> bool | None:
+def _in_range(value: Any, low: Any, high: Any) -> Optional[bool]:
     if isinstance(value, int) and isinstance(low, int):
         return low <= value <= high
     try:

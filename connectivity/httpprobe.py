@@ -7,6 +7,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 from connectivity.deadline import Deadline
 from connectivity.httpconfig import HttpConfiguration
@@ -20,7 +21,7 @@ PHASES = {"tls": "the TLS handshake", "request": "sending the request",
 @dataclass(frozen=True)
 class HttpOutcome:
     connect: ProbeResult
-    status: int | None = None
+    status: Optional[int] = None
     reason: str = ""
     error: str = ""
     error_kind: str = ""        # "tls", "protocol", "headers", "timeout"
@@ -28,7 +29,7 @@ class HttpOutcome:
 
 
 def http_probe(addr: str, host: str, port: int, tls: bool, config: HttpConfiguration,
-               source_port: int | None, deadline: Deadline,
+               source_port: Optional[int], deadline: Deadline,
                connect_timeout: float) -> HttpOutcome:
     """Connect (at most `connect_timeout`), then TLS, one request and the response head.
 

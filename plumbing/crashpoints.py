@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Optional
 
 ARM_VARIABLE = "HANDLER_CRASH_AT"
 TRACE_VARIABLE = "HANDLER_CRASH_TRACE"
@@ -46,7 +47,7 @@ def read_trace(path: str) -> list[tuple[int, str]]:
     return entries
 
 
-def _matches(armed: str, name: str, trace: str | None) -> bool:
+def _matches(armed: str, name: str, trace: Optional[str]) -> bool:
     target, _, nth = armed.partition("@")
     if target != name:
         return False
