@@ -4,7 +4,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 from urllib.parse import SplitResult, quote, urlsplit
 
 from connectivity import errors as E
@@ -12,6 +12,7 @@ from connectivity.shape import Problems, bad_character, show
 
 FIELD = "destination.address"
 MAX_ADDRESS = 2048
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 # What a browser leaves as it is in a path or query (WHATWG URL percent-encode sets): printable
 # ASCII except " < > ` { } '; everything else (non-ASCII) goes out as UTF-8 %XX.
@@ -51,7 +52,7 @@ def parse_address(value: Any, bad: Problems) -> Optional[Address]:
     return _url(text, bad) if "://" in text else _host_or_ip(text, bad)
 
 
-def ip_or_none(text: str) -> Optional[Any]:
+def ip_or_none(text: str) -> Optional[IPAddress]:
     try:
         return ipaddress.ip_address(text)
     except ValueError:

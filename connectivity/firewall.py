@@ -6,13 +6,15 @@ import json
 import re
 import socket
 from dataclasses import dataclass, replace
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
+from connectivity.address import IPAddress
 from connectivity.deadline import Deadline
 from plumbing import proc
 
 TERMINAL = ("drop", "reject")
 Key = tuple[str, str, str, int]          # family, table, chain, handle
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class Flow:
     saddr: str
     daddr: str
     sport: Optional[int]         # None: an ephemeral port the kernel picks per probe
-    dport: int
+    dport: Optional[int]         # None: the reply to an ephemeral source port
     oifname: str = ""
     iifname: str = ""
     ct_state: str = "new"
@@ -62,7 +64,7 @@ class Ruleset:
             self.rules.setdefault((rule["family"], rule["table"], rule["chain"]), []).append(rule)
         self.text = text
         self.available = bool(items)
-        self.iptables_tables: set = set()
+        self.iptables_tables: set[str] = set()  # "family table" that iptables-nft made
         self.deadline = deadline or Deadline.after(10.0)   # for the iptables-save reads
 
     @classmethod
@@ -276,10 +278,10 @@ def _member(value: Any, right: Any) -> Optional[bool]:
         return value.startswith(right[:-1])
     if isinstance(value, str) and isinstance(right, str) and _is_ip(value):
         return _is_ip(right) and ipaddress.ip_address(value) == ipaddress.ip_address(right)
-    return value == right
+    return bool(value == right)  # both are JSON scalars here: == is a bool
 
 
-def _in_net(value: Any, net: Any) -> Optional[bool]:
+def _in_net(value: Any, net: IPNetwork) -> Optional[bool]:
     try:
         return ipaddress.ip_address(value) in net
     except (ValueError, TypeError):
@@ -288,12 +290,19 @@ def _in_net(value: Any, net: Any) -> Optional[bool]:
 
 def _in_range(value: Any, low: Any, high: Any) -> Optional[bool]:
     if isinstance(value, int) and isinstance(low, int):
-        return low <= value <= high
+        return bool(low <= value <= high)
     try:
-        return ipaddress.ip_address(low) <= ipaddress.ip_address(value) \
-            <= ipaddress.ip_address(high)
+        first, at = ipaddress.ip_address(low), ipaddress.ip_address(value)
+        return _not_after(first, at) and _not_after(at, ipaddress.ip_address(high))
     except (ValueError, TypeError):
         return None
+
+
+def _not_after(first: IPAddress, second: IPAddress) -> bool:
+    """first <= second, in the addresses' own order: IPv4 against IPv6 is a TypeError."""
+    if first.version != second.version:
+        raise TypeError(f"{first} and {second} are not of the same IP version")
+    return int(first) <= int(second)
 
 
 def _is_ip(text: str) -> bool:

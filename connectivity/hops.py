@@ -45,7 +45,7 @@ class Trace:
     reached_ttl: Optional[int] = None
     destination_answer: str = ""        # "SYN/ACK", "RST", "EchoReply"
     stop_reason: str = ""               # an ICMP unreachable seen on the way
-    send_errors: Counter = field(default_factory=Counter)
+    send_errors: Counter[str] = field(default_factory=Counter)  # errno name -> sends
 
 
 class Tracer:

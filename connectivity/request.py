@@ -74,7 +74,7 @@ def parse_request(obj: Any) -> ConnectivityRequest:
     probes = integer(top.get("probes", DEFAULT_PROBES), "probes", 1, MAX_PROBES, bad,
                      E.InvalidProbeCount)
     literal = ip_or_none(address.host) if address else None
-    if version and literal is not None and literal.version != int(version[-1]):
+    if version and address and literal is not None and literal.version != int(version[-1]):
         bad.add("preferredIPVersion", f"{version} requested but destination {address.host} "
                 f"is IPv{literal.version}", E.InvalidIPVersion)
     bad.raise_if_any()
