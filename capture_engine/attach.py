@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 from capture_engine.errors import FilterTooLargeError
 
-Insn = tuple[int, int, int, int]
+Insn = tuple[int, int, int, int]  # (code, jt, jf, k) as in struct sock_filter
 SO_ATTACH_FILTER = 26
 MAX_INSNS = 4096  # BPF_MAXINSNS
 OPTMEM_MAX = "/proc/sys/net/core/optmem_max"

@@ -7,19 +7,26 @@ charges the converted size against net.core.optmem_max).
 from __future__ import annotations
 
 import itertools
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence, Union
 
 LD_MEM, JA = 0x60, 0x05
 JEQ, JGT, JGE = 0x15, 0x25, 0x35
 WORD = 0xFFFFFFFF
 Words = tuple[int, int, int, int]
+# The emitter's instructions before labels are resolved (bpf.assemble), by their first item.
+Op = tuple[Literal["op"], int, int]                                    # code, k
+Jump = tuple[Literal["jmp"], int, int, Optional[str], Optional[str]]   # code, k, jt, jf
+Goto = tuple[Literal["ja"], str]                                       # target
+Place = tuple[Literal["label"], str]                                   # name
+Alias = tuple[Literal["alias"], str, str]                              # name, target
+IrItem = Union[Op, Jump, Goto, Place, Alias]
 
 
 class Emitter:
     """Builds an instruction list with symbolic forward labels (None = the next instruction)."""
 
     def __init__(self) -> None:
-        self.ir: list[tuple] = []
+        self.ir: list[IrItem] = []
         self._ids = itertools.count()
 
     def label(self) -> str:

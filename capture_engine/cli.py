@@ -56,8 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _filters(args: argparse.Namespace, problems: ProblemList) -> list[dict]:
-    raw: list[dict] = []
+def _filters(args: argparse.Namespace, problems: ProblemList) -> list[object]:
+    """The filters as given (JSON values): parse_filters says what is wrong with them."""
+    raw: list[object] = []
     for n, text in enumerate(args.filter):
         try:
             raw.append(json.loads(text))

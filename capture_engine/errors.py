@@ -125,6 +125,10 @@ class LocalFileError(CaptureError):
     code = 130
     capture_error = LOCAL_FILE_FAILED
 
+    def __init__(self, message: str, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full  # no space or quota left: the stop reason is DiskFull
+
 
 class StorageUploadError(CaptureError):
     code = 140

@@ -8,8 +8,13 @@ from rich.live import Live
 from rich.table import Table
 
 
+def _number(value: object) -> float:
+    """A querystatus count or duration; 0 when absent."""
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
 def _size(count: object) -> str:
-    value = float(count or 0)
+    value = _number(count)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
@@ -43,11 +48,11 @@ class ProgressView:
         table = Table(title=f"capture {status.get('name', '')}", show_header=True)
         for column in ("status", "packets", "bytes", "dropped", "elapsed / limit", "file"):
             table.add_column(column)
-        elapsed = status.get("elapsedSeconds", 0.0) or 0.0
+        elapsed = _number(status.get("elapsedSeconds"))
         table.add_row(str(status.get("packetCaptureStatus", "Starting")),
                       f"{status.get('packetsCaptured', 0):,}", _size(status.get("bytesWritten")),
                       f"{status.get('packetsDropped', 0):,}",
-                      f"{float(elapsed):.1f} s / {self.time_limit:g} s",
+                      f"{elapsed:.1f} s / {self.time_limit:g} s",
                       str(status.get("localPath") or ""))
         return table
 

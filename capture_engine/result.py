@@ -133,7 +133,7 @@ def _fit(status: dict[str, object]) -> dict[str, object]:
 
 
 def agent_stopped(name: str, capture_start_time: Optional[datetime] = None,
-                  local_files: list[str] = ()) -> CaptureResult:
+                  local_files: Sequence[str] = ()) -> CaptureResult:
     """The status of a session whose worker died: Error / AgentStopped."""
     return CaptureResult(
         name=name, status=ERROR, stop_reason=AGENT_STOPPED_REASON, errors=(AGENT_STOPPED,),
