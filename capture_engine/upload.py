@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Optional, Protocol
+from typing import Optional, Protocol, Sequence
 
 from capture_engine import result as R
 from capture_engine.errors import SasExpiredError, StorageForbiddenError, StorageUploadError
@@ -34,11 +34,10 @@ def _error_for(exc: BlobError, kept: str) -> StorageUploadError:
     return cls(f"upload failed ({exc.kind.value}): {exc}; the capture is kept at {kept}")
 
 
-def _targets(request: CaptureRequest, recorder: Recorder,
+def _targets(request: CaptureRequest, files: Sequence[str],
              sas_token: Optional[str]) -> list[tuple[str, str]]:
     """(local file, blob URL) for each file: a ring file `…_N.cap` goes to
     `<storagePath stem>_N.cap`, N in full (never its last digits: no two files share a blob)."""
-    files = list(recorder.files)
     if not request.ring:
         return [(path, storage_url(request, sas_token)) for path in files]
     return [(path, storage_url(request, sas_token, ring_suffix(ring_seq(path) or 0)))
@@ -48,9 +47,9 @@ def _targets(request: CaptureRequest, recorder: Recorder,
 def upload_files(session: Reporting, recorder: Recorder, blob_store: Optional[BlobUploader],
                  sas_token: Optional[str]) -> None:
     """Upload every local file of the session; the result says what went where."""
-    store = blob_store or BlobStore()
+    store: BlobUploader = blob_store or BlobStore()
     # A file that is not there (its folder removed mid-capture) was reported lost already.
-    targets = [(path, url) for path, url in _targets(session.request, recorder, sas_token)
+    targets = [(path, url) for path, url in _targets(session.request, recorder.files, sas_token)
                if os.path.exists(path)]
     total = sum(os.path.getsize(path) for path, _ in targets)
     done, last = 0, [0.0]
