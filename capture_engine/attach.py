@@ -12,15 +12,15 @@ import ctypes
 import errno
 import socket
 import struct
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 from capture_engine.errors import FilterTooLargeError
 
-Insn = Tuple[int, int, int, int]
+Insn = tuple[int, int, int, int]  # (code, jt, jf, k) as in struct sock_filter
 SO_ATTACH_FILTER = 26
 MAX_INSNS = 4096  # BPF_MAXINSNS
 OPTMEM_MAX = "/proc/sys/net/core/optmem_max"
-REJECT_ALL: Tuple[Insn, ...] = ((0x06, 0, 0, 0),)  # ret #0
+REJECT_ALL: tuple[Insn, ...] = ((0x06, 0, 0, 0),)  # ret #0
 SHRINK_HINT = ("use fewer filters, fewer ports or addresses per list, or one range instead "
                "of a list (80-120, 10.0.0.1-10.0.0.50)")
 

@@ -6,9 +6,10 @@ import errno
 import os
 import socket
 from dataclasses import dataclass
-from typing import AbstractSet, Dict, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Optional, Sequence
 
 from capture_engine import kernel_filter, pcaplib
+from capture_engine.attach import Insn
 from capture_engine.bpf import WHOLE_PACKET
 from capture_engine.errors import (
     CaptureFailedError,
@@ -22,6 +23,7 @@ from capture_engine.pollloop import (
     Service,
     serve,
 )
+from capture_engine.seams import PacketRecorder
 
 BUFFER_BYTES = 32 * 1024 * 1024
 PCAP_ERROR_BREAK = -2
@@ -93,16 +95,20 @@ class LibpcapSink:
         self.dumper = dumper
         self.flush()
 
+    # ctypes calls are untyped: each result is typed by the restype it was declared with.
     def fileno(self) -> int:
-        return self.libc.fileno(self._file())
+        fd: int = self.libc.fileno(self._file())  # c_int
+        return fd
 
-    def _file(self) -> int:
-        return self.lib.pcap_dump_file(self.dumper)
+    def _file(self) -> Optional[int]:
+        stream: Optional[int] = self.lib.pcap_dump_file(self.dumper)  # c_void_p: FILE *
+        return stream
 
     def offset(self) -> int:
-        return self.lib.pcap_dump_ftell(self.dumper)
+        position: int = self.lib.pcap_dump_ftell(self.dumper)  # c_long
+        return position
 
-    def append(self, data) -> None:
+    def append(self, data: bytes) -> None:
         data = bytes(data)
         ctypes.set_errno(0)
         if self.libc.fwrite(data, 1, len(data), self._file()) != len(data):
@@ -153,13 +159,15 @@ class LibpcapBackend:
     def __init__(self, buffer_bytes: int = BUFFER_BYTES) -> None:
         self.lib = pcaplib.load()
         self.buffer_bytes = buffer_bytes
-        self.handles: List[_Handle] = []
+        self.handles: list[_Handle] = []
         self.optional: AbstractSet[str] = frozenset()
-        self._program: Sequence[tuple] = ()
-        self._userland: Sequence[tuple] = ()
+        self._program: Sequence[Insn] = ()
+        self._userland: Sequence[Insn] = ()
         self._snaplen = WHOLE_PACKET
         self._changes, self._retiring = PendingChanges(), Retiring()
-        self._recorder = None  # set by run(): a source is read one last time before closing
+        # Set by run(): a source is read into it one last time before it is closed.
+        self._recorder: Optional[PacketRecorder] = None
+        self._sink: Optional[LibpcapSink] = None  # make_sink()'s: the recorder's file
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
         self.failure: Optional[str] = None
@@ -170,9 +178,9 @@ class LibpcapBackend:
     def _error(self, handle: int) -> str:
         return (self.lib.pcap_geterr(handle) or b"").decode(errors="replace")
 
-    def open(self, interfaces: Sequence[str], program: Sequence[tuple], snaplen: int,
+    def open(self, interfaces: Sequence[str], program: Sequence[Insn], snaplen: int,
              optional: AbstractSet[str] = frozenset(),
-             userland: Optional[Sequence[tuple]] = None) -> None:
+             userland: Optional[Sequence[Insn]] = None) -> None:
         """`program` goes in the kernel; `userland` (default: the same) is the filter libpcap
         runs itself on the ring blocks filled before it set its own: it cannot read a
         packet's direction, so it must accept at least what `program` does."""
@@ -182,7 +190,7 @@ class LibpcapBackend:
         for name in interfaces:
             self._open_one(name, self.handles)
 
-    def _open_one(self, name: str, into: List[_Handle]) -> _Handle:
+    def _open_one(self, name: str, into: list[_Handle]) -> _Handle:
         """A handle on `name`, added to `into` at once so that a failure closes it too."""
         errbuf = ctypes.create_string_buffer(pcaplib.PCAP_ERRBUF_SIZE)
         handle = self.lib.pcap_create(name.encode(), errbuf)
@@ -232,7 +240,7 @@ class LibpcapBackend:
     def attach(self, name: str) -> None:
         """A new handle on `name` (call it inside the capture's namespace), dispatched from
         the next round on; it replaces any earlier one of that name."""
-        opened: List[_Handle] = []
+        opened: list[_Handle] = []
         try:
             entry = self._open_one(name, opened)
         except BaseException:
@@ -268,32 +276,38 @@ class LibpcapBackend:
             self.handles.append(entry)
 
     def make_sink(self) -> LibpcapSink:
-        return LibpcapSink(self.lib)
+        self._sink = LibpcapSink(self.lib)
+        return self._sink
 
-    def run(self, recorder) -> None:
+    def run(self, recorder: PacketRecorder) -> None:
         """The dispatch loop (its own thread): until stop(), a limit, or a failure."""
         self._recorder = recorder
         serve(lambda: self._sources(recorder), self._wake_r, lambda: self._running(recorder),
               self.refresh_stats, changed=self._housekeeping)
 
-    def _sources(self, recorder) -> Dict[int, Service]:
-        return {entry.fd: (lambda _events, entry=entry: self._dispatch(entry, recorder))
-                for entry in self.handles}
+    def _sources(self, recorder: PacketRecorder) -> dict[int, Service]:
+        return {entry.fd: self._servicer(entry, recorder) for entry in self.handles}
 
-    def _running(self, recorder) -> bool:
+    def _servicer(self, entry: _Handle, recorder: PacketRecorder) -> Service:
+        return lambda _events: self._dispatch(entry, recorder)
+
+    def _running(self, recorder: PacketRecorder) -> bool:
         return not self._stopping and not recorder.done and self.failure is None
 
-    def drain(self, recorder) -> None:
+    def drain(self, recorder: PacketRecorder) -> None:
         """Read whatever the kernel has already handed over (used after the stop time)."""
         for entry in self.handles:
             self._dispatch(entry, recorder)
 
-    def _dispatch(self, entry: _Handle, recorder) -> int:
+    def _dispatch(self, entry: _Handle, recorder: PacketRecorder) -> int:
         if recorder.done:
             return 0
-        start = recorder.sink.offset()
-        count = self.lib.pcap_dispatch(entry.handle, -1, self._dump, recorder.sink.dumper)
-        if count > 0 or recorder.sink.offset() != start:
+        sink = self._sink
+        if sink is None:
+            raise CaptureFailedError("internal error: no capture file (make_sink was not called)")
+        start = sink.offset()
+        count: int = self.lib.pcap_dispatch(entry.handle, -1, self._dump, sink.dumper)
+        if count > 0 or sink.offset() != start:
             recorder.after_direct_batch(start, max(count, 0))
         # An enslaved interface (a VF) that went away: the link watch detaches it once its
         # last blocks are read; until then libpcap reports the loss on every empty read.
@@ -301,7 +315,7 @@ class LibpcapBackend:
             self.failure = f"capture on {entry.name} failed: {self._error(entry.handle)}"
         return max(count, 0)
 
-    def _stats(self, handle: int) -> Tuple[int, int]:
+    def _stats(self, handle: int) -> tuple[int, int]:
         stat = pcaplib.PcapStat()
         if self.lib.pcap_stats(handle, ctypes.byref(stat)) != 0:
             return 0, 0

@@ -10,9 +10,10 @@ import select
 import socket
 import struct
 from dataclasses import dataclass
-from typing import AbstractSet, Dict, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Optional, Sequence
 
 from capture_engine import kernel_filter
+from capture_engine.attach import Insn
 from capture_engine.errors import (
     CaptureFailedError,
     InterfaceNotFoundError,
@@ -26,6 +27,7 @@ from capture_engine.pollloop import (
     Service,
     serve,
 )
+from capture_engine.seams import PacketRecorder
 
 SOL_PACKET = 263
 PACKET_RX_RING, PACKET_STATISTICS, PACKET_VERSION = 5, 6, 10
@@ -49,7 +51,7 @@ U32 = struct.Struct("<I")
 
 
 def ring_geometry(ring_bytes: int = RING_BYTES,
-                  stall_seconds: float = STALL_SECONDS) -> Tuple[int, int]:
+                  stall_seconds: float = STALL_SECONDS) -> tuple[int, int]:
     """(block bytes, blocks): enough blocks to outlast a stall of `stall_seconds` when each
     is retired nearly empty, each as large as the byte budget allows (a power of two)."""
     blocks = max(math.ceil(stall_seconds * 1000 / BLOCK_TIMEOUT_MS), 2)
@@ -74,7 +76,8 @@ class _Ring:
 
 def _link_type(sock: socket.socket, name: str) -> int:
     reply = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, struct.pack("16s16x", name.encode()))
-    return struct.unpack_from("16sH", reply)[1]
+    link_type: int = struct.unpack_from("16sH", reply)[1]  # ifr_hwaddr.sa_family
+    return link_type
 
 
 class RawSocketBackend:
@@ -84,19 +87,20 @@ class RawSocketBackend:
 
     def __init__(self, ring_bytes: int = RING_BYTES) -> None:
         self.block_bytes, self.blocks = ring_geometry(ring_bytes)
-        self.rings: List[_Ring] = []
+        self.rings: list[_Ring] = []
         self.optional: AbstractSet[str] = frozenset()
-        self._program: Sequence[tuple] = ()
+        self._program: Sequence[Insn] = ()
         self._changes, self._retiring = PendingChanges(), Retiring()
-        self._recorder = None  # set by run(): a source is read one last time before closing
+        # Set by run(): a source is read into it one last time before it is closed.
+        self._recorder: Optional[PacketRecorder] = None
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
         self.failure: Optional[str] = None
         self.received = self.dropped = 0
 
-    def open(self, interfaces: Sequence[str], program: Sequence[tuple], snaplen: int,
+    def open(self, interfaces: Sequence[str], program: Sequence[Insn], snaplen: int,
              optional: AbstractSet[str] = frozenset(),
-             userland: Optional[Sequence[tuple]] = None) -> None:
+             userland: Optional[Sequence[Insn]] = None) -> None:
         """`program` is attached before bind(): no packet is seen without it (`userland`,
         for libpcap's own re-filter, has no use here)."""
         self._program, self.optional = program, optional
@@ -165,26 +169,27 @@ class RawSocketBackend:
     def make_sink(self) -> FdSink:
         return FdSink()
 
-    def run(self, recorder) -> None:
+    def run(self, recorder: PacketRecorder) -> None:
         """The reading loop (its own thread): until stop(), a limit, or a failure."""
         self._recorder = recorder
         serve(lambda: self._sources(recorder), self._wake_r,
               lambda: self._running(recorder), self.refresh_stats,
               select.POLLIN | select.POLLERR, self._housekeeping)
 
-    def _sources(self, recorder) -> Dict[int, Service]:
-        return {ring.sock.fileno(): (lambda events, ring=ring:
-                                     self._service(ring, events, recorder))
-                for ring in self.rings}
+    def _sources(self, recorder: PacketRecorder) -> dict[int, Service]:
+        return {ring.sock.fileno(): self._servicer(ring, recorder) for ring in self.rings}
 
-    def _running(self, recorder) -> bool:
+    def _servicer(self, ring: _Ring, recorder: PacketRecorder) -> Service:
+        return lambda events: self._service(ring, events, recorder)
+
+    def _running(self, recorder: PacketRecorder) -> bool:
         return not self._stopping and not recorder.done and self.failure is None
 
-    def drain(self, recorder) -> None:
+    def drain(self, recorder: PacketRecorder) -> None:
         for ring in self.rings:
             self._read_blocks(ring, recorder)
 
-    def _service(self, ring: _Ring, events: int, recorder) -> int:
+    def _service(self, ring: _Ring, events: int, recorder: PacketRecorder) -> int:
         if events & select.POLLERR:
             err = ring.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             # ENETDOWN: the interface went down or away; the session's link watch decides
@@ -193,7 +198,7 @@ class RawSocketBackend:
                 self.failure = f"capture on {ring.name} failed: {os.strerror(err)}"
         return self._read_blocks(ring, recorder)
 
-    def _read_blocks(self, ring: _Ring, recorder) -> int:
+    def _read_blocks(self, ring: _Ring, recorder: PacketRecorder) -> int:
         mem, handled, size = ring.ring, 0, ring.block_bytes
         while not recorder.done:
             base = ring.current * size

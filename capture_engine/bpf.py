@@ -9,13 +9,12 @@ same in user space), so each loopback packet is matched once, as received.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
-from capture_engine.attach import MAX_INSNS, too_large
-from capture_engine.bpfmatch import Emitter, ranges_test, v6_test
+from capture_engine.attach import MAX_INSNS, Insn, too_large
+from capture_engine.bpfmatch import Emitter, IrItem, ranges_test, v6_test
 from capture_engine.filters import AddressSet, CaptureFilter, PortSet
 
-Insn = Tuple[int, int, int, int]  # (code, jt, jf, k) as in struct sock_filter
 WHOLE_PACKET = 262144  # tcpdump's default snap length
 FILTER_READS = 128  # our programs read at most 14 + 60 (IPv4 options) + 4 bytes
 
@@ -36,9 +35,9 @@ V4 = {"proto": 23, "src": 26, "dst": 30, "frag": 20, "ihl": 14, "sport": 14, "dp
 V6 = {"proto": 20, "src": 22, "dst": 38, "sport": 54, "dport": 56, "frag_next": 54}
 
 
-def assemble(ir: Sequence[tuple]) -> List[Insn]:
+def assemble(ir: Sequence[IrItem]) -> list[Insn]:
     """Resolve labels; a conditional jump further than 255 becomes cond + `ja` trampolines."""
-    far: set = set()
+    far: set[int] = set()  # ir positions of jumps too far for a conditional's 8 bits
     while True:
         pos, pc = _layout(ir, far)
         grown = False
@@ -49,17 +48,16 @@ def assemble(ir: Sequence[tuple]) -> List[Insn]:
                     grown = True
         if not grown:
             break
-    out: List[Insn] = []
+    out: list[Insn] = []
     for i, item in enumerate(ir):
-        kind = item[0]
-        if kind == "op":
+        if item[0] == "op":
             out.append((item[1], 0, 0, item[2] & 0xFFFFFFFF))
-        elif kind == "ja":
+        elif item[0] == "ja":
             out.append((JA, 0, 0, pos[item[1]] - (pc[i] + 1)))
-        elif kind == "jmp" and i not in far:
+        elif item[0] == "jmp" and i not in far:
             jt, jf = (0 if t is None else pos[t] - (pc[i] + 1) for t in item[3:5])
             out.append((item[1], jt, jf, item[2] & 0xFFFFFFFF))
-        elif kind == "jmp":
+        elif item[0] == "jmp":
             out.append((item[1], 0, 1, item[2] & 0xFFFFFFFF))
             for n, t in enumerate(item[3:5]):
                 here = pc[i] + 1 + n
@@ -67,9 +65,9 @@ def assemble(ir: Sequence[tuple]) -> List[Insn]:
     return out
 
 
-def _layout(ir: Sequence[tuple], far: set) -> Tuple[Dict[str, int], List[int]]:
-    pos: Dict[str, int] = {}
-    pcs: List[int] = []
+def _layout(ir: Sequence[IrItem], far: set[int]) -> tuple[dict[str, int], list[int]]:
+    pos: dict[str, int] = {}
+    pcs: list[int] = []
     pc = 0
     for i, item in enumerate(ir):
         pcs.append(pc)
@@ -234,7 +232,7 @@ def _family(e: Emitter, filters: Sequence[CaptureFilter], version: int, accept: 
 
 
 def compile_filters(filters: Sequence[CaptureFilter], snaplen: int,
-                    directional: bool = True) -> List[Insn]:
+                    directional: bool = True) -> list[Insn]:
     """A program accepting matching packets with `snaplen` bytes (0 = whole packet).
 
     `directional=False`: without ancillary loads, matching local/remote either way round - a
@@ -271,7 +269,7 @@ def compile_filters(filters: Sequence[CaptureFilter], snaplen: int,
     return program
 
 
-def loopback_rule(program: Sequence[Insn]) -> List[Insn]:
+def loopback_rule(program: Sequence[Insn]) -> list[Insn]:
     """`program` behind a drop of the sent copy of a loopback packet (its received copy is
     the one kept, as libpcap does): the same on both backends, whatever the program."""
     return [(LD_W, 0, 0, (SKF_AD_OFF + SKF_AD_PKTTYPE) & 0xFFFFFFFF),

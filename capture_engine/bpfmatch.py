@@ -7,19 +7,26 @@ charges the converted size against net.core.optmem_max).
 from __future__ import annotations
 
 import itertools
-from typing import List, Optional, Sequence, Tuple
+from typing import Literal, Optional, Sequence, Union
 
 LD_MEM, JA = 0x60, 0x05
 JEQ, JGT, JGE = 0x15, 0x25, 0x35
 WORD = 0xFFFFFFFF
-Words = Tuple[int, int, int, int]
+Words = tuple[int, int, int, int]
+# The emitter's instructions before labels are resolved (bpf.assemble), by their first item.
+Op = tuple[Literal["op"], int, int]                                    # code, k
+Jump = tuple[Literal["jmp"], int, int, Optional[str], Optional[str]]   # code, k, jt, jf
+Goto = tuple[Literal["ja"], str]                                       # target
+Place = tuple[Literal["label"], str]                                   # name
+Alias = tuple[Literal["alias"], str, str]                              # name, target
+IrItem = Union[Op, Jump, Goto, Place, Alias]
 
 
 class Emitter:
     """Builds an instruction list with symbolic forward labels (None = the next instruction)."""
 
     def __init__(self) -> None:
-        self.ir: List[tuple] = []
+        self.ir: list[IrItem] = []
         self._ids = itertools.count()
 
     def label(self) -> str:
@@ -46,9 +53,9 @@ class Emitter:
         return sum(1 for item in self.ir[start:] if item[0] in ("op", "jmp", "ja"))
 
 
-def merged(ranges: Sequence[Tuple[int, int]]) -> List[Tuple[int, int]]:
+def merged(ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     """Sorted ranges with overlapping and adjacent ones joined (80;81;82 -> 80-82)."""
-    out: List[Tuple[int, int]] = []
+    out: list[tuple[int, int]] = []
     for lo, hi in sorted(ranges):
         if out and lo <= out[-1][1] + 1:
             out[-1] = (out[-1][0], max(hi, out[-1][1]))
@@ -57,7 +64,7 @@ def merged(ranges: Sequence[Tuple[int, int]]) -> List[Tuple[int, int]]:
     return out
 
 
-def ranges_test(e: Emitter, slot: int, ranges: Sequence[Tuple[int, int]], ok: str,
+def ranges_test(e: Emitter, slot: int, ranges: Sequence[tuple[int, int]], ok: str,
                 fail: str) -> None:
     """M[slot] in one of the inclusive ranges -> `ok`, else `fail`."""
     e.op(LD_MEM, slot)
@@ -138,7 +145,7 @@ def _v6_range(e: Emitter, lo: Words, hi: Words, slot: int, ok: str, fail: str) -
     _at_most(e, hi, k + 1, slot, ok, fail)
 
 
-def v6_test(e: Emitter, slot: int, ranges: Sequence[Tuple[int, int]], ok: str,
+def v6_test(e: Emitter, slot: int, ranges: Sequence[tuple[int, int]], ok: str,
             fail: str) -> None:
     """The address in M[slot..slot+3] is one of `ranges` (128-bit ints) -> ok, else fail."""
     spans = merged(ranges)

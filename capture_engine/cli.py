@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Dict, List, Optional, Sequence
+from typing import Optional, Sequence
 
 from capture_engine import bpf, pcaplib
 from capture_engine.errors import CaptureError, InvalidFilePathError, ProblemList
@@ -56,8 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _filters(args: argparse.Namespace, problems: ProblemList) -> List[dict]:
-    raw: List[dict] = []
+def _filters(args: argparse.Namespace, problems: ProblemList) -> list[object]:
+    """The filters as given (JSON values): parse_filters says what is wrong with them."""
+    raw: list[object] = []
     for n, text in enumerate(args.filter):
         try:
             raw.append(json.loads(text))
@@ -131,7 +132,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with view:
         result = run_capture(request, stop_event=stop, on_progress=view.update,
                              backend=args.backend, netns=args.netns, progress_interval=0.5)
-    status: Dict[str, object] = result.querystatus()
+    status: dict[str, object] = result.querystatus()
     if args.json:
         print(json.dumps(status, indent=2))
     elif sys.stderr.isatty():

@@ -1,7 +1,7 @@
 """Coded errors of the capture engine: each class carries its int code and a user message."""
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import Sequence
 
 # packetCaptureError[] values of the service's querystatus.
 INTERNAL_ERROR = "InternalError"
@@ -64,7 +64,7 @@ class InvalidExpressionError(InvalidSettingsError):
     code = 109
 
 
-Problem = Tuple[str, str]
+Problem = tuple[str, str]
 SHOWN_PROBLEMS = 20  # in the message; `.problems` keeps them all
 
 
@@ -76,8 +76,8 @@ class CaptureSettingsError(CaptureError):
     """
 
     def __init__(self, problems: Sequence[Problem], codes: Sequence[int]) -> None:
-        self.problems: List[Problem] = list(problems)
-        self.codes: List[int] = list(codes)
+        self.problems: list[Problem] = list(problems)
+        self.codes: list[int] = list(codes)
         self.code = self.codes[0] if self.codes else InvalidSettingsError.code
         names = sorted({field for field, _ in self.problems})
         fields = ", ".join(names[:SHOWN_PROBLEMS]) + (", ..." if len(names) > SHOWN_PROBLEMS
@@ -125,6 +125,10 @@ class LocalFileError(CaptureError):
     code = 130
     capture_error = LOCAL_FILE_FAILED
 
+    def __init__(self, message: str, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full  # no space or quota left: the stop reason is DiskFull
+
 
 class StorageUploadError(CaptureError):
     code = 140
@@ -159,8 +163,8 @@ class ProblemList:
     """Collects (field, message, code) while parsing, so every problem is reported at once."""
 
     def __init__(self) -> None:
-        self.problems: List[Problem] = []
-        self.codes: List[int] = []
+        self.problems: list[Problem] = []
+        self.codes: list[int] = []
 
     def add(self, field: str, message: str, error: type = InvalidSettingsError) -> None:
         self.problems.append((field, message))

@@ -5,7 +5,7 @@ import difflib
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Collection, Dict, Mapping, Optional, Sequence
+from typing import Any, Collection, Mapping, Optional, Sequence
 
 from capture_engine.errors import InvalidSettingsError, ProblemList
 
@@ -76,8 +76,8 @@ def whole_number(raw: Any) -> Optional[int]:
 class Fields:
     """One settings object after name matching: canonical name -> value, and its path."""
 
-    values: Dict[str, Any] = field(default_factory=dict)
-    paths: Dict[str, str] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.values.get(key, default)

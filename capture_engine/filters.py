@@ -4,7 +4,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, SupportsInt, TypeVar, Union
 
 from capture_engine.errors import (
     InvalidAddressError,
@@ -17,6 +17,7 @@ from capture_engine.errors import (
 from capture_engine.fields import SPACE, Fields, blank, read_fields, shown, whole_number
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+V = TypeVar("V", bound=SupportsInt)  # a port, or an address (int() keeps its order)
 PROTOCOLS = {"tcp": "TCP", "udp": "UDP", "any": "Any", "all": "Any"}
 MAX_LIST_ITEMS = 64
 MAX_FILTERS = 64
@@ -28,12 +29,12 @@ OUTBOUND, INBOUND = "outbound", "inbound"  # tcpdump's words for sent by / recei
 class AddressSet:
     """Inclusive address ranges (a single value is lo == hi); each range is one IP version."""
 
-    ranges: Tuple[Tuple[IPAddress, IPAddress], ...]
+    ranges: tuple[tuple[IPAddress, IPAddress], ...]
 
-    def of_version(self, version: int) -> Tuple[Tuple[IPAddress, IPAddress], ...]:
+    def of_version(self, version: int) -> tuple[tuple[IPAddress, IPAddress], ...]:
         return tuple(r for r in self.ranges if r[0].version == version)
 
-    def versions(self) -> set:
+    def versions(self) -> set[int]:
         return {lo.version for lo, _ in self.ranges}
 
 
@@ -41,7 +42,7 @@ class AddressSet:
 class PortSet:
     """Inclusive port ranges (a single port is lo == hi)."""
 
-    ranges: Tuple[Tuple[int, int], ...]
+    ranges: tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class CaptureFilter:
     def unconstrained(self) -> bool:
         return self.protocol == "Any" and not self.has_endpoints
 
-    def versions(self) -> set:
+    def versions(self) -> set[int]:
         """IP versions this filter can match."""
         found = {4, 6}
         for field in (self.local_ip, self.remote_ip):
@@ -75,7 +76,7 @@ class CaptureFilter:
         return found
 
 
-def _items(raw: Any, field: str, problems: ProblemList, code: type) -> Optional[List[str]]:
+def _items(raw: Any, field: str, problems: ProblemList, code: type) -> Optional[list[str]]:
     """Split a single value / range / list; None (and a problem) when the shape is wrong."""
     if isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) < 10 ** 18:
         raw = str(raw)  # a port as a JSON number (str() of a huge int would raise)
@@ -112,27 +113,28 @@ def _address(text: str, field: str, problems: ProblemList) -> Optional[IPAddress
         return None
 
 
-def _parse_ranges(raw: Any, field: str, problems: ProblemList, parse_one: Callable[..., Any],
-                  what: str, code: type, check_pair: Optional[Callable[..., bool]] = None
-                  ) -> Optional[list]:
+def _parse_ranges(raw: Any, field: str, problems: ProblemList,
+                  parse_one: Callable[[str, str, ProblemList], Optional[V]], what: str,
+                  code: type, check_pair: Optional[Callable[[V, V, str], bool]] = None
+                  ) -> Optional[list[tuple[V, V]]]:
     """Single values, one `first-last` range, or a list: as (first, last) pairs."""
     parts = _items(raw, field, problems, code)
     if parts is None:
         return None
-    ranges = []
+    ranges: list[tuple[V, V]] = []
     for part in parts:
         ends = [e.strip(SPACE) for e in part.split("-", 2)]
         if len(ends) > 2:
             problems.add(field, f"malformed range {shown(part)}: use first-last",
                          InvalidRangeError)
             return None
-        values = [parse_one(e, field, problems) for e in ends]
-        if any(v is None for v in values):
-            return None
+        values = [parse_one(e, field, problems) for e in ends]  # a problem for each bad one
         lo, hi = values[0], values[-1]
+        if lo is None or hi is None:
+            return None
         if check_pair is not None and not check_pair(lo, hi, part):
             return None
-        if lo > hi:
+        if int(lo) > int(hi):  # addresses: of one version once check_pair has passed
             problems.add(field, f"reversed range {shown(part)}: the first {what} must not be "
                          "greater than the last", InvalidRangeError)
             return None
@@ -147,8 +149,8 @@ def parse_addresses(raw: Any, field: str, problems: ProblemList) -> Optional[Add
             return False
         return True
 
-    ranges = _parse_ranges(raw, field, problems, _address, "address", InvalidAddressError,
-                           same_version)
+    ranges: Optional[list[tuple[IPAddress, IPAddress]]] = _parse_ranges(
+        raw, field, problems, _address, "address", InvalidAddressError, same_version)
     return None if ranges is None else AddressSet(tuple(ranges))
 
 
@@ -204,7 +206,7 @@ def parse_filter(obj: Any, path: str, problems: ProblemList) -> Optional[Capture
     return result
 
 
-def parse_filters(raw: Any, path: str, problems: ProblemList) -> Tuple[CaptureFilter, ...]:
+def parse_filters(raw: Any, path: str, problems: ProblemList) -> tuple[CaptureFilter, ...]:
     if raw is None or blank(raw):
         return ()
     if not isinstance(raw, list):

@@ -7,7 +7,7 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, Optional, Sequence
 
 from capture_engine.errors import InterfaceNotFoundError
 from plumbing import netns
@@ -77,13 +77,13 @@ class LinkTable:
         self._sock.bind((0, 0))
         self._seq = 0
 
-    def links(self) -> Dict[str, Link]:
+    def links(self) -> dict[str, Link]:
         """Every interface by name (one RTM_GETLINK dump)."""
         self._seq += 1
         request = NLMSG.pack(NLMSG.size + IFINFO.size, RTM_GETLINK,
                              NLM_F_REQUEST | NLM_F_DUMP, self._seq, 0) + IFINFO.pack(0, 0, 0, 0, 0)
         self._sock.send(request)
-        found: Dict[str, Link] = {}
+        found: dict[str, Link] = {}
         while True:
             data = self._sock.recv(1 << 16)
             for kind, payload in self._messages(data):
@@ -96,7 +96,7 @@ class LinkTable:
                 if link is not None:
                     found[link.name] = link
 
-    def _messages(self, data: bytes) -> Iterator[Tuple[int, bytes]]:
+    def _messages(self, data: bytes) -> Iterator[tuple[int, bytes]]:
         offset = 0
         while offset + NLMSG.size <= len(data):
             length, kind, _, seq, _ = NLMSG.unpack_from(data, offset)
@@ -110,7 +110,7 @@ class LinkTable:
         self._sock.close()
 
 
-def default_interfaces(links: Dict[str, Link]) -> List[str]:
+def default_interfaces(links: dict[str, Link]) -> list[str]:
     """Every up, non-loopback interface that is not enslaved to another, in index order."""
     chosen = [link for link in links.values()
               if link.up and not link.flags & IFF_LOOPBACK and not link.enslaved]
@@ -118,7 +118,7 @@ def default_interfaces(links: Dict[str, Link]) -> List[str]:
 
 
 def resolve_interfaces(requested: Sequence[str],
-                       links: Optional[Dict[str, Link]] = None) -> List[str]:
+                       links: Optional[dict[str, Link]] = None) -> list[str]:
     """The requested interfaces (checked to exist) or, when none are named, the default set."""
     if links is None:
         table = LinkTable()

@@ -8,13 +8,14 @@ import socket
 import struct
 from typing import Optional, Sequence
 
+from capture_engine.attach import Insn
 from capture_engine.errors import CaptureFailedError, KernelFilterRefusedError
 
 SO_ATTACH_FILTER = SO_GET_FILTER = 26
 OPTMEM_MAX = "/proc/sys/net/core/optmem_max"  # per network namespace since Linux 6.9
 
 
-def attach(sock: socket.socket, program: Sequence[tuple], name: str) -> None:
+def attach(sock: socket.socket, program: Sequence[Insn], name: str) -> None:
     """SO_ATTACH_FILTER; a refusal raises the coded error that says what to change."""
     insns = b"".join(struct.pack("<HBBI", *insn) for insn in program)
     buf = ctypes.create_string_buffer(insns, len(insns))
@@ -35,7 +36,7 @@ def attached_length(fd: int) -> int:
     return count.value
 
 
-def check_attached(fd: int, program: Sequence[tuple], name: str) -> None:
+def check_attached(fd: int, program: Sequence[Insn], name: str) -> None:
     """libpcap falls back to filtering in user space, copying every packet out of the kernel,
     when the kernel refuses a program: make that an error instead."""
     try:
@@ -55,7 +56,7 @@ def _optmem_max() -> Optional[int]:
         return None
 
 
-def refused(name: str, program: Sequence[tuple], err: Optional[int]) -> CaptureFailedError:
+def refused(name: str, program: Sequence[Insn], err: Optional[int]) -> CaptureFailedError:
     """The error for a program the kernel would not take on interface `name`."""
     size = len(program) * 8
     if err not in (None, errno.ENOMEM):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Sequence
 
 from capture_engine.interfaces import Link, LinkTable
 
@@ -35,13 +35,13 @@ class LinkWatch:
     master. Every other capture interface is required.
     """
 
-    def __init__(self, table: LinkTable, links: Dict[str, Link], names: Sequence[str]) -> None:
+    def __init__(self, table: LinkTable, links: dict[str, Link], names: Sequence[str]) -> None:
         self.table = table
         self.optional = {name for name in names if links[name].enslaved}
         self._index = {name: links[name].index for name in names}
         self._state = {name: UP if links[name].up else DOWN for name in names}
 
-    def check(self) -> List[LinkChange]:
+    def check(self) -> list[LinkChange]:
         """What changed since the last look: required or optional interfaces gone down or
         away (reported once each), and optional ones back up under a new index."""
         try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from capture_engine.errors import InvalidFilePathError, InvalidStoragePathError, ProblemList
@@ -20,7 +20,7 @@ WINDOWS_PATH = re.compile(r"[A-Za-z]:[\\/]")  # c:\temp\x.cap, d:/x.cap
 # [user@]host or [user@][IPv6 literal], then an optional port: urlsplit takes "[::1]x" too.
 NETLOC = re.compile(r"(?:[^@/\[\]]*@)?(?:\[[0-9A-Fa-f:.]+\]|[^@/\[\]:]+)(?::[0-9]*)?")
 SAS_TEXT = re.compile(r"[!-~]+", re.ASCII)  # a URL query string: printable ASCII, no spaces
-Locations = Tuple[Optional[str], Optional[str], Optional[str]]
+Locations = tuple[Optional[str], Optional[str], Optional[str]]
 
 
 def blob_url(raw: Any, path: str, problems: ProblemList) -> Optional[str]:

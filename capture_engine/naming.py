@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import List, Optional, Tuple
+from typing import Optional
 
 from capture_engine.errors import LocalFileError
 
@@ -44,20 +44,20 @@ def _pattern(base: str, ring: bool, any_generation: bool) -> "re.Pattern[str]":
     return re.compile(re.escape(stem) + generation + seq + re.escape(ext))
 
 
-def _listing(folder: str) -> List[str]:
+def _listing(folder: str) -> list[str]:
     try:
         return os.listdir(folder or ".")
     except FileNotFoundError:
         return []
 
 
-def files_of(base: str, ring: bool) -> List[str]:
+def files_of(base: str, ring: bool) -> list[str]:
     """The file named `base`, or the ring files of base name `base` (this generation only:
     `x_00001.cap`, not `x~2_00001.cap`), oldest first."""
     if not ring:
         return [base] if os.path.lexists(base) else []
     folder, pattern = os.path.dirname(base), _pattern(base, ring, False)
-    found: List[Tuple[int, str]] = []
+    found: list[tuple[int, str]] = []
     for name in _listing(folder):
         match = pattern.fullmatch(name)
         if match:

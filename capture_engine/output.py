@@ -7,11 +7,12 @@ import os
 import struct
 from collections import deque
 from dataclasses import dataclass
-from typing import Deque, Iterator, Optional, Tuple
+from typing import Iterator, Optional
 
 from capture_engine.errors import CaptureFileLostError, LocalFileError
 from capture_engine.naming import free_base, ring_path
 from capture_engine.owners import Claim, Owners
+from capture_engine.seams import Sink
 from plumbing.crashpoints import crashpoint
 
 FILE_HEADER = struct.Struct("<IHHiIII")
@@ -27,7 +28,7 @@ def file_header(snaplen: int, linktype: int = LINKTYPE_ETHERNET) -> bytes:
     return FILE_HEADER.pack(PCAP_MAGIC, 2, 4, 0, 0, snaplen, linktype)
 
 
-def iter_records(data, start: int = 0) -> Iterator[Tuple[int, int, int]]:
+def iter_records(data: bytes, start: int = 0) -> Iterator[tuple[int, int, int]]:
     """(offset, end, timestamp in µs) of each complete record in `data` from `start`."""
     offset, size = start, len(data)
     while offset + 16 <= size:
@@ -77,7 +78,7 @@ class FdSink:
     def offset(self) -> int:
         return self._offset
 
-    def append(self, data) -> None:
+    def append(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             written = os.write(self.fd, view)
@@ -108,11 +109,11 @@ class Recorder:
     most fileCount names) and counters, nothing per deleted file.
     """
 
-    def __init__(self, plan: OutputPlan, sink) -> None:
+    def __init__(self, plan: OutputPlan, sink: Sink) -> None:
         self.plan = plan
         self.sink = sink
         self.base = plan.path  # the name actually used (free_base: never overwrite)
-        self.files: Deque[str] = deque()
+        self.files: deque[str] = deque()
         self.deleted_count = 0
         self.seq = 0
         self.packets = 0
@@ -121,7 +122,7 @@ class Recorder:
         self.done_reason: Optional[str] = None
         self.error: Optional[LocalFileError] = None
         self._good = 0  # file offset known to be on disk at a record boundary
-        self._current: Optional[Tuple[str, int, int]] = None  # path, st_dev, st_ino
+        self._current: Optional[tuple[str, int, int]] = None  # path, st_dev, st_ino
         self.claim: Optional[Claim] = None
 
     @property
@@ -216,7 +217,7 @@ class Recorder:
             return
         self.accept_batch(data)
 
-    def accept_batch(self, data, count: Optional[int] = None) -> None:
+    def accept_batch(self, data: bytes, count: Optional[int] = None) -> None:
         """Append complete records, cutting at the limits and the stop time."""
         if self.done or not len(data):
             return
@@ -228,7 +229,7 @@ class Recorder:
         fast = len(data) <= room and count is not None and (
             self.plan.max_packets is None or self.packets + count <= self.plan.max_packets)
         try:
-            if fast:
+            if fast and count is not None:
                 self.sink.append(data)
                 self.sink.flush()
                 self._count(count, len(data), self.sink.offset())
@@ -237,7 +238,7 @@ class Recorder:
         except OSError as exc:
             self._fail(exc)
 
-    def _append_slowly(self, data) -> None:
+    def _append_slowly(self, data: bytes) -> None:
         pending = list(iter_records(data))
         while pending and not self.done:
             room = self.plan.max_file_bytes - self.sink.offset()
@@ -297,8 +298,7 @@ class Recorder:
         what = "the disk is full" if full else f"writing failed: {exc.strerror or exc}"
         self.error = LocalFileError(
             f"{what} after {self.bytes_written} bytes; the {self.packets} packets written "
-            f"so far are kept in {path} ({kept} bytes)")
-        self.error.disk_full = full
+            f"so far are kept in {path} ({kept} bytes)", disk_full=full)
 
     def close(self) -> None:
         try:
@@ -308,7 +308,7 @@ class Recorder:
                 self._fail(exc)
 
 
-def trim_to_records(path: str, start: int) -> Tuple[int, int]:
+def trim_to_records(path: str, start: int) -> tuple[int, int]:
     """Truncate `path` after its last complete record at or after `start`."""
     with open(path, "r+b") as stream:
         stream.seek(start)

@@ -17,7 +17,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Iterator, List, Optional
+from typing import Iterator, Optional
 
 from capture_engine.naming import files_of
 
@@ -34,7 +34,7 @@ class Claim:
     ring: bool
     claimed_ns: int = 0
 
-    def files(self) -> List[str]:
+    def files(self) -> list[str]:
         """The files on disk under this name, oldest first."""
         return files_of(self.path, self.ring)
 
@@ -75,7 +75,7 @@ class Owners:
         _fsync_folder(self.folder)
         return claim
 
-    def claims(self, name: str) -> List[Claim]:
+    def claims(self, name: str) -> list[Claim]:
         """Every claim of capture `name`, oldest first."""
         found = [c for c in (self._read(e) for e in _listing(self.folder)) if c and
                  c.name == name]
@@ -104,7 +104,7 @@ class Owners:
             return None  # not a claim (records are renamed into place whole)
 
 
-def _listing(folder: str) -> List[str]:
+def _listing(folder: str) -> list[str]:
     try:
         return sorted(os.listdir(folder))
     except FileNotFoundError:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
+from capture_engine.attach import Insn
 from capture_engine.errors import BackendUnavailableError, InvalidExpressionError
 
 SONAMES = ("libpcap.so.0.8", "libpcap.so.1", "libpcap.so")
@@ -113,7 +114,7 @@ def available() -> bool:
         return False
 
 
-def make_program(insns: Sequence[tuple]) -> BpfProgram:
+def make_program(insns: Sequence[Insn]) -> BpfProgram:
     """A struct bpf_program owning a copy of `insns` (kept alive by the returned object)."""
     array = (BpfInsn * len(insns))(*[BpfInsn(c, jt, jf, k) for c, jt, jf, k in insns])
     program = BpfProgram(len(insns), ctypes.cast(array, ctypes.POINTER(BpfInsn)))
@@ -121,7 +122,7 @@ def make_program(insns: Sequence[tuple]) -> BpfProgram:
     return program
 
 
-def compile_expression(expression: str, snaplen: int) -> List[tuple]:
+def compile_expression(expression: str, snaplen: int) -> list[Insn]:
     """Compile a tcpdump expression for Ethernet with libpcap; accept value = snaplen."""
     lib = load()
     dead = lib.pcap_open_dead(DLT_EN10MB, snaplen)
@@ -144,4 +145,6 @@ def compile_expression(expression: str, snaplen: int) -> List[tuple]:
 def offline_filter(program: BpfProgram, data: bytes, wire_length: int) -> int:
     """Run a program on one packet with libpcap's interpreter; returns the accept value."""
     header = PcapPkthdr(Timeval(0, 0), len(data), wire_length)
-    return load().pcap_offline_filter(ctypes.byref(program), ctypes.byref(header), data)
+    accepted: int = load().pcap_offline_filter(ctypes.byref(program), ctypes.byref(header),
+                                               data)  # c_int
+    return accepted

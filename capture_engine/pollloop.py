@@ -5,7 +5,7 @@ import os
 import select
 import threading
 import time
-from typing import Callable, Dict, List, Mapping
+from typing import Callable, Mapping
 
 # The kernel hands over a partly filled ring block after this long (both backends use it).
 BLOCK_TIMEOUT_MS = 200
@@ -26,7 +26,7 @@ class PendingChanges:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pending: List[Callable[[], None]] = []
+        self._pending: list[Callable[[], None]] = []
 
     def push(self, change: Callable[[], None]) -> None:
         with self._lock:
@@ -45,7 +45,7 @@ class Retiring:
     """Sources (by interface name) to close once their last ring blocks can have arrived."""
 
     def __init__(self) -> None:
-        self._due: Dict[str, float] = {}
+        self._due: dict[str, float] = {}
 
     def add(self, name: str) -> None:
         self._due.setdefault(name, time.monotonic() + RETIRE_AFTER)
@@ -53,7 +53,7 @@ class Retiring:
     def cancel(self, name: str) -> None:
         self._due.pop(name, None)
 
-    def due(self) -> List[str]:
+    def due(self) -> list[str]:
         now = time.monotonic()
         names = [name for name, when in self._due.items() if when <= now]
         for name in names:

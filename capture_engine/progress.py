@@ -1,15 +1,20 @@
 """The CLI's live progress display (rich): packets, bytes, drops, elapsed against the limit."""
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Optional
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 
+def _number(value: object) -> float:
+    """A querystatus count or duration; 0 when absent."""
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
 def _size(count: object) -> str:
-    value = float(count or 0)
+    value = _number(count)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
@@ -39,23 +44,23 @@ class ProgressView:
             self._live.__exit__(None, None, None)
             self._live = None
 
-    def _table(self, status: Dict[str, object]) -> Table:
+    def _table(self, status: dict[str, object]) -> Table:
         table = Table(title=f"capture {status.get('name', '')}", show_header=True)
         for column in ("status", "packets", "bytes", "dropped", "elapsed / limit", "file"):
             table.add_column(column)
-        elapsed = status.get("elapsedSeconds", 0.0) or 0.0
+        elapsed = _number(status.get("elapsedSeconds"))
         table.add_row(str(status.get("packetCaptureStatus", "Starting")),
                       f"{status.get('packetsCaptured', 0):,}", _size(status.get("bytesWritten")),
                       f"{status.get('packetsDropped', 0):,}",
-                      f"{float(elapsed):.1f} s / {self.time_limit:g} s",
+                      f"{elapsed:.1f} s / {self.time_limit:g} s",
                       str(status.get("localPath") or ""))
         return table
 
-    def update(self, status: Dict[str, object]) -> None:
+    def update(self, status: dict[str, object]) -> None:
         if self._live is not None:
             self._live.update(self._table(status))
 
-    def summary(self, status: Dict[str, object]) -> None:
+    def summary(self, status: dict[str, object]) -> None:
         reason = status.get("stopReason") or ""
         self.console.print(f"{status.get('packetCaptureStatus')} ({reason}): "
                            f"{status.get('packetsCaptured', 0):,} packets, "

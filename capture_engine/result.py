@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 from capture_engine.errors import AGENT_STOPPED
 
@@ -46,7 +46,7 @@ class CaptureResult:
     name: str
     status: str = NOT_STARTED
     stop_reason: Optional[str] = None
-    errors: Tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
     error_code: Optional[int] = None
     error_message: Optional[str] = None
     capture_start_time: Optional[datetime] = None
@@ -54,15 +54,15 @@ class CaptureResult:
     packets_captured: int = 0
     packets_dropped: int = 0
     bytes_written: int = 0
-    local_files: Tuple[str, ...] = ()
-    uploaded_urls: Tuple[str, ...] = ()
+    local_files: tuple[str, ...] = ()
+    uploaded_urls: tuple[str, ...] = ()
     upload_bytes: int = 0
     upload_total: int = 0
     backend: Optional[str] = None
-    interfaces: Tuple[str, ...] = ()
+    interfaces: tuple[str, ...] = ()
     requested_local_path: Optional[str] = None  # when that name was taken: never overwritten
-    notes: Tuple[str, ...] = ()                  # e.g. a VF that went away and came back
-    extra: Dict[str, object] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()                  # e.g. a VF that went away and came back
+    extra: dict[str, object] = field(default_factory=dict)
 
     @property
     def local_path(self) -> Optional[str]:
@@ -72,10 +72,10 @@ class CaptureResult:
     def ok(self) -> bool:
         return self.status != ERROR
 
-    def querystatus(self) -> Dict[str, object]:
+    def querystatus(self) -> dict[str, object]:
         """The service's querystatus fields plus our counters and paths (never a SAS), at
         most STATUS_BYTES of JSON whatever the number of files; error fields always there."""
-        status: Dict[str, object] = {
+        status: dict[str, object] = {
             "name": self.name,
             "packetCaptureStatus": self.status,
             "packetCaptureError": list(self.errors),
@@ -120,7 +120,7 @@ def _cut(text: Optional[str], limit: int) -> Optional[str]:
     return text[:keep - keep // 2] + " ... " + text[len(text) - keep // 2:]
 
 
-def _fit(status: Dict[str, object]) -> Dict[str, object]:
+def _fit(status: dict[str, object]) -> dict[str, object]:
     """Halve the longest text until the JSON fits STATUS_BYTES (escaped non-ASCII counts)."""
     for _ in range(64):
         size = len(json.dumps(status))
@@ -133,7 +133,7 @@ def _fit(status: Dict[str, object]) -> Dict[str, object]:
 
 
 def agent_stopped(name: str, capture_start_time: Optional[datetime] = None,
-                  local_files: List[str] = ()) -> CaptureResult:
+                  local_files: Sequence[str] = ()) -> CaptureResult:
     """The status of a session whose worker died: Error / AgentStopped."""
     return CaptureResult(
         name=name, status=ERROR, stop_reason=AGENT_STOPPED_REASON, errors=(AGENT_STOPPED,),

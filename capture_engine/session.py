@@ -8,10 +8,11 @@ import os
 import threading
 import time
 from datetime import datetime
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Iterable, Optional
 
 from capture_engine import pcaplib
 from capture_engine import result as R
+from capture_engine.attach import Insn
 from capture_engine.bpf import FILTER_READS, WHOLE_PACKET, compile_filters, loopback_rule
 from capture_engine.errors import (
     BackendUnavailableError,
@@ -25,13 +26,15 @@ from capture_engine.linkwatch import CHECK_EVERY, GONE, UP, LinkChange, LinkWatc
 from capture_engine.output import STOP_BYTES, STOP_COUNT, OutputPlan, Recorder
 from capture_engine.owners import Owners
 from capture_engine.result import CaptureResult
+from capture_engine.seams import CaptureBackend
 from capture_engine.settings import LIMITS, CaptureRequest
 from capture_engine.upload import upload_files
-from plumbing.clock import SystemClock
+from plumbing.blobstore import BlobUploader
+from plumbing.clock import Clock, SystemClock
 from plumbing.crashpoints import crashpoint
 
 log = logging.getLogger(__name__)
-Progress = Callable[[Dict[str, object]], None]
+Progress = Callable[[dict[str, object]], None]
 PROGRESS_EVERY = 2.0
 MAX_NAP = 0.5  # the longest the main loop sleeps, so the dispatch thread's end is noticed
 DRAIN_SECONDS = 0.5  # > 2x the ring's block retire timeout (200 ms)
@@ -40,7 +43,7 @@ NOTES_KEPT = 5
 DEFAULT_TIME_LIMIT = LIMITS["timeLimitInSeconds"][0]
 
 
-def make_backend(name: str = "auto"):
+def make_backend(name: str = "auto") -> CaptureBackend:
     """The libpcap backend when libpcap loads (or is asked for), else the raw-socket one."""
     from capture_engine.backend_libpcap import LibpcapBackend
     from capture_engine.backend_raw import RawSocketBackend
@@ -53,7 +56,7 @@ def make_backend(name: str = "auto"):
 
 
 def program_for(request: CaptureRequest, backend: str = "rawsocket",
-                directional: bool = True) -> List[tuple]:
+                directional: bool = True) -> list[Insn]:
     """The kernel filter; its accept value is the snap length the kernel stores.
 
     libpcap re-runs the filter in user space on the first ring block after pcap_setfilter,
@@ -92,7 +95,7 @@ def output_plan(request: CaptureRequest) -> OutputPlan:
 
 class _Session:
     def __init__(self, request: CaptureRequest, stop_event: threading.Event,
-                 on_progress: Optional[Progress], clock, netns: Optional[str],
+                 on_progress: Optional[Progress], clock: Clock, netns: Optional[str],
                  progress_interval: float = PROGRESS_EVERY) -> None:
         self.request, self.stop_event, self.clock, self.netns = request, stop_event, clock, netns
         self.progress_interval = progress_interval
@@ -100,16 +103,25 @@ class _Session:
         # The caller's read-only `target` (the VM's resource id) is echoed, never checked.
         self.snapshot = CaptureResult(name=request.name, extra=(
             {"target": request.target} if request.target else {}))
-        self.recorder: Optional[Recorder] = None
-        self.backend = None
+        # Set by open(), in this order; fail() closes those a failed start left.
         self.watch: Optional[LinkWatch] = None
+        self.backend: Optional[CaptureBackend] = None
+        self.recorder: Optional[Recorder] = None
         self.interface_problem: Optional[str] = None
         self._start_time: Optional[datetime] = None
         self._start_wall = self._started = 0.0
 
-    def update(self, **changes) -> CaptureResult:
+    def update(self, **changes: Any) -> CaptureResult:
+        # Any: each keyword is a CaptureResult field, each of its own type (replace() rejects
+        # a name that is not a field).
         self.snapshot = dataclasses.replace(self.snapshot, **changes)
         return self.snapshot
+
+    def parts(self) -> tuple[CaptureBackend, Recorder, LinkWatch]:
+        """The backend, recorder and link watch: all there once open() has returned."""
+        if self.backend is None or self.recorder is None or self.watch is None:
+            raise CaptureError("internal error: the capture is not open")
+        return self.backend, self.recorder, self.watch
 
     def report(self) -> None:
         try:
@@ -118,7 +130,7 @@ class _Session:
             log.exception("progress callback failed")
 
     def counters(self) -> CaptureResult:
-        rec, be = self.recorder, self.backend
+        be, rec, _ = self.parts()
         elapsed = round(self.clock.monotonic() - self._started, 3) if self._started else 0.0
         return self.update(packets_captured=rec.packets, bytes_written=rec.bytes_written,
                            packets_dropped=be.dropped, local_files=tuple(rec.files),
@@ -140,26 +152,27 @@ class _Session:
             except BaseException:
                 table.close()
                 raise
-            self.watch = LinkWatch(table, links, interfaces)
-            self.backend = make_backend(backend_name)
-            program = program_for(self.request, self.backend.name)
-            self.backend.open(interfaces, program, self.request.bytes_per_packet,
-                              frozenset(self.watch.optional),
-                              program_for(self.request, self.backend.name, directional=False))
-        self.update(backend=self.backend.name, interfaces=tuple(interfaces))
+            self.watch = watch = LinkWatch(table, links, interfaces)
+            self.backend = backend = make_backend(backend_name)
+            program = program_for(self.request, backend.name)
+            backend.open(interfaces, program, self.request.bytes_per_packet,
+                         frozenset(watch.optional),
+                         program_for(self.request, backend.name, directional=False))
+        self.update(backend=backend.name, interfaces=tuple(interfaces))
         plan = output_plan(self.request)
-        self.recorder = Recorder(plan, self.backend.make_sink())
+        self.recorder = recorder = Recorder(plan, backend.make_sink())
         try:
             os.makedirs(os.path.dirname(plan.path) or ".", exist_ok=True)
-            self.recorder.start()
+            recorder.start()
         except OSError as exc:
-            raise LocalFileError(f"cannot create {plan.file_path(1, self.recorder.base)}: "
+            raise LocalFileError(f"cannot create {plan.file_path(1, recorder.base)}: "
                                  f"{exc.strerror or exc}") from None
-        if self.recorder.base != plan.path:
+        if recorder.base != plan.path:
             self.update(requested_local_path=plan.file_path(1))
 
     def capture(self) -> str:
         """Run the dispatch thread until a limit, a stop request or a failure; the reason."""
+        backend, recorder, _ = self.parts()
         thread = threading.Thread(target=self._dispatch, name="capture-dispatch", daemon=True)
         self.update(status=R.RUNNING, capture_start_time=self._start_time)
         self.report()
@@ -167,7 +180,7 @@ class _Session:
         next_progress = self.clock.monotonic() + self.progress_interval
         next_check = self.clock.monotonic() + CHECK_EVERY
         thread.start()
-        reason = None
+        reason: Optional[str] = None
         while reason is None and thread.is_alive():
             now = self.clock.monotonic()
             if self.stop_event.is_set():
@@ -185,79 +198,82 @@ class _Session:
                 until = min(limit - (now - start), next_progress - now, next_check - now,
                             MAX_NAP)
                 self.stop_event.wait(max(until, 0.001))
-        if reason is not None or (self.backend.failure and not self.recorder.done):
+        if reason is not None or (backend.failure and not recorder.done):
             # Keep reading until partly filled ring blocks have been retired, but keep only
             # what was stamped before the stop time.
-            self.recorder.cutoff_us = int(min(time.time(), self._start_wall + limit) * 1e6)
+            recorder.cutoff_us = int(min(time.time(), self._start_wall + limit) * 1e6)
             time.sleep(DRAIN_SECONDS)
-        self.backend.stop()
+        backend.stop()
         thread.join()
-        self.recorder.check_file()
-        self.backend.drain(self.recorder)
+        recorder.check_file()
+        backend.drain(recorder)
         return reason or self._own_reason()
 
     def _check(self) -> Optional[str]:
         """The file is still there; a required interface gone or down ends the capture, an
         enslaved one (a VF during host servicing) is left, then captured again once back."""
-        self.recorder.check_file()  # a lost file ends the dispatch thread: see _own_reason
-        for change in self.watch.check():
+        backend, recorder, watch = self.parts()
+        recorder.check_file()  # a lost file ends the dispatch thread: see _own_reason
+        for change in watch.check():
             if change.required:
                 self.interface_problem = change.describe()
                 return R.INTERFACE_DOWN
             if change.state == GONE:
-                self.backend.detach(change.name)
+                backend.detach(change.name)
                 self.note(f"{change.describe()}; the capture goes on without it")
             elif change.state == UP:
                 self._reattach(change)
         return None
 
     def _reattach(self, change: LinkChange) -> None:
+        backend, _, watch = self.parts()
         try:
             with in_netns(self.netns):
-                self.backend.attach(change.name)
+                backend.attach(change.name)
         except CaptureError as exc:  # tried again on the next check
             log.warning("cannot capture on %s again yet: %s", change.name, exc.message)
             return
-        self.watch.reattached(change.name, change.index)
+        watch.reattached(change.name, change.index)
         self.note(f"{change.describe()}: capturing on it again")
 
     def _dispatch(self) -> None:
+        backend, recorder, _ = self.parts()
         try:
-            self.backend.run(self.recorder)
+            backend.run(recorder)
         except Exception as exc:  # noqa: BLE001 - reported as the session's failure
             log.exception("capture dispatch failed")
-            self.backend.failure = f"capture loop failed: {type(exc).__name__}: {exc}"
+            backend.failure = f"capture loop failed: {type(exc).__name__}: {exc}"
 
     def _own_reason(self) -> str:
-        rec = self.recorder
+        _, rec, watch = self.parts()
         if rec.error is not None:
-            return R.DISK_FULL if getattr(rec.error, "disk_full", False) else R.LOCAL_FILE_FAILED
+            return R.DISK_FULL if rec.error.disk_full else R.LOCAL_FILE_FAILED
         if rec.done_reason == STOP_BYTES:
             return R.BYTE_LIMIT
         if rec.done_reason == STOP_COUNT:
             return R.PACKET_COUNT
         # The backend failed: an interface that went away, or a read error.
-        gone = [change for change in self.watch.check() if change.required]
+        gone = [change for change in watch.check() if change.required]
         if gone:
             self.interface_problem = gone[0].describe()
             return R.INTERFACE_DOWN
         return R.CAPTURE_FAILED
 
     def finish(self, reason: str) -> None:
-        self.recorder.close()
+        backend, recorder, _ = self.parts()
+        recorder.close()
         crashpoint("capture.file_closed")
         self._close_sources()
         self.counters()
-        changes = dict(status=R.STOPPED, stop_reason=reason, capture_stop_time=self.clock.now(),
-                       local_files=_existing(self.recorder.files))
-        error = self.recorder.error
+        self.update(status=R.STOPPED, stop_reason=reason, capture_stop_time=self.clock.now(),
+                    local_files=_existing(recorder.files))
+        error: Optional[CaptureError] = recorder.error
         if error is None and reason in (R.INTERFACE_DOWN, R.CAPTURE_FAILED):
-            detail = self.backend.failure or "the capture source stopped"
+            detail = backend.failure or "the capture source stopped"
             error = CaptureFailedError(self.interface_problem or detail)
         if error is not None:
-            changes.update(status=R.ERROR, errors=(error.capture_error,),
-                           error_code=error.code, error_message=error.message)
-        self.update(**changes)
+            self.update(status=R.ERROR, errors=(error.capture_error,), error_code=error.code,
+                        error_message=error.message)
 
     def _close_sources(self) -> None:
         for closer in (self.backend, self.watch):
@@ -279,14 +295,15 @@ class _Session:
                            capture_stop_time=self.clock.now())
 
 
-def _existing(paths: Iterable[str]) -> Tuple[str, ...]:
+def _existing(paths: Iterable[str]) -> tuple[str, ...]:
     """Never name a file that is not there (a removed capture root takes them all)."""
     return tuple(path for path in paths if os.path.exists(path))
 
 
-def run_capture(request: CaptureRequest, *, blob_store=None, sas_token: Optional[str] = None,
-                stop_event: Optional[threading.Event] = None,
-                on_progress: Optional[Progress] = None, clock=None, backend: str = "auto",
+def run_capture(request: CaptureRequest, *, blob_store: Optional[BlobUploader] = None,
+                sas_token: Optional[str] = None, stop_event: Optional[threading.Event] = None,
+                on_progress: Optional[Progress] = None, clock: Optional[Clock] = None,
+                backend: str = "auto",
                 netns: Optional[str] = None,
                 progress_interval: float = PROGRESS_EVERY) -> CaptureResult:
     """Capture, write and upload one session; never raises for run-time failures.
@@ -296,7 +313,7 @@ def run_capture(request: CaptureRequest, *, blob_store=None, sas_token: Optional
     `netns` opens the capture sockets inside that network namespace (tests, containers).
     """
     session = _Session(request, stop_event or threading.Event(), on_progress,
-                       clock or SystemClock(), netns, progress_interval)
+                       SystemClock() if clock is None else clock, netns, progress_interval)
     try:
         session.open(backend)
         reason = session.capture()
@@ -311,13 +328,13 @@ def run_capture(request: CaptureRequest, *, blob_store=None, sas_token: Optional
         session.report()
         return session.snapshot
     if request.storage_path:
-        upload_files(session, blob_store, sas_token)
+        upload_files(session, session.parts()[1], blob_store, sas_token)
     session.report()
     crashpoint("capture.finished")
     return session.snapshot
 
 
-def capture_files(request: CaptureRequest) -> List[str]:
+def capture_files(request: CaptureRequest) -> list[str]:
     """The local files this capture (this name) wrote that are still on disk, oldest first:
     those of every start of the name, never those of another capture of the same path (a
     new start never overwrites a file: it writes `<stem>~2.cap`)."""
@@ -325,7 +342,7 @@ def capture_files(request: CaptureRequest) -> List[str]:
             for path in claim.files()]
 
 
-def delete_capture_files(request: CaptureRequest) -> List[str]:
+def delete_capture_files(request: CaptureRequest) -> list[str]:
     """action=delete: remove the files this capture wrote, never the blob; returns them.
 
     A capture with only a storagePath keeps its pending file only until it is uploaded:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional
 
 from capture_engine.attach import check_attachable
 from capture_engine.bpf import compile_filters
@@ -71,9 +71,9 @@ class CaptureRequest:
     storage_path: Optional[str] = None
     file_path: Optional[str] = None
     local_path: Optional[str] = None
-    filters: Tuple[CaptureFilter, ...] = ()
+    filters: tuple[CaptureFilter, ...] = ()
     ring: Optional[RingSettings] = None
-    interfaces: Tuple[str, ...] = ()
+    interfaces: tuple[str, ...] = ()
     capture_root: str = CAPTURE_ROOT
     bpf_expression: Optional[str] = None   # CLI only: a tcpdump expression instead of filters
     packet_count: Optional[int] = None     # CLI only: stop after this many packets
@@ -91,7 +91,7 @@ class CaptureRequest:
         return chosen or os.path.join(self.capture_root, ".pending", f"{self.name}.cap")
 
 
-def _limit(fields: Fields, key: str, bounds: Tuple[int, int], problems: ProblemList) -> int:
+def _limit(fields: Fields, key: str, bounds: tuple[int, int], problems: ProblemList) -> int:
     default, maximum = bounds
     raw = fields.get(key)
     if raw is None:
@@ -133,7 +133,7 @@ def _ring(fields: Fields, problems: ProblemList) -> Optional[RingSettings]:
     return RingSettings(*values) if flag else None
 
 
-def _interfaces(fields: Fields, problems: ProblemList) -> Tuple[str, ...]:
+def _interfaces(fields: Fields, problems: ProblemList) -> tuple[str, ...]:
     raw = fields.get("interfaces")
     if raw is None:
         return ()
@@ -146,7 +146,7 @@ def _interfaces(fields: Fields, problems: ProblemList) -> Tuple[str, ...]:
     return tuple(raw)
 
 
-def _name_and_action(fields: Fields, problems: ProblemList) -> Tuple[str, str]:
+def _name_and_action(fields: Fields, problems: ProblemList) -> tuple[str, str]:
     name = fields.get("name")
     if name is None:
         problems.add(fields.path("name"), "required: the capture's name (REST takes it from "
@@ -189,7 +189,7 @@ def _top_fields(obj: Mapping[Any, Any], problems: ProblemList) -> Fields:
     return fields
 
 
-def _check_size(filters: Tuple[CaptureFilter, ...], snaplen: int, path: str,
+def _check_size(filters: tuple[CaptureFilter, ...], snaplen: int, path: str,
                 problems: ProblemList) -> None:
     try:
         check_attachable(compile_filters(filters, snaplen))
@@ -208,7 +208,7 @@ def parse_capture_settings(obj: Any, *, capture_root: str = CAPTURE_ROOT,
         problems.raise_if_any()
     fields = _top_fields(obj, problems)
     name, action = _name_and_action(fields, problems)
-    limits: Dict[str, int] = {key: _limit(fields, key, bounds, problems)
+    limits: dict[str, int] = {key: _limit(fields, key, bounds, problems)
                               for key, bounds in LIMITS.items()}
     if 0 < limits["totalBytesPerSession"] < MIN_FILE_BYTES:
         problems.add(fields.path("totalBytesPerSession"),

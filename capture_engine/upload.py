@@ -3,16 +3,29 @@ from __future__ import annotations
 
 import os
 import time
-from typing import List, Optional
+from typing import Optional, Protocol, Sequence
 
 from capture_engine import result as R
 from capture_engine.errors import SasExpiredError, StorageForbiddenError, StorageUploadError
 from capture_engine.naming import ring_seq, ring_suffix
-from capture_engine.settings import public_url, storage_url
-from plumbing.blobstore import BlobError, BlobErrorKind, BlobStore
+from capture_engine.output import Recorder
+from capture_engine.result import CaptureResult
+from capture_engine.settings import CaptureRequest, public_url, storage_url
+from plumbing.blobstore import BlobError, BlobErrorKind, BlobStore, BlobUploader
 from plumbing.crashpoints import crashpoint
 
 PROGRESS_EVERY = 2.0
+
+
+class Reporting(Protocol):
+    """What an upload needs from its session: the request, and its result to update."""
+
+    request: CaptureRequest
+    snapshot: CaptureResult
+
+    def update(self, **changes: object) -> CaptureResult: ...
+
+    def report(self) -> None: ...
 
 
 def _error_for(exc: BlobError, kept: str) -> StorageUploadError:
@@ -21,23 +34,26 @@ def _error_for(exc: BlobError, kept: str) -> StorageUploadError:
     return cls(f"upload failed ({exc.kind.value}): {exc}; the capture is kept at {kept}")
 
 
-def _targets(session, sas_token: Optional[str]) -> List[tuple]:
+def _targets(request: CaptureRequest, files: Sequence[str],
+             sas_token: Optional[str]) -> list[tuple[str, str]]:
     """(local file, blob URL) for each file: a ring file `…_N.cap` goes to
     `<storagePath stem>_N.cap`, N in full (never its last digits: no two files share a blob)."""
-    request, files = session.request, list(session.recorder.files)
     if not request.ring:
         return [(path, storage_url(request, sas_token)) for path in files]
     return [(path, storage_url(request, sas_token, ring_suffix(ring_seq(path) or 0)))
             for path in files]
 
 
-def upload_files(session, blob_store: Optional[BlobStore], sas_token: Optional[str]) -> None:
+def upload_files(session: Reporting, recorder: Recorder, blob_store: Optional[BlobUploader],
+                 sas_token: Optional[str]) -> None:
     """Upload every local file of the session; the result says what went where."""
-    store = blob_store or BlobStore()
+    store: BlobUploader = blob_store or BlobStore()
     # A file that is not there (its folder removed mid-capture) was reported lost already.
-    targets = [(path, url) for path, url in _targets(session, sas_token) if os.path.exists(path)]
+    targets = [(path, url) for path, url in _targets(session.request, recorder.files, sas_token)
+               if os.path.exists(path)]
     total = sum(os.path.getsize(path) for path, _ in targets)
-    done, uploaded, last = 0, [], [0.0]
+    done, last = 0, [0.0]
+    uploaded: list[str] = []
     session.update(upload_total=total, upload_bytes=0)
 
     def progress(current: int, _total: Optional[int]) -> None:
@@ -64,14 +80,14 @@ def upload_files(session, blob_store: Optional[BlobStore], sas_token: Optional[s
         uploaded.append(public_url(url))
         crashpoint("capture.upload.after")
     session.update(uploaded_urls=tuple(uploaded), upload_bytes=done)
-    _drop_pending(session)
+    _drop_pending(session, recorder)
 
 
-def _drop_pending(session) -> None:
+def _drop_pending(session: Reporting, recorder: Recorder) -> None:
     """A file kept only until upload (no filePath/localPath given) goes once it is uploaded."""
     request = session.request
     if request.file_path or request.local_path:
         return
-    session.recorder.drop_files()
+    recorder.drop_files()
     crashpoint("capture.pending_removed")
     session.update(local_files=())

@@ -4,7 +4,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional, Union
 from urllib.parse import SplitResult, quote, urlsplit
 
 from connectivity import errors as E
@@ -12,6 +12,7 @@ from connectivity.shape import Problems, bad_character, show
 
 FIELD = "destination.address"
 MAX_ADDRESS = 2048
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 # What a browser leaves as it is in a path or query (WHATWG URL percent-encode sets): printable
 # ASCII except " < > ` { } '; everything else (non-ASCII) goes out as UTF-8 %XX.
@@ -21,7 +22,7 @@ _KEEP = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in "\"<>`{}'")
 @dataclass(frozen=True)
 class Address:
     host: str                 # an IP literal (no brackets) or an ASCII host name
-    port: int | None = None   # from a URL
+    port: Optional[int] = None   # from a URL
     protocol: str = ""        # "Http"/"Https" from a URL's scheme
     target: str = "/"         # a URL's path and query, percent-encoded: ASCII only
 
@@ -30,7 +31,7 @@ class Address:
         return bool(self.protocol)
 
 
-def parse_address(value: Any, bad: Problems) -> Address | None:
+def parse_address(value: Any, bad: Problems) -> Optional[Address]:
     """The address, or None after adding the problem (with what to change) to `bad`."""
     kind = E.InvalidDestination
     if not isinstance(value, str):
@@ -51,7 +52,7 @@ def parse_address(value: Any, bad: Problems) -> Address | None:
     return _url(text, bad) if "://" in text else _host_or_ip(text, bad)
 
 
-def ip_or_none(text: str) -> Any | None:
+def ip_or_none(text: str) -> Optional[IPAddress]:
     try:
         return ipaddress.ip_address(text)
     except ValueError:
@@ -65,7 +66,7 @@ def is_hostname(text: str) -> bool:
     return all(_LABEL.match(label) for label in name.split("."))
 
 
-def _host_or_ip(text: str, bad: Problems) -> Address | None:
+def _host_or_ip(text: str, bad: Problems) -> Optional[Address]:
     if text.startswith("[") or text.endswith("]"):
         inner = text[1:-1] if text.startswith("[") and text.endswith("]") else ""
         literal = ip_or_none(inner)
@@ -81,7 +82,7 @@ def _host_or_ip(text: str, bad: Problems) -> Address | None:
     return Address(text)
 
 
-def _url(text: str, bad: Problems) -> Address | None:
+def _url(text: str, bad: Problems) -> Optional[Address]:
     kind = E.InvalidDestination
     try:
         parts = urlsplit(text)
@@ -100,7 +101,7 @@ def _url(text: str, bad: Problems) -> Address | None:
     return Address(parts.hostname or "", port, protocol, target)
 
 
-def _url_problem(text: str, parts: SplitResult, port: int | None) -> str:
+def _url_problem(text: str, parts: SplitResult, port: Optional[int]) -> str:
     host = parts.hostname or ""
     if parts.scheme.lower() not in ("http", "https"):
         return f"URL scheme {parts.scheme!r} is not http or https"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Optional
 
 from connectivity import dns, route
 from connectivity import errors as E
@@ -16,6 +16,7 @@ from connectivity.model import ConnectivityResult, Hop, Issue, RttStats, context
 from connectivity.pressure import PressureSampler
 from connectivity.probe import IcmpEcho, ProbeResult, SourceBindError, errno_name, tcp_probe
 from connectivity.request import ConnectivityRequest
+from plumbing.clock import Clock, SystemClock
 from plumbing.crashpoints import crashpoint
 
 
@@ -45,15 +46,13 @@ class CheckSettings:
             self.hops_budget() + self.local_budget
 
 
-def run_check(request: ConnectivityRequest, *, clock: Any = None,
-              settings: CheckSettings | None = None) -> ConnectivityResult:
+def run_check(request: ConnectivityRequest, *, clock: Optional[Clock] = None,
+              settings: Optional[CheckSettings] = None) -> ConnectivityResult:
     """Blocking; network failures and run-time input problems come back as result codes.
 
     One deadline for the whole check (settings.worst_case), and each phase a share of it.
     """
-    if clock is None:
-        from plumbing.clock import SystemClock
-        clock = SystemClock()
+    clock = SystemClock() if clock is None else clock
     settings = settings or CheckSettings()
     check = Deadline.after(settings.worst_case(request))
     sampler = PressureSampler()
@@ -103,7 +102,8 @@ def _not_started(request: ConnectivityRequest, exc: E.ConnectivityError,
                               destination=request.host)
 
 
-def _probe_all(obs: Observations, settings: CheckSettings, clock: Any, check: Deadline) -> None:
+def _probe_all(obs: Observations, settings: CheckSettings, clock: Clock,
+               check: Deadline) -> None:
     req = obs.request
     try:
         echo = IcmpEcho(obs.address) if req.protocol == "Icmp" else None
@@ -127,7 +127,7 @@ def _probe_all(obs: Observations, settings: CheckSettings, clock: Any, check: De
             echo.close()
 
 
-def _one_probe(obs: Observations, number: int, echo: IcmpEcho | None,
+def _one_probe(obs: Observations, number: int, echo: Optional[IcmpEcho],
                settings: CheckSettings, probe: Deadline) -> ProbeResult:
     req = obs.request
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, Optional
 
 from connectivity import errors as E
 from connectivity.check import run_check
@@ -50,7 +50,7 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     return obj
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     """Exit 0 Reachable/Degraded; otherwise the error or result code."""
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass, field
+from typing import Optional
 
 import psutil
 
@@ -26,12 +27,12 @@ class Observations:
     route: RouteLookup
     probes: list[ProbeResult] = field(default_factory=list)
     http: list[HttpOutcome] = field(default_factory=list)
-    bind_error: OSError | None = None
-    trace: Trace | None = None
+    bind_error: Optional[OSError] = None
+    trace: Optional[Trace] = None
     trace_error: str = ""
     local_error: str = ""        # the probe socket itself could not be opened
-    outbound: Finding | None = None
-    inbound: Finding | None = None
+    outbound: Optional[Finding] = None
+    inbound: Optional[Finding] = None
     ruleset_read: bool = False
     cut_short: bool = False      # the check's deadline stopped the probes early
 
@@ -92,7 +93,7 @@ def bind_issue(obs: Observations) -> Issue:
                                                             if holder else "")))
 
 
-def _port_holder(port: int | None) -> str:
+def _port_holder(port: Optional[int]) -> str:
     try:
         for conn in psutil.net_connections(kind="inet"):
             if conn.laddr and conn.laddr.port == port:

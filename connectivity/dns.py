@@ -9,6 +9,7 @@ import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Optional
 
 from connectivity.deadline import Deadline
 from connectivity.dnswire import QTYPES, RCODES, MalformedReply, build_query, parse_reply
@@ -70,8 +71,8 @@ class ResolverConfig:
         return cls(tuple(servers), min(max(timeout, 0.1), MAX_SERVER_TIMEOUT))
 
 
-def resolve(name: str, version: str | None = None, config: ResolverConfig | None = None,
-            hosts_path: str = "/etc/hosts", deadline: Deadline | None = None) -> Resolution:
+def resolve(name: str, version: Optional[str] = None, config: Optional[ResolverConfig] = None,
+            hosts_path: str = "/etc/hosts", deadline: Optional[Deadline] = None) -> Resolution:
     """Resolve like glibc's files-then-dns, keeping each server's answer as evidence.
 
     Every query waits at most the per-server timeout and all of them together at most
@@ -114,7 +115,7 @@ def _failed(name: str, attempts: list[ServerAttempt], budget_spent: bool = False
 
 
 def query(server: str, name: str, qtype: str, timeout: float,
-          deadline: Deadline | None = None) -> ServerAttempt:
+          deadline: Optional[Deadline] = None) -> ServerAttempt:
     """One question to one server over UDP, again over TCP if the reply is truncated (TC).
 
     Each of the two waits at most `timeout`, and both together no longer than `deadline`.
@@ -182,7 +183,7 @@ def _family(server: str) -> int:
     return socket.AF_INET6 if ":" in server else socket.AF_INET
 
 
-def _hosts_lookup(name: str, version: str | None, path: str) -> tuple[str, ...]:
+def _hosts_lookup(name: str, version: Optional[str], path: str) -> tuple[str, ...]:
     found: list[str] = []
     try:
         with open(path, encoding="utf-8") as handle:

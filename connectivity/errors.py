@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from connectivity.dns import Resolution
 
 # Result codes (ConnectivityResult.status_code) for a check that ran.
 REACHABLE = 0
@@ -73,7 +77,7 @@ class DestinationUnresolvable(ConnectivityError):
     code = 21
     title = "DestinationUnresolvable"
 
-    def __init__(self, message: str, resolution: object = None) -> None:
+    def __init__(self, message: str, resolution: Resolution) -> None:
         super().__init__(message)
         self.resolution = resolution  # the dns.Resolution with every server's answer
 

@@ -6,13 +6,15 @@ import json
 import re
 import socket
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Optional, Union
 
+from connectivity.address import IPAddress
 from connectivity.deadline import Deadline
 from plumbing import proc
 
 TERMINAL = ("drop", "reject")
 Key = tuple[str, str, str, int]          # family, table, chain, handle
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
 @dataclass(frozen=True)
@@ -21,8 +23,8 @@ class Flow:
     proto: str                   # "tcp" or "icmp"
     saddr: str
     daddr: str
-    sport: int | None            # None: an ephemeral port the kernel picks per probe
-    dport: int
+    sport: Optional[int]         # None: an ephemeral port the kernel picks per probe
+    dport: Optional[int]         # None: the reply to an ephemeral source port
     oifname: str = ""
     iifname: str = ""
     ct_state: str = "new"
@@ -40,7 +42,7 @@ class Finding:
     rule_text: str
     certain: bool                # every match expression was understood and matched
     hook: str
-    counter_delta: int | None = None
+    counter_delta: Optional[int] = None
     iptables_text: str = ""      # the same rule as iptables-save prints it (iptables-nft tables)
 
     @property
@@ -54,7 +56,7 @@ class Ruleset:
     """One snapshot of `nft -j list ruleset` plus the human text of each rule."""
 
     def __init__(self, items: list[dict[str, Any]], text: dict[Key, str],
-                 deadline: Deadline | None = None) -> None:
+                 deadline: Optional[Deadline] = None) -> None:
         self.chains = {(c["family"], c["table"], c["name"]): c
                        for c in (i["chain"] for i in items if "chain" in i)}
         self.rules: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -62,11 +64,11 @@ class Ruleset:
             self.rules.setdefault((rule["family"], rule["table"], rule["chain"]), []).append(rule)
         self.text = text
         self.available = bool(items)
-        self.iptables_tables: set = set()
+        self.iptables_tables: set[str] = set()  # "family table" that iptables-nft made
         self.deadline = deadline or Deadline.after(10.0)   # for the iptables-save reads
 
     @classmethod
-    def load(cls, deadline: Deadline | None = None) -> Ruleset:
+    def load(cls, deadline: Optional[Deadline] = None) -> Ruleset:
         """The ruleset now; empty if nft is missing, fails, or `deadline` (10 s) passes."""
         deadline = deadline or Deadline.after(10.0)
         try:
@@ -96,7 +98,7 @@ class Ruleset:
                         out[(family, table, chain, rule["handle"])] = expr["counter"]["packets"]
         return out
 
-    def find(self, flow: Flow) -> Finding | None:
+    def find(self, flow: Flow) -> Optional[Finding]:
         """Walk the base chains of the flow's hook in priority order, as netfilter would."""
         families = ("ip", "inet") if flow.version == 4 else ("ip6", "inet")
         bases = sorted((c for c in self.chains.values()
@@ -191,7 +193,7 @@ def _verdict_text(exprs: list[dict[str, Any]]) -> str:
     return "drop"
 
 
-def rule_matches(exprs: list[dict[str, Any]], flow: Flow) -> bool | None:
+def rule_matches(exprs: list[dict[str, Any]], flow: Flow) -> Optional[bool]:
     """True if every match holds, False if one fails, None if some could not be evaluated."""
     certain = True
     for expr in exprs:
@@ -243,7 +245,7 @@ def _field(left: Any, flow: Flow) -> Any:
     return _UNKNOWN
 
 
-def _compare(op: str, value: Any, right: Any) -> bool | None:
+def _compare(op: str, value: Any, right: Any) -> Optional[bool]:
     if op in ("==", "in"):
         return _member(value, right)
     if op == "!=":
@@ -255,7 +257,7 @@ def _compare(op: str, value: Any, right: Any) -> bool | None:
     return None
 
 
-def _member(value: Any, right: Any) -> bool | None:
+def _member(value: Any, right: Any) -> Optional[bool]:
     if isinstance(right, list):
         right = {"set": right}
     if isinstance(right, dict):
@@ -276,24 +278,31 @@ def _member(value: Any, right: Any) -> bool | None:
         return value.startswith(right[:-1])
     if isinstance(value, str) and isinstance(right, str) and _is_ip(value):
         return _is_ip(right) and ipaddress.ip_address(value) == ipaddress.ip_address(right)
-    return value == right
+    return bool(value == right)  # both are JSON scalars here: == is a bool
 
 
-def _in_net(value: Any, net: Any) -> bool | None:
+def _in_net(value: Any, net: IPNetwork) -> Optional[bool]:
     try:
         return ipaddress.ip_address(value) in net
     except (ValueError, TypeError):
         return None
 
 
-def _in_range(value: Any, low: Any, high: Any) -> bool | None:
+def _in_range(value: Any, low: Any, high: Any) -> Optional[bool]:
     if isinstance(value, int) and isinstance(low, int):
-        return low <= value <= high
+        return bool(low <= value <= high)
     try:
-        return ipaddress.ip_address(low) <= ipaddress.ip_address(value) \
-            <= ipaddress.ip_address(high)
+        first, at = ipaddress.ip_address(low), ipaddress.ip_address(value)
+        return _not_after(first, at) and _not_after(at, ipaddress.ip_address(high))
     except (ValueError, TypeError):
         return None
+
+
+def _not_after(first: IPAddress, second: IPAddress) -> bool:
+    """first <= second, in the addresses' own order: IPv4 against IPv6 is a TypeError."""
+    if first.version != second.version:
+        raise TypeError(f"{first} and {second} are not of the same IP version")
+    return int(first) <= int(second)
 
 
 def _is_ip(text: str) -> bool:

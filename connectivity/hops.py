@@ -8,6 +8,7 @@ import struct
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Optional
 
 from connectivity.deadline import Deadline
 from connectivity.probe import checksum, enable_rx_timestamps, errno_name, recv_stamped
@@ -41,10 +42,10 @@ class TtlRecord:
 @dataclass
 class Trace:
     records: dict[int, TtlRecord] = field(default_factory=dict)
-    reached_ttl: int | None = None
+    reached_ttl: Optional[int] = None
     destination_answer: str = ""        # "SYN/ACK", "RST", "EchoReply"
     stop_reason: str = ""               # an ICMP unreachable seen on the way
-    send_errors: Counter = field(default_factory=Counter)
+    send_errors: Counter[str] = field(default_factory=Counter)  # errno name -> sends
 
 
 class Tracer:
@@ -59,7 +60,7 @@ class Tracer:
         self.pending: dict[int, tuple[int, float]] = {}   # probe number -> ttl, sent time
         self.trace = Trace()
 
-    def run(self, deadline: Deadline | None = None) -> Trace:
+    def run(self, deadline: Optional[Deadline] = None) -> Trace:
         """Windows of TTLs until the destination answers; none starts after `deadline`."""
         deadline = deadline or Deadline.after(windows(self.settings) * self.settings.timeout)
         proto = socket.IPPROTO_ICMP if self.icmp else socket.IPPROTO_TCP

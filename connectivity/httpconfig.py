@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from connectivity import errors as E
 from connectivity.shape import Problems, bad_character, choice, fields, show
@@ -27,7 +27,7 @@ class HttpConfiguration:
     path: str = "/"          # the request target, percent-encoded (ASCII only)
 
 
-def parse_http(config: Any, protocol: str, path: str, bad: Problems) -> HttpConfiguration | None:
+def parse_http(config: Any, protocol: str, path: str, bad: Problems) -> Optional[HttpConfiguration]:
     """The HTTP settings of an Http/Https check (defaults when absent); None for the others."""
     default = HttpConfiguration(path=path) if protocol in ("Http", "Https") else None
     if config is None:
@@ -95,7 +95,7 @@ def _header_name(value: Any, path: str, bad: Problems) -> str:
     return ""
 
 
-def _header_value(value: Any, path: str, bad: Problems) -> str | None:
+def _header_value(value: Any, path: str, bad: Problems) -> Optional[str]:
     """Latin-1 text without control characters (tab allowed): all HTTP/1.1 can carry."""
     problem = ""
     if value is None:

@@ -7,11 +7,15 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
 
 from connectivity.deadline import Deadline
 from connectivity.httpconfig import HttpConfiguration
 from connectivity.probe import ProbeResult, abort, errno_name, tcp_connect
 from plumbing.crashpoints import crashpoint
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer  # a type-checking-only name: any writable buffer
 
 PHASES = {"tls": "the TLS handshake", "request": "sending the request",
           "response": "the status line and headers"}
@@ -20,7 +24,7 @@ PHASES = {"tls": "the TLS handshake", "request": "sending the request",
 @dataclass(frozen=True)
 class HttpOutcome:
     connect: ProbeResult
-    status: int | None = None
+    status: Optional[int] = None
     reason: str = ""
     error: str = ""
     error_kind: str = ""        # "tls", "protocol", "headers", "timeout"
@@ -28,7 +32,7 @@ class HttpOutcome:
 
 
 def http_probe(addr: str, host: str, port: int, tls: bool, config: HttpConfiguration,
-               source_port: int | None, deadline: Deadline,
+               source_port: Optional[int], deadline: Deadline,
                connect_timeout: float) -> HttpOutcome:
     """Connect (at most `connect_timeout`), then TLS, one request and the response head.
 
@@ -109,6 +113,7 @@ class _Exchange:
         self.sock.sendall(request_head(config, host, port, tls))  # sendall: one overall timeout
         crashpoint("connectivity.check.response")
         self.phase = "response"
+        # HTTPResponse only calls makefile("rb") on its socket; typeshed asks for a real one.
         response = http.client.HTTPResponse(_ResponseSource(self),  # type: ignore[arg-type]
                                             method=config.method.upper())
         response.begin()
@@ -134,7 +139,7 @@ class _DeadlineReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer) -> int:
         sock = self.exchange.sock
         sock.settimeout(self.exchange.deadline.wait())
         count = sock.recv_into(buffer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from connectivity import errors as E
 from plumbing.redact import redact_patterns
@@ -42,7 +42,7 @@ class RttStats:
     def loss_percent(self) -> float:
         return 100.0 * (self.sent - self.received) / self.sent if self.sent else 0.0
 
-    def summary(self) -> tuple[float | None, float | None, float | None]:
+    def summary(self) -> tuple[Optional[float], Optional[float], Optional[float]]:
         if not self.rtts_ms:
             return None, None, None
         return min(self.rtts_ms), sum(self.rtts_ms) / len(self.rtts_ms), max(self.rtts_ms)
@@ -59,7 +59,7 @@ class Hop:
     resource_id: str = ""   # the request's source/destination resourceId, echoed
 
 
-def _ms(value: float | None) -> int | None:
+def _ms(value: Optional[float]) -> Optional[int]:
     return None if value is None else round(value)
 
 

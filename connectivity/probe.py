@@ -8,7 +8,7 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from plumbing.crashpoints import crashpoint
 
@@ -21,15 +21,15 @@ class SourceBindError(OSError):
 class ProbeResult:
     ok: bool
     outcome: str                 # "Connected", "Reply", "Timeout" or an errno name
-    rtt_ms: float | None = None  # the kernel's handshake RTT sample when there is one
+    rtt_ms: Optional[float] = None  # the kernel's handshake RTT sample when there is one
     peer: str = ""               # who answered an ICMP error, when known
-    wall_ms: float | None = None  # connect() to writable, as seen from user space
+    wall_ms: Optional[float] = None  # connect() to writable, as seen from user space
 
 
 TCPI_RTT_OFFSET = 68  # struct tcp_info: 8 bytes of u8 fields, then u32 rto ... rtt (linux/tcp.h)
 
 
-def handshake_rtt_ms(sock: socket.socket) -> float | None:
+def handshake_rtt_ms(sock: socket.socket) -> Optional[float]:
     """The kernel's RTT sample of the SYN -> SYN/ACK exchange (tcpi_rtt, microseconds).
 
     Right after connect() srtt holds exactly the first sample; it excludes the time this
@@ -75,8 +75,8 @@ def _family(addr: str) -> int:
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
-def tcp_connect(addr: str, port: int, source_port: int | None,
-                timeout: float) -> tuple[ProbeResult, socket.socket | None]:
+def tcp_connect(addr: str, port: int, source_port: Optional[int],
+                timeout: float) -> tuple[ProbeResult, Optional[socket.socket]]:
     """Time a TCP handshake; on success return the open socket (the caller aborts it)."""
     crashpoint("connectivity.check.connect")
     sock = socket.socket(_family(addr), socket.SOCK_STREAM)
@@ -120,7 +120,7 @@ def abort(sock: socket.socket) -> None:
     sock.close()
 
 
-def tcp_probe(addr: str, port: int, source_port: int | None, timeout: float) -> ProbeResult:
+def tcp_probe(addr: str, port: int, source_port: Optional[int], timeout: float) -> ProbeResult:
     result, sock = tcp_connect(addr, port, source_port, timeout)
     if sock is not None:
         abort(sock)
@@ -193,7 +193,8 @@ def _icmp(kind: int, ident: int, seq: int, payload: bytes) -> bytes:
 def checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    words: tuple[int, ...] = struct.unpack(f"!{len(data) // 2}H", data)
+    total = sum(words)
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from connectivity import errors as E
 from connectivity.address import Address, ip_or_none, parse_address
@@ -29,9 +29,9 @@ class ConnectivityRequest:
     host: str
     port: int
     protocol: str = "Tcp"
-    source_port: int | None = None
-    http: HttpConfiguration | None = None
-    ip_version: str | None = None
+    source_port: Optional[int] = None
+    http: Optional[HttpConfiguration] = None
+    ip_version: Optional[str] = None
     probes: int = DEFAULT_PROBES
     address_text: str = field(default="", compare=False)
     source_resource_id: str = ""        # echoed in the answer, never used to find anything
@@ -74,7 +74,7 @@ def parse_request(obj: Any) -> ConnectivityRequest:
     probes = integer(top.get("probes", DEFAULT_PROBES), "probes", 1, MAX_PROBES, bad,
                      E.InvalidProbeCount)
     literal = ip_or_none(address.host) if address else None
-    if version and literal is not None and literal.version != int(version[-1]):
+    if version and address and literal is not None and literal.version != int(version[-1]):
         bad.add("preferredIPVersion", f"{version} requested but destination {address.host} "
                 f"is IPv{literal.version}", E.InvalidIPVersion)
     bad.raise_if_any()
@@ -87,7 +87,7 @@ def parse_request(obj: Any) -> ConnectivityRequest:
 
 
 def _object(top: dict[str, Any], key: str, bad: Problems,
-            kind: type[E.ConnectivityError]) -> dict[str, Any] | None:
+            kind: type[E.ConnectivityError]) -> Optional[dict[str, Any]]:
     value = top.get(key)
     if value is None:
         if key == "destination":
@@ -99,7 +99,7 @@ def _object(top: dict[str, Any], key: str, bad: Problems,
     return value
 
 
-def _destination(given: dict[str, Any], bad: Problems) -> tuple[Address | None, str]:
+def _destination(given: dict[str, Any], bad: Problems) -> tuple[Optional[Address], str]:
     """The address (None when bad) and the echoed resource ID."""
     rid = resource_id(given["resourceId"], "destination.resourceId", bad,
                       E.InvalidDestination) if "resourceId" in given else ""
@@ -116,7 +116,7 @@ def _destination(given: dict[str, Any], bad: Problems) -> tuple[Address | None, 
     return None, rid
 
 
-def _destination_port(dest: dict[str, Any] | None, protocol: str, address: Address | None,
+def _destination_port(dest: Optional[dict[str, Any]], protocol: str, address: Optional[Address],
                       bad: Problems) -> int:
     """0 or absent means "not set": the URL's port, else the protocol's default."""
     value = dest.get("port") if dest else None
@@ -135,7 +135,7 @@ def _destination_port(dest: dict[str, Any] | None, protocol: str, address: Addre
     return default
 
 
-def _source(source: dict[str, Any], bad: Problems) -> tuple[int | None, str]:
+def _source(source: dict[str, Any], bad: Problems) -> tuple[Optional[int], str]:
     given = fields(source, ("port", "resourceId"), "source", bad, E.InvalidSettings)
     port = integer(given["port"], "source.port", 0, 65535, bad, E.InvalidPort) \
         if "port" in given else None

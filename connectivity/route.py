@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import socket
 from dataclasses import dataclass
+from typing import Optional
 
 from pyroute2 import IPRoute, NetlinkError
 
@@ -35,11 +36,11 @@ class RouteLookup:
                                           ("table", self.table)]
 
 
-def table_name(number: int | None) -> str:
+def table_name(number: Optional[int]) -> str:
     return TABLE_NAMES.get(number or 0, str(number))
 
 
-def lookup(destination: str, source_port: int | None = None) -> RouteLookup:
+def lookup(destination: str, source_port: Optional[int] = None) -> RouteLookup:
     """Ask the kernel which route a packet to `destination` would take right now."""
     family = socket.AF_INET6 if ":" in destination else socket.AF_INET
     with IPRoute() as ipr:

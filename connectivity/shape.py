@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from typing import Any
+from typing import Any, Optional
 
 from connectivity import errors as E
 from plumbing.redact import redact_patterns
@@ -154,7 +154,7 @@ def choice(value: Any, path: str, choices: tuple[str, ...], bad: Problems,
 
 
 def integer(value: Any, path: str, low: int, high: int, bad: Problems,
-            kind: type[E.ConnectivityError], note: str = "") -> int | None:
+            kind: type[E.ConnectivityError], note: str = "") -> Optional[int]:
     """An int (not a bool, not 80.0) in [low, high]; None when bad."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         bad.add(path, f"must be an integer {low}-{high}{note}, got {show(value)}", kind)

@@ -8,11 +8,14 @@ import os
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Callable, Dict, Mapping, Optional, TypeVar
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from plumbing.redact import Redactor, redact_patterns, strip_query
 from plumbing.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobClient
 
 ProgressHook = Callable[[int, Optional[int]], None]
 
@@ -98,6 +101,13 @@ def _is_ip_style(host: str) -> bool:
     return host in ("localhost",) or host.replace(".", "").isdigit() or ":" in host
 
 
+class BlobUploader(Protocol):
+    """The part of a blob store that sends a finished local file (a capture's upload)."""
+
+    def upload_file(self, uri: str, path: str,
+                    progress: Optional[ProgressHook] = None) -> int: ...
+
+
 class BlobStore:
     """Writes, reads and snapshots blobs addressed by SAS URIs."""
 
@@ -165,14 +175,14 @@ class BlobStore:
                                                       timeout=self._server_timeout())))
         return str(result["snapshot"])
 
-    def properties(self, uri: str) -> Dict[str, object]:
+    def properties(self, uri: str) -> dict[str, object]:
         props = self._with_retry("get properties", uri, self._walled(
             lambda: self._client(uri).get_blob_properties(timeout=self._server_timeout())))
         return {"size": props.size, "metadata": dict(props.metadata or {}),
                 "blob_type": str(props.blob_type), "last_modified": props.last_modified}
 
     # -- machinery --------------------------------------------------------------------
-    def _client(self, uri: str):
+    def _client(self, uri: str) -> BlobClient:
         from azure.storage.blob import BlobClient
 
         left = max(0.5, self._time_left())
@@ -188,31 +198,32 @@ class BlobStore:
         thread; its answer, if any, is dropped."""
         def bounded() -> T:
             limit = max(0.5, self._time_left()) + WALL_MARGIN
-            box: Dict[str, object] = {}
+            value: list[T] = []
+            error: list[BaseException] = []
             done = threading.Event()
 
             def run() -> None:
                 try:
-                    box["value"] = call()
+                    value.append(call())
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-                    box["error"] = exc
+                    error.append(exc)
                 finally:
                     done.set()
             threading.Thread(target=run, name="blob-request", daemon=True).start()
             if not done.wait(limit):
                 raise WallTimeout(f"no complete answer within {limit:.0f}s")
-            if "error" in box:
-                raise box["error"]  # type: ignore[misc]
-            return box["value"]  # type: ignore[return-value]
+            if error:
+                raise error[0]
+            return value[0]
         return bounded
 
     def _server_timeout(self) -> int:
         return max(1, int(self._time_left()))
 
-    def _with_retry(self, what: str, uri: str, operation: Callable[[], object]):
+    def _with_retry(self, what: str, uri: str, operation: Callable[[], T]) -> T:
         attempts = 0
 
-        def attempt():
+        def attempt() -> T:
             nonlocal attempts
             if self._time_left() < 0.5:
                 raise BlobError(BlobErrorKind.TIMEOUT, f"{what} of {strip_query(uri)} not "
@@ -247,8 +258,9 @@ class BlobStore:
         )
 
         target = strip_query(uri)
-        if isinstance(exc, HttpResponseError) and getattr(exc, "status_code", None):
-            status = int(exc.status_code)
+        status_code: Optional[int] = getattr(exc, "status_code", None)
+        if isinstance(exc, HttpResponseError) and status_code:
+            status = int(status_code)
             code = getattr(exc, "error_code", None) or ""
             code = str(getattr(code, "value", code))
             first_line = self._redact(str(exc.message or exc).splitlines()[0])[:300]

@@ -3,6 +3,17 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """What a limit or a timeout reads time from: tests pass one they can drive."""
+
+    def now(self) -> datetime: ...
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
 
 
 class SystemClock:

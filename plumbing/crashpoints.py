@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import List, Tuple
+from typing import Optional
 
 ARM_VARIABLE = "HANDLER_CRASH_AT"
 TRACE_VARIABLE = "HANDLER_CRASH_TRACE"
@@ -32,7 +32,7 @@ def crashpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def read_trace(path: str) -> List[Tuple[int, str]]:
+def read_trace(path: str) -> list[tuple[int, str]]:
     """(pid, name) for every point reached, in order."""
     try:
         with open(path, encoding="utf-8") as stream:
@@ -47,7 +47,7 @@ def read_trace(path: str) -> List[Tuple[int, str]]:
     return entries
 
 
-def _matches(armed: str, name: str, trace: str | None) -> bool:
+def _matches(armed: str, name: str, trace: Optional[str]) -> bool:
     target, _, nth = armed.partition("@")
     if target != name:
         return False

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, Any, Dict, List, Mapping, Optional, Sequence
+from typing import IO, Any, Mapping, Optional, Sequence
 
 DEFAULT_OUTPUT_CAP = 64 * 1024
 
@@ -105,7 +105,7 @@ def describe_failure(result: Completed) -> str:
     return f"{result.argv[0]} {what}" + (f": {tail}" if tail else "")
 
 
-def own_process_group() -> Dict[str, Any]:
+def own_process_group() -> dict[str, Any]:
     """Popen arguments for a child leading a new process group in our session."""
     if sys.version_info >= (3, 11):
         return {"process_group": 0}  # novermin
@@ -113,12 +113,12 @@ def own_process_group() -> Dict[str, Any]:
     return {"preexec_fn": os.setpgrp}
 
 
-def kill_session(sid: int, sig: int = signal.SIGKILL) -> List[int]:
+def kill_session(sid: int, sig: int = signal.SIGKILL) -> list[int]:
     """Signal every live process of session `sid` (never our own session, nor init's); looks
     again while it finds any, since one may fork meanwhile. Returns the pids signalled."""
     if sid <= 1 or sid == os.getsid(0):
         return []
-    hit: List[int] = []
+    hit: list[int] = []
     for _ in range(5):
         found = [pid for pid in _session_members(sid) if pid != os.getpid()]
         if not found:
@@ -133,7 +133,7 @@ def kill_session(sid: int, sig: int = signal.SIGKILL) -> List[int]:
     return hit
 
 
-def _session_members(sid: int) -> List[int]:
+def _session_members(sid: int) -> list[int]:
     members = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -171,7 +171,7 @@ class _CappedReader:
     """Drains a pipe in a thread, keeping only the first `cap` bytes."""
 
     def __init__(self, pipe: Optional[IO[bytes]], cap: int) -> None:
-        self._chunks: List[bytes] = []
+        self._chunks: list[bytes] = []
         self._kept = 0
         self._cap = cap
         self.truncated = False
@@ -182,7 +182,8 @@ class _CappedReader:
         if pipe is None:
             return
         with pipe:
-            for chunk in iter(lambda: pipe.read1(65536), b""):
+            # One read(2) a chunk, as BufferedReader.read1 would do on this unread pipe.
+            for chunk in iter(lambda: os.read(pipe.fileno(), 65536), b""):
                 room = self._cap - self._kept
                 if room > 0:
                     self._chunks.append(chunk[:room])

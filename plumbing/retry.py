@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, TypeVar
+from typing import Callable, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -21,7 +21,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        base = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        base = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         return base * (1.0 + self.jitter * rng())
 
     def call(
@@ -31,7 +31,7 @@ class RetryPolicy:
         on_retry: Optional[Callable[[int, BaseException, float], None]] = None,
     ) -> T:
         """Run `operation` until it succeeds, the error is not retryable, or attempts run out."""
-        errors: List[BaseException] = []
+        errors: list[BaseException] = []
         for attempt in range(1, self.attempts + 1):
             try:
                 return operation()

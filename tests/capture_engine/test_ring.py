@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import tracemalloc
-from types import SimpleNamespace
 
 import pytest
 
@@ -30,8 +29,7 @@ def test_ring_file_and_blob_names_stay_unique_past_100000(tmp_path):
     seqs = list(range(1, 200_001))
     paths = [plan.file_path(seq) for seq in seqs]
     assert len(set(paths)) == len(paths), "two ring files share a name"
-    session = SimpleNamespace(request=request, recorder=SimpleNamespace(files=paths))
-    urls = [url for _, url in _targets(session, "sv=1&sig=x")]
+    urls = [url for _, url in _targets(request, paths, "sv=1&sig=x")]
     assert len(set(urls)) == len(urls), \
         f"two ring files upload to one blob, e.g. {urls[0]} and {urls[100_000]}"
     assert urls[100_000].split("?")[0].endswith("weeks_100001.cap"), urls[100_000]
