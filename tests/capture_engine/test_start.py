@@ -36,15 +36,25 @@ def test_no_packet_is_stamped_before_capture_start(lab, tmp_path, backend):
     request = parse_capture_settings(
         {"name": "early", "storageLocation": {"filePath": "early.cap"}, "interfaces": ["cap0"],
          "filters": [{"protocol": "UDP", "localPort": "7301"}]}, capture_root=str(tmp_path))
-    sender = threading.Thread(target=traffic.blast, args=(lab, 30_000, 64, 7301))
+    enough = threading.Event()
+
+    def send() -> None:  # from before the start until after it, whatever the start's speed
+        for _ in range(60):  # bounded: 60,000 datagrams at most
+            traffic.blast(lab, 1000, 64, 7301)
+            if enough.is_set():
+                return
+    sender = threading.Thread(target=send)
     sender.start()
     try:
         time.sleep(0.1)
         running = start_session(lab, request, backend)
+        time.sleep(0.3)
+        enough.set()
         sender.join(30)
         running.stop.set()
         result = running.finish()
     finally:
+        enough.set()
         sender.join(30)
     records = helpers.read_pcap(result.local_path)
     assert records, "nothing captured: the test proves nothing"
