@@ -22,6 +22,9 @@ ProgressHook = Callable[[int, Optional[int]], None]
 
 T = TypeVar("T")
 WALL_MARGIN = 1.0  # seconds a request may run past its timeout before it is abandoned
+# A file upload may take as long as it needs while it progresses; with no chunk acknowledged
+# for STALL_FACTOR x the request timeout it is abandoned (storage that trickles its answers).
+STALL_FACTOR = 3.0
 
 
 class WallTimeout(Exception):
@@ -155,13 +158,20 @@ class BlobStore:
     def upload_file(self, uri: str, path: str, progress: Optional[ProgressHook] = None) -> int:
         """Upload a local file in chunks; returns the number of bytes sent."""
         size = os.path.getsize(path)
+        last_progress = [time.monotonic()]
+
+        def noted(current: int, total: Optional[int]) -> None:
+            last_progress[0] = time.monotonic()
+            if progress is not None:
+                progress(current, total)
 
         def upload() -> None:
+            last_progress[0] = time.monotonic()
             with open(path, "rb") as stream:
                 self._client(uri).upload_blob(
                     stream, length=size, overwrite=True, max_concurrency=self.max_concurrency,
-                    progress_hook=progress, timeout=self._server_timeout())
-        self._with_retry("upload", uri, upload)
+                    progress_hook=noted, timeout=self._server_timeout())
+        self._with_retry("upload", uri, self._walled(upload, last_progress))
         return size
 
     def read_bytes(self, uri: str) -> bytes:
@@ -191,11 +201,15 @@ class BlobStore:
             read_timeout=left, max_block_size=self.chunk_size,
             max_single_put_size=self.chunk_size)
 
-    def _walled(self, call: Callable[[], T]) -> Callable[[], T]:
+    def _walled(self, call: Callable[[], T],
+                progressed: Optional[list[float]] = None) -> Callable[[], T]:
         """`call` bounded in wall-clock time by the attempt's timeout (or the time left): the
         SDK's timeouts bound each socket read, and storage that trickles its answer a byte at a
         time would hold a small request forever. The request is left to finish in a daemon
-        thread; its answer, if any, is dropped."""
+        thread; its answer, if any, is dropped. With `progressed` (the monotonic time of the
+        call's last progress, kept current by the call), a long call runs on while it
+        progresses: the bound is then the deadline, if any, and STALL_FACTOR x the timeout
+        without progress."""
         def bounded() -> T:
             limit = max(0.5, self._time_left()) + WALL_MARGIN
             value: list[T] = []
@@ -210,12 +224,22 @@ class BlobStore:
                 finally:
                     done.set()
             threading.Thread(target=run, name="blob-request", daemon=True).start()
-            if not done.wait(limit):
+            if progressed is not None:
+                self._wait_progressing(done, progressed)
+            elif not done.wait(limit):
                 raise WallTimeout(f"no complete answer within {limit:.0f}s")
             if error:
                 raise error[0]
             return value[0]
         return bounded
+
+    def _wait_progressing(self, done: threading.Event, progressed: list[float]) -> None:
+        stall = STALL_FACTOR * self.timeout
+        while not done.wait(0.25):
+            if self._deadline is not None and self._time_left() + WALL_MARGIN <= 0:
+                raise WallTimeout("not complete by its deadline")
+            if time.monotonic() - progressed[0] > stall:
+                raise WallTimeout(f"no progress for {stall:.0f}s")
 
     def _server_timeout(self) -> int:
         return max(1, int(self._time_left()))

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
-from plumbing.blobstore import BlobError, BlobErrorKind, BlobStore
+from plumbing.blobstore import STALL_FACTOR, BlobError, BlobErrorKind, BlobStore
 from plumbing.retry import RetryPolicy
 
 NO_WAIT = dict(sleep=lambda seconds: None)
@@ -71,3 +72,21 @@ def test_malformed_uris_are_rejected_before_any_request(uri):
     with pytest.raises(BlobError) as caught:
         BlobStore(**NO_WAIT).put_bytes(uri, b"x")
     assert caught.value.kind is BlobErrorKind.INVALID_URI
+
+
+def test_a_file_upload_to_storage_that_trickles_ends_at_the_stall_bound(tmp_path):
+    """Each read gets a byte in time, so no socket timeout fires: only a bound on progress
+    ends the upload (a capture's worker would otherwise upload forever)."""
+    from tests.hunt.trickle import TrickleServer
+
+    capture = tmp_path / "c.cap"
+    capture.write_bytes(b"\0" * 100_000)
+    store = BlobStore(policy=RetryPolicy(attempts=2, base_delay=0.01, retry_on=lambda e: True),
+                      timeout=2.0)
+    with TrickleServer(interval=0.25, limit=60.0) as server:
+        started = time.monotonic()
+        with pytest.raises(BlobError) as failed:
+            store.upload_file(server.uri("caps", "c.cap"), str(capture))
+        took = time.monotonic() - started
+    assert failed.value.kind == BlobErrorKind.TIMEOUT, failed.value
+    assert took < 2 * (STALL_FACTOR * 2.0 + 2), f"the upload went on for {took:.0f}s"
