@@ -66,7 +66,7 @@ class ResolverConfig:
                 servers.append(words[1])
             elif words[:1] == ["options"]:
                 for opt in words[1:]:
-                    if opt.startswith("timeout:") and opt[8:].isdigit():
+                    if opt.startswith("timeout:") and opt[8:].isascii() and opt[8:].isdigit():
                         timeout = float(opt[8:])
         return cls(tuple(servers), min(max(timeout, 0.1), MAX_SERVER_TIMEOUT))
 

@@ -33,7 +33,8 @@ class RawSettings:
 def choose_sequence(config_folder: Path, environ: Mapping[str, str] = os.environ) -> Optional[int]:
     """ConfigSequenceNumber when its file exists, else the newest *.settings by mtime."""
     requested = environ.get("ConfigSequenceNumber", "").strip()
-    if requested.isdigit() and (config_folder / f"{int(requested)}.settings").is_file():
+    if requested.isascii() and requested.isdigit() \
+            and (config_folder / f"{int(requested)}.settings").is_file():
         return int(requested)
     candidates = []
     for entry in config_folder.glob("*.settings") if config_folder.is_dir() else ():

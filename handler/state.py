@@ -116,7 +116,7 @@ class StateStore:
             text = self.mrseq_file.read_text().strip()
         except FileNotFoundError:
             return None
-        return int(text) if text.lstrip("-").isdigit() else None
+        return int(text) if text.isascii() and text.lstrip("-").isdigit() else None
 
     def set_last_seq(self, seq: int) -> None:
         try:
@@ -170,7 +170,7 @@ class StateStore:
         for job_id in removed:
             self.delete_job(job_id)
         seqs = sorted(int(p.stem) for p in (self.root / "ops").glob("*.json")
-                      if p.stem.isdigit())
+                      if p.stem.isascii() and p.stem.isdigit())
         for seq in seqs[:max(0, len(seqs) - keep_operations)]:
             if seq != self.last_seq():
                 (self.root / "ops" / f"{seq}.json").unlink(missing_ok=True)

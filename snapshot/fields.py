@@ -108,7 +108,8 @@ def whole_number(value: Any, name: str, low: int, high: int,
         number = value
     elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
         number = int(value)
-    elif isinstance(value, str) and 0 < len(value.strip()) <= 12 and value.strip().isdigit():
+    elif isinstance(value, str) and 0 < len(value.strip()) <= 12 and value.strip().isascii() \
+            and value.strip().isdigit():  # ASCII only: int() refuses "²", which isdigit takes
         number = int(value.strip())
     if number is None or not low <= number <= high:
         raise FieldError(f"{name} must be a whole number from {low} to {high}, not "
