@@ -8,10 +8,26 @@ from typing import Any, Iterable
 REDACTED = "REDACTED"
 
 # Query parameters of a SAS URI or connection string whose value is a secret.
+_SECRET_KEYS = ("sig", "signature", "AccountKey", "SharedAccessKey", "SharedAccessSignature",
+                "password", "passwd", "pwd", "token", "access_token", "client_secret",
+                "credString")
+
+
+def _any_spelling(word: str) -> str:
+    """`word` with each character as itself or percent-encoded, once or twice (%73, %2573):
+    every URL parser, the storage service's included, reads `%73ig=` as `sig=`."""
+    parts = []
+    for char in word:
+        codes = {f"{ord(char.lower()):02x}", f"{ord(char.upper()):02x}"}
+        spellings = [re.escape(char)] + [f"%(?:25)?{code}" for code in sorted(codes)]
+        parts.append(f"(?:{'|'.join(spellings)})")
+    return "".join(parts)
+
+
 _SECRET_PARAMS = re.compile(
-    r"(?i)(?P<key>(?:(?<![a-z])|(?<=%3f)|(?<=%253f))(?:sig|signature|AccountKey|SharedAccessKey|SharedAccessSignature|"
-    r"password|passwd|pwd|token|access_token|client_secret|credString)[\"']?"
-    r"(?:\s*[=:]|%3D|%253D)\s*[\"']?)"
+    r"(?i)(?P<key>(?:(?<![a-z])|(?<=%3f)|(?<=%253f))(?:"
+    + "|".join(_any_spelling(key) for key in _SECRET_KEYS)
+    + r")[\"']?(?:\s*[=:]|%3D|%253D)\s*[\"']?)"
     r"(?P<value>[^&\s\"'<>;,]+)"
 )
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
