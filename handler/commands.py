@@ -60,14 +60,20 @@ def update(rt: Runtime) -> int:
 
 
 def disable(rt: Runtime) -> int:
+    """Stop the workers, report. Its storage time is what the lock wait and the workers' grace
+    left of their sum: a slow lock never stretches disable past about a minute."""
+    budget_end = rt.clock.monotonic() + STOP_GRACE_SECONDS + DISABLE_STORAGE_SECONDS
     with rt.store.lock():
         running = [job for job in rt.store.jobs() if not job.finished]
     rt.log.info("disable: stopping %d running worker(s)", len(running))
-    left = jobs.stop_workers(rt.store, running, STOP_GRACE_SECONDS, kill=False)
+    grace = max(1.0, min(STOP_GRACE_SECONDS, budget_end - DISABLE_STORAGE_SECONDS / 2
+                         - rt.clock.monotonic()))
+    left = jobs.stop_workers(rt.store, running, grace, kill=False)
     for job in left:
         rt.log.warning("disable: worker %s still finishing (e.g. uploading); it reports itself",
                        job.job_id)
-    rt.publish(deadline=rt.clock.monotonic() + DISABLE_STORAGE_SECONDS)
+    now = rt.clock.monotonic()
+    rt.publish(deadline=max(now + 2.0, min(budget_end, now + DISABLE_STORAGE_SECONDS)))
     return 0
 
 
