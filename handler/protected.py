@@ -18,6 +18,7 @@ from handler.errors import (
     UnsupportedCipherError,
     WrongCertificateError,
 )
+from handler.settings_file import KeyClashes
 
 THUMBPRINT = re.compile(r"[0-9A-F]{40}")
 OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
@@ -56,11 +57,14 @@ def decrypt_protected_settings(b64: str, thumbprint: str, lib_dir: Path) -> Dict
     envelope = parse_envelope(blob)
     certificate, key = load_key_pair(thumbprint, lib_dir)
     plaintext = decrypt_envelope(envelope, certificate, key, thumbprint)
+    keys = KeyClashes()
     try:
-        value = json.loads(plaintext.decode("utf-8"))
+        value = json.loads(plaintext.decode("utf-8"), object_pairs_hook=keys)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ProtectedSettingsContentError(
             "protectedSettings decrypted, but the plaintext is not JSON") from None
+    if keys.found:
+        raise ProtectedSettingsContentError(f"protectedSettings: {keys.describe()}")
     if not isinstance(value, dict):
         raise ProtectedSettingsContentError(
             f"protectedSettings must be a JSON object, found {type(value).__name__}")

@@ -58,8 +58,9 @@ def read_settings(config_folder: Path, seq: int) -> RawSettings:
         if seq == 0:  # the agent's way of saying "no settings": an empty 0.settings
             return RawSettings(seq, path, None, None, None, _digest(text))
         raise NoRuntimeSettingsError(f"settings file {path.name} is empty")
+    keys = KeyClashes()
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=keys)
     except ValueError as exc:  # incl. a number of more than 4,300 digits (Python 3.11+)
         raise SettingsFileError(f"settings file {path.name} is not valid JSON: "
                                 f"{str(exc)[:200]}") from None
@@ -75,7 +76,7 @@ def read_settings(config_folder: Path, seq: int) -> RawSettings:
     public = handler_settings.get("publicSettings")
     protected = handler_settings.get("protectedSettings")
     thumbprint = handler_settings.get("protectedSettingsCertThumbprint")
-    problems = []
+    problems = [keys.describe()] if keys.found else []
     if public is not None and not isinstance(public, dict):
         problems.append("publicSettings must be an object")
     if protected is not None and not isinstance(protected, str):
@@ -89,3 +90,25 @@ def read_settings(config_folder: Path, seq: int) -> RawSettings:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class KeyClashes:
+    """A json object_pairs_hook that notes keys ARM reads as one property (the same name in
+    any case, or repeated): which one a caller meant is not ours to guess."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def __call__(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, str] = {}
+        for key, _ in pairs:
+            folded = key.lower()
+            if folded in seen:
+                self.found.append(f"{seen[folded][:60]!r} and {key[:60]!r}")
+            else:
+                seen[folded] = key
+        return dict(pairs)
+
+    def describe(self) -> str:
+        return (f"keys {'; '.join(self.found[:3])} differ only in case (or repeat): ARM reads "
+                "them as one property; keep one")
