@@ -171,7 +171,7 @@ def run_phase(config: PluginConfig, phase: str, log: BufferedLog) -> PhaseResult
             runs += _run_script(config, phase, script, log)
     except ScriptError as exc:
         log.error(exc.message)
-        return PhaseResult(phase, False, exc.code, exc.message, runs + getattr(exc, "runs", 0))
+        return PhaseResult(phase, False, exc.code, exc.message, runs + exc.runs)
     return PhaseResult(phase, True, 0, f"{len(scripts)} {phase}-script(s) succeeded", runs)
 
 
@@ -189,7 +189,7 @@ def _run_script(config: PluginConfig, phase: str, script: str, log: BufferedLog)
             done = run([script, *params], timeout=remaining, check=False, cap=OUTPUT_CAP)
         except CommandError as exc:
             error = ScriptError(f"{phase}-script {script} could not start: {exc}", failed)
-            error.runs = attempt  # type: ignore[attr-defined]
+            error.runs = attempt
             raise error from None
         log.block(f"{phase}-script {script} attempt {attempt}/{attempts}: "
                   f"exit {done.returncode}{' (timed out, killed)' if done.timed_out else ''}"
@@ -204,7 +204,7 @@ def _run_script(config: PluginConfig, phase: str, script: str, log: BufferedLog)
     error = ScriptError(f"{phase}-script {script} {last or 'timed out'} "
                         f"(timeout {config.timeout:g}s, {attempts} attempt(s) allowed)",
                         timeout_code if timed_out else failed)
-    error.runs = attempt  # type: ignore[attr-defined]
+    error.runs = attempt
     raise error
 
 
