@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Optional
+from typing import Optional
 
 MOUNTINFO = "/proc/self/mountinfo"
 _NOT_CONTROLLERS = ("rw", "ro", "relatime", "noprefix", "clone_children", "xattr")
@@ -34,16 +34,16 @@ class Hierarchy:
 
     mountpoint: str
     version: int
-    controllers: FrozenSet[str]
+    controllers: frozenset[str]
     root: str  # the cgroup of the hierarchy this mount shows as its top ("/" = the real root)
 
 
-def hierarchies(mountinfo: Optional[str] = None) -> List[Hierarchy]:
+def hierarchies(mountinfo: Optional[str] = None) -> list[Hierarchy]:
     """Mounted cgroup hierarchies, one per hierarchy (its mount nearest the hierarchy's root)."""
     if mountinfo is None:
         with open(MOUNTINFO, encoding="utf-8") as stream:
             mountinfo = stream.read()
-    best: Dict[str, Hierarchy] = {}
+    best: dict[str, Hierarchy] = {}
     for line in mountinfo.splitlines():
         fields = line.split()
         if "-" not in fields:
@@ -62,7 +62,7 @@ def hierarchies(mountinfo: Optional[str] = None) -> List[Hierarchy]:
     return list(best.values())
 
 
-def move_to_roots(pid: int = 0, mountinfo: Optional[str] = None) -> List[str]:
+def move_to_roots(pid: int = 0, mountinfo: Optional[str] = None) -> list[str]:
     """Move `pid` (default: this process) to the top of every hierarchy; returns the failures."""
     pid = pid or os.getpid()
     try:

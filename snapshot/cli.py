@@ -5,10 +5,10 @@ import argparse
 import json
 import os
 import sys
-from typing import List, Optional
+from typing import Optional
 
 from plumbing.blobstore import BlobError, BlobStore
-from plumbing.clock import SystemClock
+from plumbing.clock import Clock, SystemClock
 from plumbing.retry import RetryPolicy
 from snapshot.config import load_local_config
 from snapshot.errors import Code, SnapshotError
@@ -16,7 +16,7 @@ from snapshot.log import BufferedLog
 from snapshot.restore import list_recovery_points, restore_disks
 from snapshot.result import SnapshotResult, error_result
 from snapshot.runner import run_snapshot
-from snapshot.settings import parse_snapshot_settings
+from snapshot.settings import SnapshotSettings, parse_snapshot_settings
 from snapshot.tasks import TaskRegistry
 
 
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command in ("run", "run-for-test"):
@@ -92,8 +92,8 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, BlobError) and exc.kind in RETRYABLE
 
 
-def _report(result: SnapshotResult, settings, log: BufferedLog, clock: SystemClock,
-            store: Optional[BlobStore] = None) -> int:
+def _report(result: SnapshotResult, settings: Optional[SnapshotSettings], log: BufferedLog,
+            clock: Clock, store: Optional[BlobStore] = None) -> int:
     document = result.status_blob_document(clock.now())
     if settings is not None and store is not None:
         for uri, data, kind in ((settings.status_blob_uri, json.dumps(document), "status"),

@@ -5,6 +5,7 @@ import configparser
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Optional
 
 from snapshot.errors import LocalConfigError
 
@@ -25,10 +26,10 @@ class SnapshotLocalConfig:
     fsfreeze: bool = True
     freeze_timeout: float = DEFAULT_FREEZE_TIMEOUT
     mounts_to_skip: tuple[str, ...] = ()
-    mounts_to_freeze: tuple[str, ...] | None = None  # None: every eligible mount
+    mounts_to_freeze: Optional[tuple[str, ...]] = None  # None: every eligible mount
     snapshot_timeout: float = 30.0  # per blob request
     snapshot_parallelism: int = 4
-    watchdog_report_path: str | None = None  # where the watchdog records a forced thaw
+    watchdog_report_path: Optional[str] = None  # where the watchdog records a forced thaw
 
 
 def load_local_config(env: Mapping[str, str] = os.environ) -> SnapshotLocalConfig:

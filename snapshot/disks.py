@@ -4,9 +4,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Protocol, Union
 
-from plumbing.blobstore import BlobError, BlobErrorKind, BlobStore
+from plumbing.blobstore import BlobError, BlobErrorKind
 from plumbing.redact import strip_query
 from snapshot.errors import Code, SnapshotError
 from snapshot.log import BufferedLog
@@ -29,6 +29,15 @@ _KIND_CODES = {
 # The most specific code wins when disks fail differently.
 _CODE_PRIORITY = (Code.SNAPSHOT_COUNT_LIMIT, Code.THROTTLED, Code.NO_NETWORK, Code.HTTP_FAILURE)
 Metadata = Union[Mapping[str, str], Sequence[Mapping[str, str]]]
+
+
+class SnapshotStore(Protocol):
+    """The part of a blob store a snapshot run needs (plumbing.blobstore.BlobStore is one)."""
+
+    def properties(self, uri: str) -> dict[str, object]: ...
+
+    def create_snapshot(self, uri: str,
+                        metadata: Optional[Mapping[str, str]] = None) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,7 @@ def code_for(error: BlobError) -> int:
     return _KIND_CODES.get(error.kind, Code.ERROR)
 
 
-def preflight(store: BlobStore, targets: Sequence[DiskTarget],
+def preflight(store: SnapshotStore, targets: Sequence[DiskTarget],
               log: BufferedLog) -> list[dict[str, str]]:
     """Check every disk blob answers before anything is quiesced (also warms the HTTP stack);
     return each blob's own metadata, which its snapshot keeps."""
@@ -66,8 +75,9 @@ def preflight(store: BlobStore, targets: Sequence[DiskTarget],
         except BlobError as exc:
             raise SnapshotError(f"disk blob {target.index} is not usable: {exc}",
                                 code_for(exc)) from None
-        metadata = properties.get("metadata") or {}
-        found.append({str(k): str(v) for k, v in dict(metadata).items()})
+        metadata = properties.get("metadata")  # a dict; properties() types values as object
+        own = metadata if isinstance(metadata, Mapping) else {}
+        found.append({str(k): str(v) for k, v in own.items()})
     log.info(f"all {len(targets)} disk blob(s) answer")
     return found
 
@@ -83,7 +93,7 @@ def merge_metadata(*layers: Mapping[str, str]) -> dict[str, str]:
     return merged
 
 
-def snapshot_disks(store: BlobStore, uris: Sequence[str], metadata: Metadata,
+def snapshot_disks(store: SnapshotStore, uris: Sequence[str], metadata: Metadata,
                    parallelism: int = 4) -> list[DiskSnapshot]:
     """One DiskSnapshot per URI, in input order; never raises for storage failures.
 

@@ -117,6 +117,7 @@ class ScriptError(SnapshotError):
     """A pre- or post-script is missing, refused, failed or timed out."""
 
     code = Code.PRE_SCRIPT_FAILED
+    runs = 0  # attempts the failing script made before this was raised (0: none ran)
 
 
 class WorkloadConfigError(SnapshotError):

@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from typing import Dict, List, Optional
+from typing import Any, Optional
 
 from plumbing.crashpoints import crashpoint
 from snapshot.errors import Code, FreezeError
@@ -39,7 +39,7 @@ class Freezer:
     """Context manager: spawns the watchdog, freezes `mounts` in order, thaws them in reverse."""
 
     def __init__(self, mounts: Sequence[str], timeout: float, log: BufferedLog,
-                 report_path: str | None = None) -> None:
+                 report_path: Optional[str] = None) -> None:
         self.mounts = list(mounts)
         self.timeout = timeout
         self.log = log
@@ -47,13 +47,13 @@ class Freezer:
         self.first_freeze = 0.0
         self.last_thaw = 0.0
         self._fds: list[int] = []
-        self._link: WatchdogLink | None = None  # the first watchdog: the freeze holds with it
-        self._dog: WatchdogLink | None = None  # where claims are told now (it, or a successor)
+        self._link: Optional[WatchdogLink] = None  # the first watchdog: the freeze holds with it
+        self._dog: Optional[WatchdogLink] = None  # where claims are told now (it, or a successor)
         self._book = threading.Condition()  # guards everything below
         self._in_flight: set[int] = set()  # claimed, FIFREEZE outcome not booked yet
         self._ours: list[int] = []  # mounts our FIFREEZE froze and we are to thaw, in order
         self._handed: list[int] = []  # frozen by us, the watchdog's to thaw (it forced a thaw)
-        self._failed: Dict[int, str] = {}
+        self._failed: dict[int, str] = {}
         self._abandoned = False  # nobody waits for in-flight FIFREEZEs: they thaw themselves
         self._expired = False  # our own deadline thawed
         self._over = threading.Event()  # thawed and told: our deadline stands down
@@ -126,7 +126,7 @@ class Freezer:
             raise FreezeError(f"the freeze did not hold: {self._link.broken}; filesystems were "
                               "thawed before the snapshot finished", Code.FREEZE_FAILED)
 
-    def _freeze_batch(self, batch: List[int]) -> None:
+    def _freeze_batch(self, batch: list[int]) -> None:
         if not batch:
             return
         self._check()
@@ -309,7 +309,7 @@ def _presync(fds: Sequence[int], bound: float) -> bool:
     return not any(thread.is_alive() for thread in threads)
 
 
-def read_watchdog_report(path: str) -> Optional[dict]:
+def read_watchdog_report(path: str) -> Optional[dict[str, Any]]:
     """The watchdog's record of a forced thaw (worker death, timeout, signal), if any."""
     try:
         with open(path, encoding="utf-8") as stream:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 from plumbing.redact import Redactor
 
@@ -14,8 +14,8 @@ MAX_BYTES = 10 * 1024 * 1024  # the logs blob keeps the last 10 MiB, as the orig
 class BufferedLog:
     """Collects log lines in memory; every stored line has passed through the redactor."""
 
-    def __init__(self, redactor: Redactor | None = None,
-                 listener: Callable[[str], None] | None = None,
+    def __init__(self, redactor: Optional[Redactor] = None,
+                 listener: Optional[Callable[[str], None]] = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.redactor = redactor or Redactor()
         self._listener = listener

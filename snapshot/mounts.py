@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Optional
 
 import psutil
 
@@ -28,7 +29,7 @@ def current_mounts() -> list[Mount]:
 
 
 def select_mounts(mounts: Sequence[Mount], skip: Iterable[str] = (),
-                  only: Iterable[str] | None = None) -> tuple[list[Mount], list[str]]:
+                  only: Optional[Iterable[str]] = None) -> tuple[list[Mount], list[str]]:
     """(mounts to freeze in freeze order, reasons for what was skipped).
 
     With `only` (MountsToFreeze) exactly those mounts are frozen and each must be freezable;
@@ -57,7 +58,7 @@ def select_mounts(mounts: Sequence[Mount], skip: Iterable[str] = (),
     return chosen, notes
 
 
-def _ineligible(mount: Mount, skip: set, wanted: list[str] | None) -> str | None:
+def _ineligible(mount: Mount, skip: set[str], wanted: Optional[list[str]]) -> Optional[str]:
     if wanted is not None and mount.mountpoint not in wanted:
         return "not in MountsToFreeze"
     if mount.mountpoint in skip:

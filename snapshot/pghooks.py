@@ -1,13 +1,14 @@
 """PostgreSQL workload hooks: pg_backup_start held in one psql session across the freeze."""
 from __future__ import annotations
 
+import io
 import os
 import select
 import shutil
 import subprocess
 import threading
 import time
-from typing import List, Optional
+from typing import Optional
 
 from plumbing.proc import kill_group, own_process_group
 from snapshot.errors import Code
@@ -31,9 +32,9 @@ class PostgresHooks:
     def __init__(self, config: WorkloadConfig, log: BufferedLog) -> None:
         self.config = config
         self.log = log
-        self._psql: Optional[subprocess.Popen] = None
+        self._psql: Optional[subprocess.Popen[bytes]] = None
         self._buffer = b""
-        self._stderr: List[bytes] = []
+        self._stderr: list[bytes] = []
         self._legacy = False
         self._drain: Optional[threading.Thread] = None
 
@@ -114,15 +115,17 @@ class PostgresHooks:
     def _drain_stderr(self) -> None:
         assert self._psql is not None and self._psql.stderr is not None
         stream = self._psql.stderr  # _close() may drop self._psql while this thread reads
+        assert isinstance(stream, io.BufferedReader)  # a PIPE with default buffering: read1
         kept = 0
         for chunk in iter(lambda: stream.read1(4096), b""):
             if kept < STDERR_CAP:
                 self._stderr.append(chunk[:STDERR_CAP - kept])
                 kept += len(chunk)
 
-    def _ask(self, sql: str) -> List[str]:
+    def _ask(self, sql: str) -> list[str]:
         """Send one statement; return its output lines, up to a marker, within the timeout."""
         assert self._psql is not None and self._psql.stdin is not None
+        assert self._psql.stdout is not None
         marker = f"--{LABEL}-done-{time.monotonic_ns()}--"
         self._psql.stdin.write(f"{sql}\n\\echo {marker}\n".encode())
         self._psql.stdin.flush()
@@ -144,6 +147,7 @@ class PostgresHooks:
         psql, self._psql = self._psql, None
         if psql is None:
             return
+        assert psql.stdin is not None
         try:
             psql.stdin.close()
             psql.wait(5)

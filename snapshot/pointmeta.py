@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from plumbing.blobstore import BlobError, BlobStore
-from snapshot.disks import merge_metadata
+from plumbing.blobstore import BlobError
+from snapshot.disks import SnapshotStore, merge_metadata
 from snapshot.log import BufferedLog
 from snapshot.result import Consistency
 from snapshot.selection import DiskTarget
@@ -47,7 +47,7 @@ def snapshot_metadata(task_id: str, time: str, backup_metadata: Iterable[tuple[s
             for t, mine in zip(targets, own)]
 
 
-def record_outcome(store: BlobStore, task_id: str, snapped: Sequence[str],
+def record_outcome(store: SnapshotStore, task_id: str, snapped: Sequence[str],
                    recorded: Consistency, final: Consistency, log: BufferedLog) -> None:
     """The outcome record (on the first of the disk URIs that have a snapshot of this run),
     when the final consistency is not the weakest the snapshots recorded."""

@@ -5,7 +5,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Iterator, Optional, TypedDict, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from azure.core.exceptions import AzureError
@@ -18,6 +18,7 @@ from snapshot.result import Consistency
 
 Progress = Callable[[str, int, int], None]
 COPY_TIMEOUT = 600.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,9 @@ class RecoveryPoint:
     task_id: str
     time: str
     consistency: Consistency
-    disks: Tuple[DiskPoint, ...]
+    disks: tuple[DiskPoint, ...]
 
-    def as_dict(self) -> Dict[str, object]:
+    def as_dict(self) -> dict[str, object]:
         return {"taskId": self.task_id, "time": self.time,
                 "consistency": self.consistency.value,
                 "recoveryPointType": self.consistency.recovery_point_type,
@@ -44,17 +45,44 @@ class RecoveryPoint:
                           for d in self.disks]}
 
 
-def _meta(metadata: Dict[str, str], key: str) -> str:
+class RestoredDisk(TypedDict):
+    """One disk of a RestoreDisks outcome (keys as in vmconfig.json)."""
+
+    disk: str
+    snapshot: str
+    restoredBlob: str
+    size: int
+    sha256: str
+
+
+class VmConfig(TypedDict):
+    """vmconfig.json, written next to the restored disks."""
+
+    restoreType: str
+    taskId: str
+    time: str
+    recoveryPointType: str
+    sourceContainer: str
+    disks: list[RestoredDisk]
+
+
+class RestoreOutcome(VmConfig):
+    """What restore_disks returns: vmconfig.json's content and where it was written."""
+
+    vmconfig: str
+
+
+def _meta(metadata: Optional[dict[str, str]], key: str) -> str:
     lowered = {k.lower(): v for k, v in (metadata or {}).items()}
     return lowered.get(key.lower(), "")
 
 
-def list_recovery_points(container_sas_uri: str, prefix: str = "") -> List[RecoveryPoint]:
+def list_recovery_points(container_sas_uri: str, prefix: str = "") -> list[RecoveryPoint]:
     """Every recovery point in a container (needs a container SAS with list permission). Its
     consistency is the run's outcome record when there is one (`snapshot.pointmeta`), else the
     weakest its snapshots claim."""
-    groups: Dict[str, List[Tuple[str, DiskPoint, str]]] = {}
-    outcomes: Dict[str, str] = {}
+    groups: dict[str, list[tuple[str, DiskPoint, str]]] = {}
+    outcomes: dict[str, str] = {}
     for blob in _guard("list", container_sas_uri, lambda: list(
             ContainerClient.from_container_url(container_sas_uri).list_blobs(
                 name_starts_with=prefix or None, include=["snapshots", "metadata"]))):
@@ -76,21 +104,21 @@ def list_recovery_points(container_sas_uri: str, prefix: str = "") -> List[Recov
     return sorted(points, key=lambda p: p.time)
 
 
-def _consistency(names: Set[str]) -> Consistency:
+def _consistency(names: set[str]) -> Consistency:
     """The weakest of the claims; a claim we do not know counts as none."""
     known = {c.value: c for c in Consistency}
     return weakest(known.get(name, Consistency.NONE) for name in names)
 
 
 def restore_disks(container_sas_uri: str, task_id: str, target_container_sas_uri: str,
-                  progress: Optional[Progress] = None) -> Dict[str, object]:
+                  progress: Optional[Progress] = None) -> RestoreOutcome:
     """Copy each disk snapshot of the task to `<task>/<disk>` in the target; verify bytes."""
     points = [p for p in list_recovery_points(container_sas_uri) if p.task_id == task_id]
     if not points:
         raise RestoreError(f"no recovery point for task {task_id!r} in "
                            f"{strip_query(container_sas_uri)}")
     point = points[0]
-    restored = []
+    restored: list[RestoredDisk] = []
     for disk in point.disks:
         source = _blob_url(container_sas_uri, disk.disk, snapshot=disk.snapshot)
         target = _blob_url(target_container_sas_uri, f"{task_id}/{disk.disk}")
@@ -99,13 +127,13 @@ def restore_disks(container_sas_uri: str, task_id: str, target_container_sas_uri
         restored.append({"disk": disk.disk, "snapshot": disk.snapshot,
                          "restoredBlob": strip_query(target), "size": disk.size,
                          "sha256": digest})
-    config = {"restoreType": "RestoreDisks", "taskId": task_id, "time": point.time,
-              "recoveryPointType": point.consistency.recovery_point_type,
-              "sourceContainer": strip_query(container_sas_uri), "disks": restored}
+    config: VmConfig = {"restoreType": "RestoreDisks", "taskId": task_id, "time": point.time,
+                        "recoveryPointType": point.consistency.recovery_point_type,
+                        "sourceContainer": strip_query(container_sas_uri), "disks": restored}
     config_url = _blob_url(target_container_sas_uri, f"{task_id}/vmconfig.json")
     _guard("upload", config_url, lambda: BlobClient.from_blob_url(config_url).upload_blob(
         json.dumps(config, indent=2).encode(), overwrite=True))
-    return dict(config, vmconfig=strip_query(config_url))
+    return {**config, "vmconfig": strip_query(config_url)}
 
 
 def _copy(source: str, target: str, name: str) -> None:
@@ -150,7 +178,7 @@ def _blob_url(container_sas_uri: str, blob: str, snapshot: str = "") -> str:
                        query, ""))
 
 
-def _guard(what: str, uri: str, operation: Callable[[], object]):
+def _guard(what: str, uri: str, operation: Callable[[], T]) -> T:
     try:
         return operation()
     except AzureError as exc:

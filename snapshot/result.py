@@ -5,7 +5,7 @@ import enum
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Dict
+from typing import Any, Optional
 
 from plumbing.clock import utc_timestamp
 from snapshot.disks import DiskSnapshot
@@ -54,7 +54,7 @@ class SnapshotResult:
     disks: tuple[DiskSnapshot, ...] = ()
     storage: StorageDetails = StorageDetails()
     telemetry: tuple[tuple[str, str], ...] = ()
-    freeze_window: float | None = None
+    freeze_window: Optional[float] = None
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -107,7 +107,7 @@ def _status_core(status: str, code: int, message: str, name: str, operation: str
             "taskId": task_id, "commandStartTimeUTCTicks": start_ticks}
 
 
-def watchdog_report_result(report: Dict[str, Any], task_id: str = "",
+def watchdog_report_result(report: dict[str, Any], task_id: str = "",
                            start_ticks: str = "") -> SnapshotResult:
     """The failure to report when the watchdog had to thaw for a worker that did not finish."""
     reason = str(report.get("reason", "unknown"))

@@ -7,16 +7,16 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Callable, Optional, Protocol, TypeVar
 
 import azure.core.exceptions
 import azure.storage.blob  # noqa: F401
 import psutil
 
-from plumbing.blobstore import BlobStore
-from plumbing.clock import SystemClock, utc_timestamp
+from plumbing.clock import Clock, SystemClock, utc_timestamp
 from plumbing.crashpoints import crashpoint
 from snapshot.config import SnapshotLocalConfig
-from snapshot.disks import DiskSnapshot, failure_code, preflight, snapshot_disks
+from snapshot.disks import DiskSnapshot, SnapshotStore, failure_code, preflight, snapshot_disks
 from snapshot.errors import Code, DiskSelectionError, FreezeError, SnapshotError
 from snapshot.fields import FieldError
 from snapshot.freeze import Freezer
@@ -37,6 +37,15 @@ from snapshot.settings import SnapshotSettings
 from snapshot.workload import load_workload_config, unsupported
 
 _SYSTEM_CLOCK = SystemClock()
+T = TypeVar("T")
+
+
+class Hooks(Protocol):
+    """What quiesces around the freeze: plugin scripts (ScriptHooks) or a workload's hooks."""
+
+    def pre(self) -> PhaseResult: ...
+
+    def post(self) -> PhaseResult: ...
 
 
 class Interrupted(SnapshotError):
@@ -48,15 +57,15 @@ class _Run:
     """Mutable bookkeeping of one run (private to run_snapshot)."""
 
     settings: SnapshotSettings
-    plugin: PluginConfig | None = None
+    plugin: Optional[PluginConfig] = None
     has_hooks: bool = False
     stop_on_failure: bool = False
     pre_started: bool = False  # post-scripts run whenever this is set, even if pre was cut short
-    pre: PhaseResult | None = None
-    post: PhaseResult | None = None
+    pre: Optional[PhaseResult] = None
+    post: Optional[PhaseResult] = None
     froze: bool = False
-    freeze_error: SnapshotError | None = None
-    freeze_window: float | None = None
+    freeze_error: Optional[SnapshotError] = None
+    freeze_window: Optional[float] = None
     targets: list[DiskTarget] = field(default_factory=list)
     own_metadata: list[dict[str, str]] = field(default_factory=list)  # each blob's, preflight
     disks: list[DiskSnapshot] = field(default_factory=list)
@@ -66,9 +75,9 @@ class _Run:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def run_snapshot(settings: SnapshotSettings, *, blob_store: BlobStore,
+def run_snapshot(settings: SnapshotSettings, *, blob_store: SnapshotStore,
                  config: SnapshotLocalConfig, log: BufferedLog,
-                 clock: SystemClock = _SYSTEM_CLOCK) -> SnapshotResult:
+                 clock: Clock = _SYSTEM_CLOCK) -> SnapshotResult:
     """Blocking; returns a result for every runtime failure instead of raising."""
     log.redactor.add(*settings.secrets())
     if settings.command == "install":
@@ -97,8 +106,8 @@ def run_snapshot(settings: SnapshotSettings, *, blob_store: BlobStore,
     return _with_timings(result, run)
 
 
-def _execute(run: _Run, store: BlobStore, config: SnapshotLocalConfig, log: BufferedLog,
-             clock: SystemClock) -> SnapshotResult:
+def _execute(run: _Run, store: SnapshotStore, config: SnapshotLocalConfig, log: BufferedLog,
+             clock: Clock) -> SnapshotResult:
     hooks = _hooks(run, config, log)
     freezing = config.fsfreeze and (run.plugin is None or run.plugin.fs_freeze_enabled)
     mounts: list[Mount] = []
@@ -148,7 +157,7 @@ def _plan(run: _Run, log: BufferedLog) -> None:
         log.info("isSnapshotTtlEnabled: not passing a TTL header on the guest snapshot path")
 
 
-def _hooks(run: _Run, config: SnapshotLocalConfig, log: BufferedLog):
+def _hooks(run: _Run, config: SnapshotLocalConfig, log: BufferedLog) -> Optional[Hooks]:
     """Workload hooks when workload.conf exists (they replace scripts), else plugin scripts."""
     workload = load_workload_config(config.workload_conf_path, log.redactor)
     if workload is not None:
@@ -164,8 +173,8 @@ def _hooks(run: _Run, config: SnapshotLocalConfig, log: BufferedLog):
     return ScriptHooks(run.plugin, log)
 
 
-def _freeze_and_snapshot(run: _Run, store: BlobStore, config: SnapshotLocalConfig,
-                         mounts: Sequence[str], log: BufferedLog, clock: SystemClock) -> None:
+def _freeze_and_snapshot(run: _Run, store: SnapshotStore, config: SnapshotLocalConfig,
+                         mounts: Sequence[str], log: BufferedLog, clock: Clock) -> None:
     uris = [t.uri for t in run.targets]
 
     def metadata(claim: Consistency) -> tuple[Consistency, list[dict[str, str]]]:
@@ -274,7 +283,7 @@ def _storage(mounts: Sequence[Mount]) -> StorageDetails:
         return StorageDetails(len(mounts), 0, True)
 
 
-def _timed(run: _Run, name: str, clock: SystemClock, step):
+def _timed(run: _Run, name: str, clock: Clock, step: Callable[[], T]) -> T:
     started = clock.monotonic()
     try:
         return step()

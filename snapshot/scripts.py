@@ -5,7 +5,7 @@ import os
 import stat
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from plumbing.proc import CommandError, run
 from snapshot.errors import Code, PluginConfigError, ScriptError
@@ -51,7 +51,7 @@ class PhaseResult:
     runs: int = 0
 
 
-def load_plugin_config(path: str) -> PluginConfig | None:
+def load_plugin_config(path: str) -> Optional[PluginConfig]:
     """The plugin config, None when absent. Refused (PluginConfigError): 316 not a regular
     file (a dangling symlink, a directory), 318 not root's, 317 group/other permission bits or
     a directory on its path others may write, 305 content."""
@@ -113,18 +113,18 @@ def _parse_plugin(raw: dict[str, Any], path: str) -> PluginConfig:
             problems.append(f"{key} must be a string or a list of strings")
             value = []
         values[attr] = tuple(value)
-    for key, attr, low, high in (("preScriptNoOfRetries", "pre_retries", 0, 10),
-                                 ("postScriptNoOfRetries", "post_retries", 0, 10),
-                                 ("timeoutInSeconds", "timeout", 1, MAX_TIMEOUT),
-                                 ("ScriptsExecutionPollTimeSeconds", None, 1, 5)):
+    for key, number_attr, low, high in (("preScriptNoOfRetries", "pre_retries", 0, 10),
+                                        ("postScriptNoOfRetries", "post_retries", 0, 10),
+                                        ("timeoutInSeconds", "timeout", 1, MAX_TIMEOUT),
+                                        ("ScriptsExecutionPollTimeSeconds", None, 1, 5)):
         value = raw.get(key)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                 low <= value <= high):
             problems.append(f"{key} must be a number from {low} to {high}")
-        elif attr:
-            values[attr] = int(value) if "retries" in attr else float(value)
+        elif number_attr:
+            values[number_attr] = int(value) if "retries" in number_attr else float(value)
     for key, attr in (("continueBackupOnFailure", "continue_on_failure"),
                       ("fsFreezeEnabled", "fs_freeze_enabled")):
         if key in raw and not isinstance(raw[key], bool):
@@ -171,7 +171,7 @@ def run_phase(config: PluginConfig, phase: str, log: BufferedLog) -> PhaseResult
             runs += _run_script(config, phase, script, log)
     except ScriptError as exc:
         log.error(exc.message)
-        return PhaseResult(phase, False, exc.code, exc.message, runs + getattr(exc, "runs", 0))
+        return PhaseResult(phase, False, exc.code, exc.message, runs + exc.runs)
     return PhaseResult(phase, True, 0, f"{len(scripts)} {phase}-script(s) succeeded", runs)
 
 
@@ -189,7 +189,7 @@ def _run_script(config: PluginConfig, phase: str, script: str, log: BufferedLog)
             done = run([script, *params], timeout=remaining, check=False, cap=OUTPUT_CAP)
         except CommandError as exc:
             error = ScriptError(f"{phase}-script {script} could not start: {exc}", failed)
-            error.runs = attempt  # type: ignore[attr-defined]
+            error.runs = attempt
             raise error from None
         log.block(f"{phase}-script {script} attempt {attempt}/{attempts}: "
                   f"exit {done.returncode}{' (timed out, killed)' if done.timed_out else ''}"
@@ -204,7 +204,7 @@ def _run_script(config: PluginConfig, phase: str, script: str, log: BufferedLog)
     error = ScriptError(f"{phase}-script {script} {last or 'timed out'} "
                         f"(timeout {config.timeout:g}s, {attempts} attempt(s) allowed)",
                         timeout_code if timed_out else failed)
-    error.runs = attempt  # type: ignore[attr-defined]
+    error.runs = attempt
     raise error
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Optional
 
 from plumbing.blobstore import BlobError, sas_expired, validate_blob_uri
 from snapshot.errors import Code, TooLateError
@@ -34,15 +34,15 @@ class SnapshotSettings:
     task_id: str
     command: str
     start_ticks: str = ""
-    start_time: datetime | None = None
+    start_time: Optional[datetime] = None
     locale: str = ""
     vm_type: str = ""
     blob_sas_uris: tuple[str, ...] = ()
     backup_metadata: tuple[tuple[str, str], ...] = ()
     included_disks: IncludedDisks = IncludedDisks()
     custom: CustomSettings = CustomSettings()
-    logs_blob_uri: str | None = None
-    status_blob_uri: str | None = None
+    logs_blob_uri: Optional[str] = None
+    status_blob_uri: Optional[str] = None
     snapshot_task_token: str = ""
     snapshot_ttl_enabled: bool = False
 
@@ -59,7 +59,7 @@ def ticks_to_datetime(raw: Any) -> datetime:
     Bounded before any arithmetic: "1e2000000" must not become a two-million-digit integer.
     """
     name = "commandStartTimeUTCTicks"
-    ticks: Decimal | None = None
+    ticks: Optional[Decimal] = None
     if isinstance(raw, int) and not isinstance(raw, bool):
         ticks = Decimal(raw) if 0 < raw <= MAX_TICKS else None
     elif isinstance(raw, float) and raw == raw and abs(raw) != float("inf"):
@@ -137,10 +137,11 @@ def _snapshot_fields(public: dict[str, Any], protected: dict[str, Any], problems
     fields["start_time"] = problems.check(None, ticks_to_datetime, raw_ticks)
     if fields["start_time"] is not None:
         fields["start_ticks"] = str(raw_ticks).strip()  # bounded by ticks_to_datetime
-    public_obj = problems.check({}, decode_object_str, public.get("objectStr"),
-                                "public objectStr")
-    protected_obj = problems.check({}, decode_object_str, protected.get("objectStr"),
-                                   "protected objectStr")
+    public_obj: dict[str, Any] = problems.check({}, decode_object_str,
+                                                public.get("objectStr"), "public objectStr")
+    protected_obj: dict[str, Any] = problems.check({}, decode_object_str,
+                                                   protected.get("objectStr"),
+                                                   "protected objectStr")
     uris = _blob_uris(protected_obj.get("blobSASUri", public_obj.get("blobSASUri")),
                       problems, now)
     fields["blob_sas_uris"] = uris

@@ -4,10 +4,10 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from typing import Any, Callable, Iterator, List
+from typing import Callable, Iterator
 
 
-def start_quiet_thread(target: Callable[..., Any], *args: Any) -> threading.Thread:
+def start_quiet_thread(target: Callable[..., object], *args: object) -> threading.Thread:
     """A daemon thread born with every signal blocked: signals land in the main thread (where
     Python runs its handlers) and an ioctl in this thread is never interrupted (EINTR)."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
@@ -27,7 +27,7 @@ def deferred_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    caught: List[int] = []
+    caught: list[int] = []
     old = {}
     for sig in signal.valid_signals():
         handler = signal.getsignal(sig)

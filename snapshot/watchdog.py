@@ -40,7 +40,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Any, Optional
 
 from plumbing.crashpoints import crashpoint
 from plumbing.files import write_atomic
@@ -63,7 +63,7 @@ _IGNORED = {"SIGPIPE", "SIGTSTP", "SIGTTIN", "SIGTTOU"}  # never stop or die of 
 _REASONS = {"linger": "the worker gave up while a FIFREEZE was in flight"}  # for the report
 
 
-def thaw_all(fds: List[int]) -> List[int]:
+def thaw_all(fds: list[int]) -> list[int]:
     """FITHAW every fd, last first, in this thread; returns the fds that were frozen."""
     thawed = []
     for fd in reversed(fds):
@@ -78,14 +78,14 @@ def thaw_all(fds: List[int]) -> List[int]:
 class Thawer:
     """FITHAW mounts in parallel threads, at most one in flight per mount."""
 
-    def __init__(self, fds: List[int]) -> None:
+    def __init__(self, fds: list[int]) -> None:
         self._fds = fds
         self._lock = threading.Lock()
-        self._busy: Set[int] = set()
+        self._busy: set[int] = set()
 
-    def thaw(self, indices: Set[int], wait: float) -> List[int]:
+    def thaw(self, indices: set[int], wait: float) -> list[int]:
         """Start a FITHAW of each index (last first); those that thawed within `wait` s."""
-        results: Dict[int, bool] = {}
+        results: dict[int, bool] = {}
         threads = []
         for index in sorted(indices, reverse=True):
             with self._lock:
@@ -99,7 +99,7 @@ class Thawer:
         with self._lock:
             return sorted(i for i, ok in results.items() if ok)
 
-    def _one(self, index: int, results: Dict[int, bool]) -> None:
+    def _one(self, index: int, results: dict[int, bool]) -> None:
         ok = bool(thaw_all([self._fds[index]]))
         with self._lock:
             results[index] = ok
@@ -113,21 +113,21 @@ class ProtocolError(Exception):
 class Watchdog:
     """One freeze's watchdog: its mounts, their fds, what the worker claimed."""
 
-    def __init__(self, setup: dict, pending: bytes) -> None:
+    def __init__(self, setup: dict[str, Any], pending: bytes) -> None:
         self.mounts = [str(m) for m in setup["mounts"]]
         self.timeout = float(setup["timeout"])
         self.report: Optional[str] = setup.get("report") or None
         self.fds = [os.open(m, os.O_RDONLY | os.O_DIRECTORY) for m in self.mounts]
         self.thawer = Thawer(self.fds)
-        self.claims: Dict[int, str] = {}  # mount index -> IN_FLIGHT (outcome unknown) | OURS
-        self.late: Dict[int, float] = {}  # a late `frozen I` -> when to thaw I ourselves
+        self.claims: dict[int, str] = {}  # mount index -> IN_FLIGHT (outcome unknown) | OURS
+        self.late: dict[int, float] = {}  # a late `frozen I` -> when to thaw I ourselves
         self.ever_claimed = False
         self.forced = ""  # the first forced thaw's reason; from then on `frozen I` thaws I
         self.started = False
         self._pending = pending
-        self._events: List[str] = []  # `done`/`linger` read, not yet acted on
+        self._events: list[str] = []  # `done`/`linger` read, not yet acted on
         self._settled = False  # a claim was resolved since the loop last looked
-        self._writers: List[threading.Thread] = []
+        self._writers: list[threading.Thread] = []
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
 
@@ -188,7 +188,7 @@ class Watchdog:
             self.forced = reason
             self.write_report(_REASONS.get(reason, reason), thawed)
 
-    def thaw_claimed(self, wait: float) -> List[str]:
+    def thaw_claimed(self, wait: float) -> list[str]:
         return [self.mounts[i] for i in self.thawer.thaw(set(self.claims) | set(self.late),
                                                           wait)]
 
@@ -271,7 +271,7 @@ class Watchdog:
         except OSError:
             pass  # the worker is gone
 
-    def write_report(self, reason: str, thawed: List[str]) -> None:
+    def write_report(self, reason: str, thawed: list[str]) -> None:
         """In a thread: the report's filesystem may be frozen again by a late FIFREEZE, and
         that must never stop this process from thawing."""
         if self.report and self.ever_claimed:
@@ -302,7 +302,7 @@ def _noted(_signum: int, _frame: object) -> None:
     """The wakeup fd carries the signal to the wait loop; nothing to do here."""
 
 
-def _write_report(path: str, reason: str, mounts: List[str]) -> None:
+def _write_report(path: str, reason: str, mounts: list[str]) -> None:
     try:
         write_atomic(path, json.dumps({"reason": reason, "thawed": mounts,
                                        "time": time.time()}).encode("utf-8"), mode=0o644)
@@ -310,7 +310,7 @@ def _write_report(path: str, reason: str, mounts: List[str]) -> None:
         pass  # nowhere to say it: the thaw is what matters
 
 
-def _read_setup() -> Tuple[dict, bytes]:
+def _read_setup() -> tuple[dict[str, Any], bytes]:
     """The first line (JSON setup) and whatever followed it in the same read."""
     data = b""
     while b"\n" not in data:

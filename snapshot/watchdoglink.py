@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Optional
 
 from snapshot.errors import FreezeError
 from snapshot.signalsafe import start_quiet_thread
@@ -30,14 +30,14 @@ class WatchdogLink:
         self.broken = ""  # why the freeze stopped holding otherwise (watchdog signal/error/death)
         self.ended = False  # it said `end`: it left on purpose, nothing of ours unknown to it
         self.ready_at = 0.0  # monotonic time of `ready`: its clock started just before
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: Optional[subprocess.Popen[bytes]] = None
         self._to = self._from = -1
         self._lock = threading.Lock()
         self._finished = False
         self._reader: Optional[threading.Thread] = None
 
     def start(self, on_lost: Callable[[WatchdogLink], None],
-              on_forced: Callable[[], None]) -> List[str]:
+              on_forced: Callable[[], None]) -> list[str]:
         """Spawn the watchdog and wait for `ready`; returns its notes. In the reader thread:
         `on_forced()` when it says it made a forced thaw (from then on it thaws every claim
         told before, and any later `frozen I`), `on_lost(self)` if it ends before we said
@@ -105,8 +105,8 @@ class WatchdogLink:
                 os.close(self._to)
                 self._to = -1
 
-    def _handshake(self) -> Tuple[Optional[List[str]], bytes]:
-        notes: List[str] = []
+    def _handshake(self) -> tuple[Optional[list[str]], bytes]:
+        notes: list[str] = []
         buffer = b""
         deadline = time.monotonic() + READY_TIMEOUT
         while True:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import configparser
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Optional
 
 from plumbing.redact import Redactor
 from snapshot.errors import Code, WorkloadConfigError
@@ -88,7 +88,7 @@ def _read_section(real: str, path: str) -> configparser.SectionProxy:
     return parser["workload"]
 
 
-def _problems(section: configparser.SectionProxy, cred: str) -> List[str]:
+def _problems(section: configparser.SectionProxy, cred: str) -> list[str]:
     problems = []
     command_path = section.get("command_path", "").strip()
     if command_path and not os.path.isabs(command_path):
@@ -124,11 +124,12 @@ def _register(redactor: Redactor, cred: str) -> None:
     redactor.add(*(s.strip("'\"") for s in secrets if s.strip("'\"").lower() not in CRED_ENV))
 
 
-def parse_conninfo(cred: str) -> List[Tuple[str, str]]:
+def parse_conninfo(cred: str) -> list[tuple[str, str]]:
     """libpq `key = value` pairs: spaces around '=' allowed; values unquoted (backslash
     escapes) or single-quoted (\\' and \\\\); keys as written. ValueError says where,
     never what."""
-    pairs, pos, end = [], 0, len(cred)
+    pairs: list[tuple[str, str]] = []
+    pos, end = 0, len(cred)
     while True:
         while pos < end and cred[pos].isspace():
             pos += 1
@@ -149,7 +150,7 @@ def parse_conninfo(cred: str) -> List[Tuple[str, str]]:
         pairs.append((key, value))
 
 
-def _conninfo_value(cred: str, pos: int, item: int) -> Tuple[str, int]:
+def _conninfo_value(cred: str, pos: int, item: int) -> tuple[str, int]:
     quoted = pos < len(cred) and cred[pos] == "'"
     pos += 1 if quoted else 0
     chars = []
@@ -170,7 +171,7 @@ def _conninfo_value(cred: str, pos: int, item: int) -> Tuple[str, int]:
     return "".join(chars), pos
 
 
-def credential_env(config: WorkloadConfig) -> Dict[str, str]:
+def credential_env(config: WorkloadConfig) -> dict[str, str]:
     """credString as PG* environment variables: never on a command line, never logged."""
     return {CRED_ENV[k.lower()]: v for k, v in parse_conninfo(config.cred_string)
             if k.lower() in CRED_ENV}
