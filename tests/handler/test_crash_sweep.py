@@ -84,6 +84,7 @@ def test_connectivity_check_survives_a_kill_at_every_step(tmp_path, certificate,
         return problems
 
     points, failures = sweep(tmp_path, certificate, extension_zip, {}, scenario, check)
+    print(f"\n{len(points)} crash points swept: {sorted({name for name, _ in points})}")
     assert len(points) >= 8, f"too few crash points reached: {points}"
     assert not failures, report(points, failures)
 
@@ -125,6 +126,7 @@ def test_packet_capture_survives_a_kill_at_every_step(tmp_path, certificate, ext
         return problems
 
     points, failures = sweep(tmp_path, certificate, extension_zip, {}, scenario, check)
+    print(f"\n{len(points)} crash points swept: {sorted({name for name, _ in points})}")
     assert len(points) >= 8, f"too few crash points reached: {points}"
     assert not failures, report(points, failures)
 
@@ -157,6 +159,7 @@ def test_vmsnapshot_survives_a_kill_at_every_step(tmp_path, certificate, extensi
         return problems
 
     points, failures = sweep(tmp_path, certificate, extension_zip, {}, scenario, check)
+    print(f"\n{len(points)} crash points swept: {sorted({name for name, _ in points})}")
     assert len(points) >= 8, f"too few crash points reached: {points}"
     assert not failures, report(points, failures)
 
