@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable, Mapping, Optional, Protocol, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Optional, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from plumbing.redact import Redactor, redact_patterns, strip_query
@@ -29,6 +29,25 @@ STALL_FACTOR = 3.0
 
 class WallTimeout(Exception):
     """A request did not complete within its wall-clock bound."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BlobEntry:
+    """One blob (or blob snapshot) of a container listing."""
+
+    name: str
+    snapshot: str  # "" for the base blob
+    size: int
+    metadata: dict[str, str]
+
+
+def _http_uri(uri: str) -> str:
+    """`uri` if it is an http(s) URL with a host; raise BlobError(INVALID_URI) otherwise."""
+    parts = urlsplit(uri.strip()) if isinstance(uri, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BlobError(BlobErrorKind.INVALID_URI, "not an http(s) storage URL (the value is "
+                        "not shown: it may be a secret)")
+    return uri.strip()
 
 
 class BlobErrorKind(str, enum.Enum):
@@ -190,6 +209,51 @@ class BlobStore:
             lambda: self._client(uri).get_blob_properties(timeout=self._server_timeout())))
         return {"size": props.size, "metadata": dict(props.metadata or {}),
                 "blob_type": str(props.blob_type), "last_modified": props.last_modified}
+
+    def list_blobs(self, container_uri: str, prefix: str = "") -> list[BlobEntry]:
+        """Every blob of a container (a container SAS with list permission), snapshots and
+        metadata included."""
+        from azure.storage.blob import ContainerClient
+
+        def listing() -> list[BlobEntry]:
+            client = ContainerClient.from_container_url(
+                _http_uri(container_uri), retry_total=0,
+                connection_timeout=max(0.5, self._time_left()),
+                read_timeout=max(0.5, self._time_left()))
+            return [BlobEntry(str(b.name), str(b.snapshot or ""), int(b.size or 0),
+                              dict(b.metadata or {}))
+                    for b in client.list_blobs(name_starts_with=prefix or None,
+                                               include=["snapshots", "metadata"],
+                                               timeout=self._server_timeout())]
+        return self._with_retry("list", container_uri, listing)
+
+    def start_copy(self, target_uri: str, source_uri: str) -> None:
+        """Start a server-side copy of `source_uri` (a SAS URL, a snapshot's included) to
+        `target_uri`; copy_status() follows it."""
+        self._with_retry("copy", target_uri, self._walled(
+            lambda: self._client(target_uri).start_copy_from_url(
+                source_uri, timeout=self._server_timeout())))
+
+    def copy_status(self, target_uri: str) -> str:
+        """The state of the last copy into `target_uri`: pending, success, failed, aborted."""
+        props = self._with_retry("copy status", target_uri, self._walled(
+            lambda: self._client(target_uri).get_blob_properties(
+                timeout=self._server_timeout())))
+        return str(props.copy.status or "")
+
+    def chunks(self, uri: str) -> Iterator[bytes]:
+        """A blob's content in chunks, as it downloads (a failure mid-way raises BlobError)."""
+        stream = self._with_retry("download", uri, self._walled(
+            lambda: self._client(uri).download_blob(timeout=self._server_timeout())))
+        iterator = stream.chunks()
+        while True:
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                return
+            except Exception as exc:  # noqa: BLE001 - every SDK failure is classified
+                raise self._classify("download", uri, exc) from None
+            yield chunk
 
     # -- machinery --------------------------------------------------------------------
     def _client(self, uri: str) -> BlobClient:

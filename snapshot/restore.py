@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, TypedDict, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from azure.core.exceptions import AzureError
-from azure.storage.blob import BlobClient, ContainerClient
-
-from plumbing.redact import Redactor, strip_query
+from plumbing.blobstore import BlobError, BlobStore
+from plumbing.redact import strip_query
 from snapshot.errors import RestoreError
 from snapshot.pointmeta import META_CONSISTENCY, META_OUTCOME, META_TASK, META_TIME, weakest
 from snapshot.result import Consistency
@@ -77,22 +75,22 @@ def _meta(metadata: Optional[dict[str, str]], key: str) -> str:
     return lowered.get(key.lower(), "")
 
 
-def list_recovery_points(container_sas_uri: str, prefix: str = "") -> list[RecoveryPoint]:
+def list_recovery_points(container_sas_uri: str, prefix: str = "",
+                         store: Optional[BlobStore] = None) -> list[RecoveryPoint]:
     """Every recovery point in a container (needs a container SAS with list permission). Its
     consistency is the run's outcome record when there is one (`snapshot.pointmeta`), else the
     weakest its snapshots claim."""
     groups: dict[str, list[tuple[str, DiskPoint, str]]] = {}
     outcomes: dict[str, str] = {}
-    for blob in _guard("list", container_sas_uri, lambda: list(
-            ContainerClient.from_container_url(container_sas_uri).list_blobs(
-                name_starts_with=prefix or None, include=["snapshots", "metadata"]))):
+    store = store or BlobStore()
+    for blob in _guard(lambda: store.list_blobs(container_sas_uri, prefix)):
         task = _meta(blob.metadata, META_TASK)
         if not blob.snapshot or not task:
             continue
         if _meta(blob.metadata, META_OUTCOME):  # the run's final word, not a disk
             outcomes[task] = _meta(blob.metadata, META_OUTCOME)
             continue
-        point = DiskPoint(blob.name, blob.snapshot, int(blob.size or 0))
+        point = DiskPoint(blob.name, blob.snapshot, blob.size)
         groups.setdefault(task, []).append((_meta(blob.metadata, META_TIME), point,
                                             _meta(blob.metadata, META_CONSISTENCY)))
     points = []
@@ -111,9 +109,12 @@ def _consistency(names: set[str]) -> Consistency:
 
 
 def restore_disks(container_sas_uri: str, task_id: str, target_container_sas_uri: str,
-                  progress: Optional[Progress] = None) -> RestoreOutcome:
+                  progress: Optional[Progress] = None,
+                  store: Optional[BlobStore] = None) -> RestoreOutcome:
     """Copy each disk snapshot of the task to `<task>/<disk>` in the target; verify bytes."""
-    points = [p for p in list_recovery_points(container_sas_uri) if p.task_id == task_id]
+    store = store or BlobStore()
+    points = [p for p in list_recovery_points(container_sas_uri, store=store)
+              if p.task_id == task_id]
     if not points:
         raise RestoreError(f"no recovery point for task {task_id!r} in "
                            f"{strip_query(container_sas_uri)}")
@@ -122,8 +123,8 @@ def restore_disks(container_sas_uri: str, task_id: str, target_container_sas_uri
     for disk in point.disks:
         source = _blob_url(container_sas_uri, disk.disk, snapshot=disk.snapshot)
         target = _blob_url(target_container_sas_uri, f"{task_id}/{disk.disk}")
-        _copy(source, target, disk.disk)
-        digest = _verify(source, target, disk, progress)
+        _copy(store, source, target, disk.disk)
+        digest = _verify(store, source, target, disk, progress)
         restored.append({"disk": disk.disk, "snapshot": disk.snapshot,
                          "restoredBlob": strip_query(target), "size": disk.size,
                          "sha256": digest})
@@ -131,30 +132,30 @@ def restore_disks(container_sas_uri: str, task_id: str, target_container_sas_uri
                         "recoveryPointType": point.consistency.recovery_point_type,
                         "sourceContainer": strip_query(container_sas_uri), "disks": restored}
     config_url = _blob_url(target_container_sas_uri, f"{task_id}/vmconfig.json")
-    _guard("upload", config_url, lambda: BlobClient.from_blob_url(config_url).upload_blob(
-        json.dumps(config, indent=2).encode(), overwrite=True))
+    _guard(lambda: store.put_bytes(config_url, json.dumps(config, indent=2).encode(),
+                                   "application/json"))
     return {**config, "vmconfig": strip_query(config_url)}
 
 
-def _copy(source: str, target: str, name: str) -> None:
-    client = BlobClient.from_blob_url(target)
-    _guard("copy", target, lambda: client.start_copy_from_url(source))
+def _copy(store: BlobStore, source: str, target: str, name: str) -> None:
+    _guard(lambda: store.start_copy(target, source))
     deadline = time.monotonic() + COPY_TIMEOUT
     while True:
-        copy = _guard("copy status", target, lambda: client.get_blob_properties().copy)
-        if copy.status == "success":
+        status = _guard(lambda: store.copy_status(target))
+        if status == "success":
             return
-        if copy.status in ("failed", "aborted") or time.monotonic() > deadline:
-            raise RestoreError(f"copy of {name} ended as {copy.status or 'timeout'}")
+        if status in ("failed", "aborted") or time.monotonic() > deadline:
+            raise RestoreError(f"copy of {name} ended as {status or 'timeout'}")
         time.sleep(0.5)
 
 
-def _verify(source: str, target: str, disk: DiskPoint, progress: Optional[Progress]) -> str:
+def _verify(store: BlobStore, source: str, target: str, disk: DiskPoint,
+            progress: Optional[Progress]) -> str:
     """Compare the restored blob with its snapshot chunk by chunk; return the sha256."""
     digests = []
     for offset, url in ((0, source), (disk.size, target)):
         sha, done = hashlib.sha256(), offset
-        for chunk in _chunks(url):
+        for chunk in _guarded_chunks(store, url):
             sha.update(chunk)
             done += len(chunk)
             if progress is not None:
@@ -165,9 +166,11 @@ def _verify(source: str, target: str, disk: DiskPoint, progress: Optional[Progre
     return digests[0]
 
 
-def _chunks(url: str) -> Iterator[bytes]:
-    stream = _guard("download", url, lambda: BlobClient.from_blob_url(url).download_blob())
-    yield from stream.chunks()
+def _guarded_chunks(store: BlobStore, url: str) -> Iterator[bytes]:
+    try:
+        yield from store.chunks(url)
+    except BlobError as exc:
+        raise RestoreError(str(exc)) from None
 
 
 def _blob_url(container_sas_uri: str, blob: str, snapshot: str = "") -> str:
@@ -178,9 +181,10 @@ def _blob_url(container_sas_uri: str, blob: str, snapshot: str = "") -> str:
                        query, ""))
 
 
-def _guard(what: str, uri: str, operation: Callable[[], T]) -> T:
+def _guard(operation: Callable[[], T]) -> T:
+    """A blob call whose failure (already redacted, its URL without the query) is the
+    restore's."""
     try:
         return operation()
-    except AzureError as exc:
-        message = Redactor([uri]).redact(str(exc).splitlines()[0] if str(exc) else "")
-        raise RestoreError(f"{what} of {strip_query(uri)} failed: {message[:300]}") from None
+    except BlobError as exc:
+        raise RestoreError(str(exc)) from None
