@@ -20,7 +20,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 from devtools.netns import Topology, veth  # noqa: E402
-from tests.capture_engine.helpers import wait_packet_socket  # noqa: E402
+from devtools.packetsockets import wait_packet_socket  # noqa: E402
 
 SENDER_IP, CAPTURE_IP, PORT, PAYLOAD = "10.199.9.1", "10.199.9.2", 9999, 64  # 106-byte frames
 RATES = [50_000, 100_000, 200_000, 0]  # 0 = as fast as the sender can

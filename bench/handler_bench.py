@@ -22,13 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devtools.azurite import Azurite  # noqa: E402
+from devtools.backupsettings import make_disks, settings_dicts  # noqa: E402
 from devtools.fabric import TenantCertificate  # noqa: E402
 from devtools.fakeagent import FakeAgent  # noqa: E402
 from devtools.loopfs import LoopFilesystems  # noqa: E402
 from devtools.writer import Writer  # noqa: E402
+from devtools.zipbuild import build_zip  # noqa: E402
 from plumbing.blobstore import BlobStore  # noqa: E402
-from tests.packaging.zipbuild import build_zip  # noqa: E402
-from tests.snapshot.conftest import make_disks, settings_dicts  # noqa: E402
 
 
 def one_run(agent: FakeAgent, zip_path: Path, azurite, disks: int, mount: str,

@@ -6,11 +6,10 @@ import os
 import signal
 import struct
 import subprocess
-import time
 from dataclasses import dataclass
 from typing import Counter, List, Optional, Sequence
 
-from capture_engine.interfaces import in_netns
+from devtools.packetsockets import packet_sockets, wait_packet_socket  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
@@ -52,30 +51,6 @@ def keys(records: Sequence[Record], snaplen: int = 0) -> Counter:
 def describe(counter: Counter, limit: int = 5) -> str:
     return "; ".join(f"{len(d)}B/{n}x {d[12:40].hex()}" for (d, _), n in
                      list(counter.items())[:limit])
-
-
-def packet_sockets(pid: int, netns: Optional[str] = None) -> int:
-    """How many AF_PACKET sockets of network namespace `netns` process `pid` holds."""
-    try:
-        with in_netns(netns), open("/proc/thread-self/net/packet") as table:
-            inodes = {line.split()[-1] for line in table.readlines()[1:]}
-        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
-    except OSError:
-        return 0
-    return sum(1 for link in links if link.startswith("socket:[") and link[8:-1] in inodes)
-
-
-def wait_packet_socket(proc: subprocess.Popen, netns: Optional[str] = None, count: int = 1,
-                       timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"{proc.args} exited early with {proc.returncode}: " \
-            f"{proc.stderr.read().decode() if proc.stderr else ''}"
-        if packet_sockets(proc.pid, netns) >= count:
-            time.sleep(0.2)  # the filter and ring are set before the socket is bound
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{proc.args} opened no packet socket in {timeout}s")
 
 
 def start_tcpdump(ns, interface: str, path: str, expression: str = "",

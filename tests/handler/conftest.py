@@ -11,7 +11,7 @@ from devtools.fakeagent import FakeAgent
 
 @pytest.fixture(scope="session")
 def extension_zip() -> Path:
-    from tests.packaging.zipbuild import build_zip
+    from devtools.zipbuild import build_zip
 
     return build_zip()
 

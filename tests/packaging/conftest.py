@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.zipbuild import build_zip, install_zip
+from devtools.zipbuild import build_zip, install_zip
 
 
 @pytest.fixture(scope="session")

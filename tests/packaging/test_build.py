@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.zipbuild import ROOT
+from devtools.zipbuild import ROOT
 
 COMMANDS = ("installCommand", "uninstallCommand", "updateCommand", "enableCommand",
             "disableCommand")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.zipbuild import ROOT
 from tests.packaging.launchtools import pyenv_interpreters, run_launcher, tool_dir
-from tests.packaging.zipbuild import ROOT
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 UNAME = shutil.which("uname") or "/usr/bin/uname"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.zipbuild import ROOT
+from devtools.zipbuild import ROOT
 
 # packaging/ is a folder of scripts, not a package (it would shadow PyPA's `packaging`).
 sys.path.append(str(ROOT / "packaging"))

@@ -1,4 +1,4 @@
-"""Test helper: build the extension zip once per process and install it as the agent does."""
+"""Build the extension zip once per process and install it as the agent does (tests, benchmarks)."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ import threading
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BUILD_TIMEOUT = 900.0
 
 _lock = threading.Lock()
