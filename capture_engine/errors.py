@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from plumbing.errors import CodedError
+
 # packetCaptureError[] values of the service's querystatus.
 INTERNAL_ERROR = "InternalError"
 AGENT_STOPPED = "AgentStopped"
@@ -11,15 +13,12 @@ LOCAL_FILE_FAILED = "LocalFileFailed"
 STORAGE_FAILED = "StorageFailed"
 
 
-class CaptureError(Exception):
+class CaptureError(CodedError):
     """Base class: `code` is stable, the message is safe to show (no secrets)."""
 
     code = 1
+    title = "CaptureFailed"
     capture_error = INTERNAL_ERROR
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class InvalidSettingsError(CaptureError):

@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from plumbing.errors import CodedError
+
 if TYPE_CHECKING:
     from connectivity.dns import Resolution
 
@@ -13,15 +15,11 @@ DEGRADED = 1
 UNREACHABLE = 20
 
 
-class ConnectivityError(Exception):
+class ConnectivityError(CodedError):
     """Base: every error carries an int code and a user message without secrets."""
 
     code = 29
     title = "ConnectivityCheckFailed"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 # Settings problems: one code per kind; ConnectivityRequestError carries all of them at once.

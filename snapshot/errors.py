@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from plumbing.errors import CodedError
+
 
 class Code:
     """The backup service's numbers, exactly the original extension's (spec "Error codes").
@@ -72,16 +74,11 @@ def all_codes() -> dict[str, int]:
     return {k: v for k, v in vars(Code).items() if k.isupper() and isinstance(v, int)}
 
 
-class SnapshotError(Exception):
+class SnapshotError(CodedError):
     """Base class: a failure with a spec code and a message fit for the status blob."""
 
     code = Code.ERROR
-
-    def __init__(self, message: str, code: int = -1) -> None:
-        super().__init__(message)
-        self.message = message
-        if code >= 0:
-            self.code = code
+    title = "VMSnapshotFailed"
 
 
 class SnapshotSettingsError(SnapshotError):
