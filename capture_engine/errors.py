@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from plumbing.errors import CodedError
+from plumbing.problems import ProblemCollector
 
 # packetCaptureError[] values of the service's querystatus.
 INTERNAL_ERROR = "InternalError"
@@ -159,22 +160,27 @@ ALL_ERRORS = (
 
 
 class ProblemList:
-    """Collects (field, message, code) while parsing, so every problem is reported at once."""
+    """The capture parser's view of the shared collector: a problem is named by its error
+    class, whose code it carries."""
 
     def __init__(self) -> None:
-        self.problems: list[Problem] = []
-        self.codes: list[int] = []
+        self.collected = ProblemCollector()
 
-    def add(self, field: str, message: str, error: type = InvalidSettingsError) -> None:
-        self.problems.append((field, message))
-        self.codes.append(getattr(error, "code", InvalidSettingsError.code))
+    def add(self, field: str, message: str,
+            error: type[CaptureError] = InvalidSettingsError) -> None:
+        self.collected.add(field, message, error.code)
 
     def __bool__(self) -> bool:
-        return bool(self.problems)
+        return bool(self.collected)
+
+    def __len__(self) -> int:
+        return len(self.collected)
 
     def raise_if_any(self) -> None:
-        if self.problems:
-            raise CaptureSettingsError(self.problems, self.codes)
+        found = self.collected.found
+        if found:
+            raise CaptureSettingsError([(p.path, p.message) for p in found],
+                                       [p.code for p in found])
 
 
 # ---- capparse's classes end here; caprun appends its error classes below this line ----

@@ -186,7 +186,7 @@ def parse_filter(obj: Any, path: str, problems: ProblemList) -> Optional[Capture
     if not isinstance(obj, dict):
         problems.add(path, f"a filter must be an object, got {shown(obj)}", InvalidSettingsError)
         return None
-    before = len(problems.problems)
+    before = len(problems)
     fields = read_fields(obj, FILTER_FIELDS, path + ".", problems)
 
     def opt(key: str, parser: Callable[[Any, str, ProblemList], Any]) -> Any:
@@ -197,7 +197,7 @@ def parse_filter(obj: Any, path: str, problems: ProblemList) -> Optional[Capture
                            opt("localIPAddress", parse_addresses),
                            opt("remoteIPAddress", parse_addresses),
                            opt("localPort", parse_ports), opt("remotePort", parse_ports))
-    if len(problems.problems) > before:
+    if len(problems) > before:
         return None
     if not result.versions():
         problems.add(path, "localIPAddress and remoteIPAddress have no IP version in common: "

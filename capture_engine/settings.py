@@ -214,9 +214,9 @@ def parse_capture_settings(obj: Any, *, capture_root: str = CAPTURE_ROOT,
         problems.add(fields.path("totalBytesPerSession"),
                      f"must be 0 (default) or at least {MIN_FILE_BYTES}", InvalidLimitError)
     ring = _ring(fields, problems)
-    before = len(problems.problems)
+    before = len(problems)
     filters = parse_filters(fields.get("filters"), fields.path("filters"), problems)
-    if filters and len(problems.problems) == before:
+    if filters and len(problems) == before:
         _check_size(filters, limits["bytesToCapturePerPacket"], fields.path("filters"), problems)
     interfaces = _interfaces(fields, problems)
     storage, file_path, local = (None, None, None)

@@ -7,6 +7,7 @@ import re
 from typing import Any, Optional
 
 from connectivity import errors as E
+from plumbing.problems import ProblemCollector
 from plumbing.redact import redact_patterns
 
 SHOWN_CHARS = 60
@@ -17,17 +18,19 @@ _BAD_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class Problems:
-    """Every problem of a settings object: (field path, message without secrets, code)."""
+    """The check parser's view of the shared collector: messages pass the credential
+    patterns, a problem is named by its error class, whose code it carries."""
 
     def __init__(self) -> None:
-        self.items: list[tuple[str, str, int]] = []
+        self.collected = ProblemCollector(redact_patterns)
 
     def add(self, path: str, message: str, kind: type[E.ConnectivityError]) -> None:
-        self.items.append((path, redact_patterns(message), kind.code))
+        self.collected.add(path, message, kind.code)
 
     def raise_if_any(self) -> None:
-        if self.items:
-            raise E.ConnectivityRequestError(self.items)
+        found = self.collected.found
+        if found:
+            raise E.ConnectivityRequestError([(p.path, p.message, p.code) for p in found])
 
 
 def show(value: Any) -> str:

@@ -6,6 +6,7 @@ import math
 import re
 from typing import Any, Callable, TypeVar
 
+from plumbing.problems import ProblemCollector
 from snapshot.errors import Code, SnapshotSettingsError
 
 MAX_DIGITS = 30  # no field needs a longer number; longer ones cost quadratic time to convert
@@ -25,30 +26,27 @@ class FieldError(ValueError):
         self.code = code
 
 
-class Problems:
-    """Collects every field's problem so they are all reported at once."""
+class Problems(ProblemCollector):
+    """The snapshot parser's collector (its messages name their field)."""
 
-    def __init__(self) -> None:
-        self.items: list[tuple[int, str]] = []
-
-    def add(self, message: str, code: int = Code.PARAMETER_ERROR) -> None:
-        self.items.append((code, message))
+    def note(self, message: str, code: int = Code.PARAMETER_ERROR) -> None:
+        self.add("", message, code)
 
     def check(self, default: T, check: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """check(*args, **kwargs), or `default` with its FieldError recorded."""
         try:
             return check(*args, **kwargs)
         except FieldError as exc:
-            self.items.append((exc.code, exc.message))
+            self.add("", exc.message, exc.code)
             return default
 
     def raise_if_any(self) -> None:
         """One error listing every problem: their common code, else parameter error (11)."""
-        if not self.items:
+        if not self.found:
             return
-        codes = {code for code, _ in self.items}
+        codes = {p.code for p in self.found}
         code = codes.pop() if len(codes) == 1 else Code.PARAMETER_ERROR
-        raise SnapshotSettingsError([message for _, message in self.items], code)
+        raise SnapshotSettingsError([p.message for p in self.found], code)
 
 
 def describe(value: Any) -> str:

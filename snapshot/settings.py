@@ -103,7 +103,7 @@ def parse_snapshot_settings(public: Mapping[str, Any], protected: Mapping[str, A
                              max_len=256)
     command = public.get("commandToExecute")
     if not isinstance(command, str) or command.strip().lower() not in COMMANDS:
-        problems.add(f"commandToExecute is {preview(command)}, not one of {', '.join(COMMANDS)}")
+        problems.note(f"commandToExecute is {preview(command)}, not one of {', '.join(COMMANDS)}")
         command = ""
     command = command.strip().lower()
     locale = problems.check("", text, public.get("locale"), "locale", required=False,
@@ -167,7 +167,7 @@ def _snapshot_fields(public: dict[str, Any], protected: dict[str, Any], problems
 
 def _blob_uris(raw: Any, problems: Problems, now: datetime) -> tuple[str, ...]:
     if not isinstance(raw, list) or not raw or len(raw) > MAX_DISKS:
-        problems.add(f"objectStr.blobSASUri {_missing_or(raw)}a list of 1 to {MAX_DISKS} disk "
+        problems.note(f"objectStr.blobSASUri {_missing_or(raw)}a list of 1 to {MAX_DISKS} disk "
                      f"blob SAS URIs, not {describe(raw)}")
         return ()
     uris: list[str] = []
@@ -177,9 +177,9 @@ def _blob_uris(raw: Any, problems: Problems, now: datetime) -> tuple[str, ...]:
         if not checked:
             continue
         if checked in uris:
-            problems.add(f"{name} repeats blobSASUri[{uris.index(checked)}]")
+            problems.note(f"{name} repeats blobSASUri[{uris.index(checked)}]")
         elif sas_expired(checked, now):  # the injected clock keeps parsing deterministic
-            problems.add(f"{name}: the SAS token has expired")
+            problems.note(f"{name}: the SAS token has expired")
         uris.append(checked)
     return tuple(uris)
 
@@ -203,19 +203,19 @@ def _optional_uri(raw: Any, name: str) -> str:
 
 def _metadata(raw: Any, problems: Problems) -> tuple[tuple[str, str], ...]:
     if not isinstance(raw, list) or not raw or len(raw) > MAX_METADATA:
-        problems.add(f"objectStr.backupMetadata {_missing_or(raw)}a list of 1 to "
+        problems.note(f"objectStr.backupMetadata {_missing_or(raw)}a list of 1 to "
                      f"{MAX_METADATA} {{Key, Value}} objects, not {describe(raw)}")
         return ()
     pairs = []
     for index, item in enumerate(raw):
         name = f"objectStr.backupMetadata[{index}]"
         if not isinstance(item, dict):
-            problems.add(f"{name} must be a {{Key, Value}} object, not {describe(item)}")
+            problems.note(f"{name} must be a {{Key, Value}} object, not {describe(item)}")
             continue
         key = problems.check("", text, item.get("Key"), f"{name}.Key", required=True,
                              max_len=128, ascii_only=True)
         if key and not key.isidentifier():
-            problems.add(f"{name}.Key must be an identifier (letters, digits, _)")
+            problems.note(f"{name}.Key must be an identifier (letters, digits, _)")
             continue
         value = item.get("Value", "")
         value = str(value) if isinstance(value, int) and abs(value) < 10**18 else value
