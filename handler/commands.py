@@ -28,8 +28,10 @@ from plumbing.crashpoints import crashpoint
 from plumbing.proc import kill_session
 
 # Seconds a lifecycle command may spend on blob uploads (status, logs), retries included:
-# with storage that hangs, enable and disable still end within a minute (the agent allows 300).
-ENABLE_STORAGE_SECONDS = 40.0
+# with storage that hangs, enable and disable still end well within a minute (the agent allows
+# 300, but runs extensions one at a time: every second enable holds delays the others). A
+# worker goes on publishing its status on its own time.
+ENABLE_STORAGE_SECONDS = 25.0
 DISABLE_STORAGE_SECONDS = 20.0
 # How long disable/uninstall wait for workers to stop (a capture drains and closes its file).
 # Disable then leaves a worker that is still uploading to finish on its own; uninstall kills it.
