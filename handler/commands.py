@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import signal
-from typing import Optional
+from typing import Any, Optional
 
 from handler import jobs
 from handler.errors import (
@@ -19,7 +19,7 @@ from handler.errors import (
 )
 from handler.operations.base import OperationStopped, Outcome
 from handler.publisher import BackgroundPublisher
-from handler.runtime import Runtime
+from handler.runtime import BlobFailure, Runtime
 from handler.settings import HandlerSettings, command_of
 from handler.settings_file import choose_sequence
 from handler.state import OperationRecord
@@ -138,9 +138,10 @@ def _enable_new(rt: Runtime, seq: int, deadline: float) -> OperationRecord:
     preflight = rt.publish(seq, deadline=deadline)  # the first status blob write: fail fast
     with rt.store.lock():
         record = rt.store.operation(seq) or record
-        failure = preflight.detail.get("statusBlobError") if preflight else None
-        if failure and rt.registry[settings.command].starts_work(settings):
-            record.status, record.code = "error", failure["code"]
+        blob_failure: Optional[BlobFailure] = (preflight.detail.get("statusBlobError")
+                                               if preflight else None)
+        if blob_failure and rt.registry[settings.command].starts_work(settings):
+            record.status, record.code = "error", blob_failure["code"]
             record.message = f"{settings.command} not started: status blob unavailable"
         else:
             record = _act(rt, settings, record)
@@ -152,7 +153,8 @@ def _enable_new(rt: Runtime, seq: int, deadline: float) -> OperationRecord:
     return rt.publish(seq, with_log=True, deadline=deadline) or record
 
 
-def _write_ahead(rt: Runtime, seq: int) -> "tuple[OperationRecord, Optional[HandlerSettings]]":
+def _write_ahead(rt: Runtime,
+                 seq: int) -> tuple[OperationRecord, Optional[HandlerSettings[Any]]]:
     """Parse the settings and record the intent before acting on it. Lock held."""
     raw = rt.raw_settings(seq)
     record = OperationRecord(seq, "", "transitioning", 0, "validating settings")
@@ -178,7 +180,7 @@ def _write_ahead(rt: Runtime, seq: int) -> "tuple[OperationRecord, Optional[Hand
     return record, settings
 
 
-def _act(rt: Runtime, settings: HandlerSettings, ahead: OperationRecord) -> OperationRecord:
+def _act(rt: Runtime, settings: HandlerSettings[Any], ahead: OperationRecord) -> OperationRecord:
     """Start the operation, or adopt the worker an interrupted enable already started."""
     started = [job for job in rt.store.jobs() if job.seq == settings.seq
                and job.command == settings.command and (not job.finished or job.pid > 0)]
@@ -210,7 +212,7 @@ def worker(rt: Runtime, job_id: str) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: op.stop())
     background = BackgroundPublisher(rt.publish, rt.log)
     rt.status_changed = background.poke
-    settings: Optional[HandlerSettings] = None
+    settings: Optional[HandlerSettings[Any]] = None
     try:
         settings = rt.job_settings(job)
         outcome = op.work(settings, job, rt)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Tuple
 
 
 class DerError(ValueError):
@@ -27,7 +26,7 @@ class Node:
     def constructed(self) -> bool:
         return bool(self.tag & 0x20)
 
-    def children(self) -> List["Node"]:
+    def children(self) -> list["Node"]:
         if not self.constructed:
             raise DerError(f"tag 0x{self.tag:02x} is not constructed")
         return read_all(self.value, self.depth + 1)
@@ -39,7 +38,7 @@ class Node:
         return b"".join(child.octets() for child in self.children())
 
 
-def read_one(data: bytes, offset: int = 0, depth: int = 0) -> Tuple[Node, int]:
+def read_one(data: bytes, offset: int = 0, depth: int = 0) -> tuple[Node, int]:
     """Read the TLV at offset; return it and the offset just past it."""
     if depth > MAX_DEPTH:
         raise DerError(f"nested more than {MAX_DEPTH} levels deep")
@@ -66,7 +65,7 @@ def read_one(data: bytes, offset: int = 0, depth: int = 0) -> Tuple[Node, int]:
     return Node(tag, data[pos:end], depth), end
 
 
-def _read_indefinite(data: bytes, tag: int, pos: int, depth: int) -> Tuple[Node, int]:
+def _read_indefinite(data: bytes, tag: int, pos: int, depth: int) -> tuple[Node, int]:
     if not tag & 0x20:
         raise DerError("indefinite length on a primitive value")
     start = pos
@@ -76,7 +75,7 @@ def _read_indefinite(data: bytes, tag: int, pos: int, depth: int) -> Tuple[Node,
         _, pos = read_one(data, pos, depth + 1)
 
 
-def read_all(data: bytes, depth: int = 0) -> List[Node]:
+def read_all(data: bytes, depth: int = 0) -> list[Node]:
     nodes, offset = [], 0
     while offset < len(data):
         if data[offset:offset + 2] == b"\x00\x00":  # trailing end-of-contents inside BER

@@ -1,7 +1,7 @@
 """Handler errors: each class carries its status code and a message fit for the user."""
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, Optional, Tuple
 
 Problem = Tuple[str, str]  # (field path, what is wrong)
 
@@ -41,7 +41,7 @@ class SettingsValidationError(HandlerError):
 
     def __init__(self, problems: Iterable[Problem], *, code: Optional[int] = None,
                  prefix: str = "invalid settings") -> None:
-        self.problems: List[Problem] = list(problems)
+        self.problems: list[Problem] = list(problems)
         listed = "; ".join(f"{field}: {what}" for field, what in self.problems)
         super().__init__(f"{prefix}: {listed}", code=code)
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, Optional
 
 from handler.state import JobRecord, StateStore
 from plumbing.procid import ProcessId, find_by_argv, identify, is_running
@@ -58,7 +58,7 @@ def spawn_worker(job_id: str, extension_dir: Path) -> ProcessId:
     return identify(child.pid) or ProcessId(child.pid, 0)
 
 
-def reap_dead(store: StateStore, on_death: Callable[[JobRecord], JobRecord]) -> List[JobRecord]:
+def reap_dead(store: StateStore, on_death: Callable[[JobRecord], JobRecord]) -> list[JobRecord]:
     """Mark every unfinished job without a live worker as died; adopt a worker found by its
     command line; return the jobs marked. The caller holds the state lock."""
     died = []
@@ -88,7 +88,7 @@ def signal_worker(job: JobRecord, signum: int) -> bool:
 
 
 def stop_workers(store: StateStore, jobs: Iterable[JobRecord], timeout: float,
-                 kill: bool, poll: Callable[[float], None] = time.sleep) -> List[JobRecord]:
+                 kill: bool, poll: Callable[[float], None] = time.sleep) -> list[JobRecord]:
     """SIGTERM each live worker (they finish their work, e.g. upload), wait up to timeout;
     then SIGKILL the group of those still running when `kill`. Returns those still running."""
     pending = [job for job in jobs if signal_worker(job, signal.SIGTERM)]

@@ -78,7 +78,7 @@ def configure(log_folder: Optional[Path], redactor: Redactor, job_log: Optional[
         logger.removeHandler(handler)
         handler.close()
     formatter = RedactingFormatter(redactor)
-    targets = []
+    targets: list[logging.Handler] = []
     if log_folder is not None:
         try:
             log_folder.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 from handler import commands
 from handler.environment import HandlerEnvironment, load_environment
@@ -34,7 +34,7 @@ class Command:
     takes_argument: bool = False
 
 
-COMMANDS: Dict[str, Command] = {c.name: c for c in (
+COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("install", commands.install, False, 1),
     Command("enable", commands.enable, True, 1),
     Command("disable", commands.disable, False, 1),
@@ -47,7 +47,8 @@ COMMANDS: Dict[str, Command] = {c.name: c for c in (
 def read_manifest(extension_dir: Path) -> Mapping[str, object]:
     try:
         manifest = json.loads((extension_dir / "HandlerManifest.json").read_text("utf-8"))
-        return manifest[0].get("handlerManifest", {})
+        handler: Mapping[str, object] = manifest[0].get("handlerManifest", {})
+        return handler
     except (OSError, ValueError, LookupError, AttributeError):
         return {}
 
@@ -71,7 +72,7 @@ def build_runtime(env: HandlerEnvironment, command: str, argument: Optional[str]
     return runtime
 
 
-def main(argv: List[str], environ: Mapping[str, str] = os.environ) -> int:
+def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(f"usage: python -m handler {{{'|'.join(COMMANDS)}}}", file=sys.stderr)
         return EXIT_USAGE

@@ -7,7 +7,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Union
 
 from handler import der
 from handler.errors import (
@@ -19,6 +19,12 @@ from handler.errors import (
     WrongCertificateError,
 )
 from handler.settings_file import KeyClashes
+
+if TYPE_CHECKING:  # cryptography is imported only when there is something to decrypt
+    from cryptography.hazmat.primitives.asymmetric.padding import OAEP, PKCS1v15
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm
+    from cryptography.x509 import Certificate
 
 THUMBPRINT = re.compile(r"[0-9A-F]{40}")
 OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
@@ -45,7 +51,7 @@ class Envelope:
     ciphertext: bytes
 
 
-def decrypt_protected_settings(b64: str, thumbprint: str, lib_dir: Path) -> Dict[str, Any]:
+def decrypt_protected_settings(b64: str, thumbprint: str, lib_dir: Path) -> dict[str, Any]:
     """Decrypt and parse protectedSettings; the plaintext stays in memory only."""
     try:
         blob = base64.b64decode("".join(b64.split()), validate=True)
@@ -116,8 +122,9 @@ def _length(n: int) -> bytes:
     return bytes([0x80 | len(raw)]) + raw
 
 
-def load_key_pair(thumbprint: str, lib_dir: Path):
+def load_key_pair(thumbprint: str, lib_dir: Path) -> tuple[Certificate, RSAPrivateKey]:
     from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     name = (thumbprint or "").strip().upper()
@@ -137,6 +144,9 @@ def load_key_pair(thumbprint: str, lib_dir: Path):
     except (ValueError, TypeError) as exc:
         raise CertificateNotFoundError(f"certificate files for {name} are unreadable: "
                                        f"{type(exc).__name__}") from None
+    if not isinstance(key, RSAPrivateKey):  # CMS key transport decrypts with RSA only
+        raise WrongCertificateError(f"the private key of {name} is not an RSA key "
+                                    f"({type(key).__name__}): it cannot decrypt the content key")
     return certificate, key
 
 
@@ -148,7 +158,8 @@ def _pem_block(data: bytes, label: bytes) -> bytes:
     return data[start:] if start != -1 else data
 
 
-def decrypt_envelope(envelope: Envelope, certificate, key, thumbprint: str) -> bytes:
+def decrypt_envelope(envelope: Envelope, certificate: Certificate, key: RSAPrivateKey,
+                     thumbprint: str) -> bytes:
     from cryptography.hazmat.primitives import hashes, padding
     from cryptography.hazmat.primitives.asymmetric import padding as asym
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -163,6 +174,7 @@ def decrypt_envelope(envelope: Envelope, certificate, key, thumbprint: str) -> b
             f"protectedSettings were encrypted to another certificate (serial "
             f"{envelope.serial:x}), not to {thumbprint.upper()} (serial "
             f"{certificate.serial_number:x})")
+    key_padding: Union[PKCS1v15, OAEP]
     if envelope.key_algorithm == OID_RSA_ENCRYPTION:
         key_padding = asym.PKCS1v15()
     elif envelope.key_algorithm == OID_RSAES_OAEP:
@@ -177,6 +189,7 @@ def decrypt_envelope(envelope: Envelope, certificate, key, thumbprint: str) -> b
     if len(content_key) != key_size:
         raise WrongCertificateError(f"decrypted content key has {len(content_key)} bytes, "
                                     f"{name} needs {key_size}")
+    algorithm: BlockCipherAlgorithm
     if name.startswith("DES"):
         from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 

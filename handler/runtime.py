@@ -6,7 +6,7 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, TypedDict
 
 from handler import jobs
 from handler.environment import HandlerEnvironment
@@ -24,7 +24,7 @@ from handler.settings_file import RawSettings, read_settings
 from handler.state import JobRecord, OperationRecord, StateStore
 from handler.status import StatusReport, Substatus, render, write_status
 from plumbing.blobstore import BlobError, BlobErrorKind, BlobStore
-from plumbing.clock import SystemClock, utc_timestamp
+from plumbing.clock import Clock, SystemClock, utc_timestamp
 from plumbing.crashpoints import crashpoint
 from plumbing.procid import myself
 from plumbing.redact import Redactor
@@ -36,13 +36,21 @@ PUBLISH_ROUNDS = 3  # a status sent stale by a race is sent again, this many tim
 STATUS_BLOB_CODES = {BlobErrorKind.FORBIDDEN: 42, BlobErrorKind.EXPIRED: 43}
 
 
+class BlobFailure(TypedDict):
+    """A status or logs upload that failed, as the operation record keeps it."""
+
+    code: int
+    kind: str
+    message: str
+
+
 class MemoryLog(logging.Handler):
     """Keeps this process's (already redacted) log lines for the logs blob."""
 
     def __init__(self, formatter: logging.Formatter, limit: int = 10 * 1024 * 1024) -> None:
         super().__init__()
         self.setFormatter(formatter)
-        self.lines: List[str] = []
+        self.lines: list[str] = []
         self._size, self._limit = 0, limit
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -59,10 +67,10 @@ class MemoryLog(logging.Handler):
 class Runtime:
     """Everything an operation may use; built once per process by handler.main."""
 
-    def __init__(self, env: HandlerEnvironment, registry: Mapping[str, Operation],
+    def __init__(self, env: HandlerEnvironment, registry: Mapping[str, Operation[Any]],
                  redactor: Redactor, blob_store: BlobStore, logger: logging.Logger,
                  events: EventWriter, memory_log: MemoryLog,
-                 environ: Mapping[str, str] = os.environ, clock: SystemClock = SystemClock()):
+                 environ: Mapping[str, str] = os.environ, clock: Clock = SystemClock()) -> None:
         self.env = env
         self.registry = registry
         self.redactor = redactor
@@ -73,9 +81,9 @@ class Runtime:
         self.environ = environ
         self.clock = clock
         self.store = StateStore(env.state_dir, env.mrseq_file, redactor.redact)
-        self._settings: Dict[int, HandlerSettings] = {}
-        self._uris: Dict[int, BlobUris] = {}
-        self._digests: Dict[int, str] = {}
+        self._settings: dict[int, HandlerSettings[Any]] = {}
+        self._uris: dict[int, BlobUris] = {}
+        self._digests: dict[int, str] = {}
         self.manifest: Mapping[str, object] = {}
         self.status_write_error: Optional[StatusWriteError] = None  # the last local write's
         # A worker points this at its background publisher: called after each status change.
@@ -85,7 +93,7 @@ class Runtime:
     def raw_settings(self, seq: int) -> RawSettings:
         return read_settings(self.env.config_folder, seq)
 
-    def settings(self, seq: int, raw: Optional[RawSettings] = None) -> HandlerSettings:
+    def settings(self, seq: int, raw: Optional[RawSettings] = None) -> HandlerSettings[Any]:
         """Decrypt and parse one sequence number's settings (in memory, cached)."""
         if seq not in self._settings:
             raw = raw or self.raw_settings(seq)
@@ -112,7 +120,7 @@ class Runtime:
                 pass
         return self._uris.get(seq, BlobUris(None, None))
 
-    def job_settings(self, job: JobRecord) -> HandlerSettings:
+    def job_settings(self, job: JobRecord) -> HandlerSettings[Any]:
         """The settings a worker runs with: exactly the file its enable accepted. The agent may
         write a sequence number's file again; a worker never acts on what nobody validated."""
         settings = self.settings(job.seq)
@@ -122,7 +130,7 @@ class Runtime:
                                     "settings)")
         return settings
 
-    def cached_settings(self, seq: int) -> Optional[HandlerSettings]:
+    def cached_settings(self, seq: int) -> Optional[HandlerSettings[Any]]:
         try:
             return self.settings(seq)
         except HandlerError:
@@ -168,7 +176,7 @@ class Runtime:
         for job_id in self.store.prune(KEEP_FINISHED_JOBS, KEEP_OPERATIONS):
             (self.env.log_folder / "jobs" / f"{job_id}.log").unlink(missing_ok=True)
 
-    def job_substatus(self, job_ids: List[str]) -> List[Substatus]:
+    def job_substatus(self, job_ids: list[str]) -> list[Substatus]:
         entries = []
         for job_id in job_ids:
             job = self.store.job(job_id)
@@ -178,9 +186,12 @@ class Runtime:
         return entries
 
     def finish_job(self, job_id: str, outcome: Outcome, state: str = "finished") -> JobRecord:
+        current = self.store.job(job_id)
+        if current is None:
+            raise KeyError(job_id)
         return self.store.update_job(job_id, state=state, status=outcome.status,
                                      code=outcome.code, message=outcome.message,
-                                     detail=outcome.detail or self.store.job(job_id).detail,
+                                     detail=outcome.detail or current.detail,
                                      updated=utc_timestamp(self.clock.now()))
 
     def reap_dead_workers(self) -> None:
@@ -197,8 +208,9 @@ class Runtime:
         """A transitioning record whose jobs have all finished takes their outcome."""
         if record.terminal or not record.jobs:
             return record
-        finished = [self.store.job(j) for j in record.jobs]
-        if any(job is None or not job.finished for job in finished):
+        known = [self.store.job(j) for j in record.jobs]
+        finished = [job for job in known if job is not None and job.finished]
+        if len(finished) != len(known):
             return record
         failed = [job for job in finished if job.status == "error"]
         last = failed[0] if failed else finished[-1]
@@ -273,8 +285,8 @@ class Runtime:
         return record
 
     def _send(self, draft: StatusDraft, with_log: bool,
-              deadline: Optional[float]) -> Dict[str, Optional[Dict[str, Any]]]:
-        failures: Dict[str, Optional[Dict[str, Any]]] = {}
+              deadline: Optional[float]) -> dict[str, Optional[BlobFailure]]:
+        failures: dict[str, Optional[BlobFailure]] = {}
         command = draft.record.command
         if draft.status_post is not None:
             failures["statusBlobError"] = self._post(draft.status_post, "status", command,
@@ -283,7 +295,7 @@ class Runtime:
             failures["logsBlobError"] = self._post(draft.logs_post, "logs", command, deadline)
         return failures
 
-    def _record_sends(self, sent: OperationRecord, failures: Dict[str, Optional[Dict[str, Any]]],
+    def _record_sends(self, sent: OperationRecord, failures: dict[str, Optional[BlobFailure]],
                       blob_first: bool) -> OperationRecord:
         """Note each upload's failure (or its absence) on the record. Lock held."""
         record = self.store.operation(sent.seq) or sent
@@ -300,7 +312,7 @@ class Runtime:
         return record
 
     def _post(self, post: BlobPost, what: str, command: str,
-              deadline: Optional[float]) -> Optional[Dict[str, Any]]:
+              deadline: Optional[float]) -> Optional[BlobFailure]:
         """One upload outside the lock; the failure as it is recorded, or None."""
         crashpoint(f"handler.blob.{what}")
         try:
@@ -313,11 +325,11 @@ class Runtime:
                            exc)
             return {"code": code, "kind": exc.kind.value, "message": self.redactor(str(exc))}
 
-    def _report(self, record: OperationRecord, substatus: List[Substatus]) -> StatusReport:
+    def _report(self, record: OperationRecord, substatus: list[Substatus]) -> StatusReport:
         extra = []
         for key, label in (("statusBlobError", "StatusBlobUpload"),
                            ("logsBlobError", "LogsBlobUpload")):
-            failure = record.detail.get(key)
+            failure: Optional[BlobFailure] = record.detail.get(key)
             if failure:
                 extra.append(Substatus(label, "warning" if key == "logsBlobError" else "error",
                                        failure["code"], failure["message"]))
@@ -331,8 +343,8 @@ class Runtime:
                             [Substatus(s.name, s.status, s.code, self.redactor(s.message))
                              for s in substatus + extra])
 
-    def _write_local(self, record: OperationRecord, op: Optional[Operation],
-                     substatus: List[Substatus]) -> None:
+    def _write_local(self, record: OperationRecord, op: Optional[Operation[Any]],
+                     substatus: list[Substatus]) -> None:
         """The agent's file. A folder that refuses it (full, read-only) is logged and does not
         stop the status blob, which may be all the caller reads."""
         extra = op.status_extra(record, self) if op is not None else {}

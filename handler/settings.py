@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional
+from typing import Any, Callable, Generic, Iterable, Mapping, NamedTuple, Optional, TypeVar
 
 from handler.environment import HandlerEnvironment
 from handler.errors import Problem, SettingsValidationError, UnknownCommandError
@@ -13,10 +13,12 @@ from plumbing.blobstore import BlobError, validate_blob_uri
 from plumbing.redact import Redactor
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
+# The operation's own typed request (capture, connectivity check, snapshot).
+Request = TypeVar("Request")
 
 
 @dataclass(frozen=True)
-class HandlerSettings:
+class HandlerSettings(Generic[Request]):
     """One sequence number's settings, decrypted in memory and validated."""
 
     seq: int
@@ -25,7 +27,7 @@ class HandlerSettings:
     protected: Mapping[str, Any]
     status_blob_uri: Optional[str]
     logs_blob_uri: Optional[str]
-    request: Any  # the operation's own typed request
+    request: Request  # what the operation's parse() made of its settings
 
     def __repr__(self) -> str:  # never print secrets, even by accident
         return f"HandlerSettings(seq={self.seq}, command={self.command!r})"
@@ -48,9 +50,9 @@ def blob_uris(public: Mapping[str, Any], protected: Mapping[str, Any]) -> BlobUr
 
 
 def _blob_uris(public: Mapping[str, Any], protected: Mapping[str, Any]
-               ) -> "tuple[Dict[str, Optional[str]], List[Problem]]":
-    found: Dict[str, Optional[str]] = {}
-    problems: List[Problem] = []
+               ) -> tuple[dict[str, Optional[str]], list[Problem]]:
+    found: dict[str, Optional[str]] = {}
+    problems: list[Problem] = []
     for key in ("statusBlobUri", "logsBlobUri"):
         value = protected.get(key, public.get(key))  # protected wins
         where = "protectedSettings" if key in protected else "publicSettings"
@@ -81,25 +83,25 @@ def decrypt(raw: RawSettings, env: HandlerEnvironment, redactor: Redactor) -> Ma
     return MappingProxyType(protected)
 
 
-def _command_name(value: Any, parsers: Mapping[str, RequestParser]) -> Any:
+def _command_name(value: Any, names: Iterable[str]) -> Any:
     """The operation a command names, in any case and with spaces around, as the original
     extensions accept it ("Snapshot"); anything else is returned as given."""
     if not isinstance(value, str):
         return value
     wanted = value.strip().lower()
-    return next((name for name in parsers if name.lower() == wanted), value)
+    return next((name for name in names if name.lower() == wanted), value)
 
 
-def command_of(public: Mapping[str, Any], names: Any) -> Any:
+def command_of(public: Mapping[str, Any], names: Iterable[str]) -> Any:
     """commandToExecute as the operation table names it (see _command_name)."""
-    return _command_name(public.get("commandToExecute"), {n: None for n in names})
+    return _command_name(public.get("commandToExecute"), names)
 
 
 def parse_settings(raw: RawSettings, protected: Mapping[str, Any],
-                   parsers: Mapping[str, RequestParser]) -> HandlerSettings:
+                   parsers: Mapping[str, RequestParser]) -> HandlerSettings[Any]:
     """Shape first, then the operation's own rules; all problems raised together."""
     public = raw.public or {}
-    problems: List[Problem] = []
+    problems: list[Problem] = []
     command = _command_name(public.get("commandToExecute"), parsers)
     if not isinstance(command, str) or not command.strip():
         problems.append(("publicSettings.commandToExecute", "required, a non-empty string"))
@@ -109,7 +111,7 @@ def parse_settings(raw: RawSettings, protected: Mapping[str, Any],
                                   f"expected one of {', '.join(sorted(parsers))}")
     uris, uri_problems = _blob_uris(public, protected)
     problems.extend(uri_problems)
-    request = None
+    request: Any = None
     if isinstance(command, str) and command in parsers:
         try:
             request = parsers[command](public, protected)

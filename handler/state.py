@@ -6,7 +6,7 @@ import os
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Type, TypeVar
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 from handler.errors import StateLockedError
 from plumbing.files import LockTimeout, locked, write_atomic
@@ -26,9 +26,9 @@ class OperationRecord:
     status: str
     code: int
     message: str
-    jobs: List[str] = field(default_factory=list)
+    jobs: list[str] = field(default_factory=list)
     substatus_name: str = ""
-    detail: Dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
 
     @property
     def terminal(self) -> bool:
@@ -51,7 +51,7 @@ class JobRecord:
     status: str = "transitioning"
     code: int = 0
     message: str = ""
-    detail: Dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
     started: str = ""
     updated: str = ""
     stop_requested_by: int = -1  # the sequence number whose stop was sent to this worker
@@ -70,8 +70,8 @@ class StateStore:
                  redact: Callable[[str], str] = lambda text: text,
                  lock_wait: float = LOCK_WAIT_SECONDS) -> None:
         self.lock_wait = lock_wait
-        self.unsaved: List[str] = []  # records the disk refused, kept in memory (see _write)
-        self._overlay: Dict[Path, str] = {}
+        self.unsaved: list[str] = []  # records the disk refused, kept in memory (see _write)
+        self._overlay: dict[Path, str] = {}
         self.root = state_dir
         self._redact = redact  # records hold messages: nothing secret may reach the disk
         self.mrseq_file = mrseq_file
@@ -128,7 +128,7 @@ class StateStore:
     def operation(self, seq: int) -> Optional[OperationRecord]:
         return _load(OperationRecord, self._read(self.root / "ops" / f"{seq}.json"))
 
-    def operations(self) -> List[OperationRecord]:
+    def operations(self) -> list[OperationRecord]:
         records = []
         for path in self._paths("ops"):
             record = _load(OperationRecord, self._read(path))
@@ -153,7 +153,7 @@ class StateStore:
         self.save_job(updated)
         return updated
 
-    def jobs(self) -> List[JobRecord]:
+    def jobs(self) -> list[JobRecord]:
         records = []
         for path in self._paths("jobs"):
             record = _load(JobRecord, self._read(path))
@@ -161,7 +161,7 @@ class StateStore:
                 records.append(record)
         return records
 
-    def prune(self, keep_jobs: int, keep_operations: int) -> List[str]:
+    def prune(self, keep_jobs: int, keep_operations: int) -> list[str]:
         """Forget the oldest finished jobs and operations beyond the newest `keep_*`;
         returns the job ids removed (their logs go too)."""
         finished = sorted((j for j in self.jobs() if j.finished),
@@ -181,21 +181,24 @@ class StateStore:
         self._overlay.pop(path, None)
         path.unlink(missing_ok=True)
 
-    def _paths(self, kind: str) -> List[Path]:
+    def _paths(self, kind: str) -> list[Path]:
         on_disk = set((self.root / kind).glob("*.json"))
         return sorted(on_disk | {p for p in self._overlay if p.parent.name == kind})
 
-    def _read(self, path: Path) -> Optional[Dict[str, Any]]:
+    def _read(self, path: Path) -> Optional[dict[str, Any]]:
+        data: Optional[dict[str, Any]]  # a JSON object, as _write wrote it
         if path in self._overlay:
-            return json.loads(self._overlay[path])
+            data = json.loads(self._overlay[path])
+            return data
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
         except ValueError:
             return None  # a torn record cannot happen (atomic writes); treat junk as absent
+        return data
 
-    def _write(self, path: Path, data: Dict[str, Any]) -> None:
+    def _write(self, path: Path, data: dict[str, Any]) -> None:
         """Write a record; when the disk refuses (full, read-only), keep it in this process's
         memory and note it in `unsaved`: the process goes on with the truth it knows, so its
         status and status blob still say what happened, and its caller decides whether to act."""
@@ -211,7 +214,7 @@ class StateStore:
 Record = TypeVar("Record", OperationRecord, JobRecord)
 
 
-def _load(kind: Type[Record], data: Optional[Dict[str, Any]]) -> Optional[Record]:
+def _load(kind: type[Record], data: Optional[dict[str, Any]]) -> Optional[Record]:
     """A record from its JSON; keys of another version are ignored, missing ones default."""
     if not data:
         return None

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Optional
 
 from handler.errors import StatusWriteError
 from plumbing.clock import utc_timestamp
@@ -42,7 +42,7 @@ class StatusReport:
     status: str
     code: int
     message: str
-    substatus: List[Substatus] = field(default_factory=list)
+    substatus: list[Substatus] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for value in [self.status] + [s.status for s in self.substatus]:
@@ -51,7 +51,7 @@ class StatusReport:
 
 
 def render(report: StatusReport, now: datetime,
-           extra: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+           extra: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
     """The agent's document; `extra` adds keys the agent ignores (never replaces its own)."""
     stamp = utc_timestamp(now)
     return [{
@@ -74,7 +74,7 @@ def render(report: StatusReport, now: datetime,
     }]
 
 
-def encode_within_limit(document: List[Dict[str, Any]]) -> bytes:
+def encode_within_limit(document: list[dict[str, Any]]) -> bytes:
     """Serialize under the agent's limits: every message at most 10 KiB (the agent would cut
     it), the whole file under 128 KiB. A message holding a JSON object is shortened to a JSON
     object that keeps its status and error fields; entries are dropped only as a last resort,
@@ -116,7 +116,7 @@ def encode_within_limit(document: List[Dict[str, Any]]) -> bytes:
     return data
 
 
-def _shrink_entry(entry: Dict[str, Any], limit: int) -> None:
+def _shrink_entry(entry: dict[str, Any], limit: int) -> None:
     entry["name"] = entry["name"][:MIN_MESSAGE_CHARS]
     message = entry["formattedMessage"]["message"]
     entry["formattedMessage"]["message"] = shrink_message(message, limit)
@@ -139,7 +139,7 @@ def shrink_message(message: str, limit: int) -> str:
     return message[:max(0, limit - len(TRIMMED_NOTE))] + TRIMMED_NOTE
 
 
-def _shrink_object(value: Dict[str, Any], limit: int) -> Optional[str]:
+def _shrink_object(value: dict[str, Any], limit: int) -> Optional[str]:
     value = dict(value, trimmed=True)
     for _ in range(4 * len(value)):
         text = json.dumps(value)
@@ -173,7 +173,7 @@ def _shorter(item: Any) -> Any:
 
 
 def write_status(status_folder: Path, seq: int, report: StatusReport, now: datetime,
-                 extra: Optional[Dict[str, Any]] = None) -> bytes:
+                 extra: Optional[dict[str, Any]] = None) -> bytes:
     data = encode_within_limit(render(report, now, extra))
     try:
         write_atomic(status_folder / f"{seq}.status", data, mode=0o644)
@@ -183,11 +183,13 @@ def write_status(status_folder: Path, seq: int, report: StatusReport, now: datet
     return data
 
 
-def read_status(status_folder: Path, seq: int) -> Optional[List[Dict[str, Any]]]:
+def read_status(status_folder: Path, seq: int) -> Optional[list[dict[str, Any]]]:
     try:
-        return json.loads((status_folder / f"{seq}.status").read_text(encoding="utf-8"))
+        document: list[dict[str, Any]] = json.loads(
+            (status_folder / f"{seq}.status").read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         return None
+    return document
 
 
 def write_heartbeat(path: Path, message: str, code: int = 0) -> None:

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
+from typing import Any, Generic, Mapping, Optional, TypeVar
 
 from handler.errors import HandlerError, WorkerDiedError
+from handler.operations.context import OperationContext
+from handler.settings import HandlerSettings
+from handler.state import JobRecord, OperationRecord
 from handler.status import Substatus
 
-if TYPE_CHECKING:  # pragma: no cover
-    from handler.runtime import Runtime
-    from handler.settings import HandlerSettings
-    from handler.state import JobRecord, OperationRecord
+# The typed request an operation's parse() makes of its settings, and its other methods get.
+Request = TypeVar("Request")
 
 
 @dataclass(frozen=True)
@@ -20,23 +21,23 @@ class Outcome:
     status: str  # transitioning | success | error | warning
     code: int
     message: str
-    detail: Dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 class OperationStopped(Exception):
     """Raised in a worker's main thread when the agent disables the extension."""
 
 
-class Operation:
+class Operation(Generic[Request]):
     """Base for the operations; subclasses override what they need."""
 
     command = ""
 
-    def parse(self, public: Mapping[str, Any], protected: Mapping[str, Any]) -> Any:
+    def parse(self, public: Mapping[str, Any], protected: Mapping[str, Any]) -> Request:
         """Validate this command's settings into a typed request (SettingsValidationError)."""
-        return None
+        raise NotImplementedError
 
-    def describe(self, settings: "HandlerSettings") -> Dict[str, Any]:
+    def describe(self, settings: HandlerSettings[Request]) -> dict[str, Any]:
         """What the operation record notes before anything is done (e.g. the taskId), so an
         enable killed mid-way leaves enough to recognise the intent."""
         return {}
@@ -46,30 +47,31 @@ class Operation:
         caller may define the numbers: VMSnapshot reports only the backup service's)."""
         return error.code
 
-    def starts_work(self, settings: "HandlerSettings") -> bool:
+    def starts_work(self, settings: HandlerSettings[Request]) -> bool:
         """Whether enable starts new work, which waits for a writable status blob (otherwise
         nobody would see its result); stopping or deleting goes ahead regardless."""
         return True
 
-    def enable(self, settings: "HandlerSettings", runtime: "Runtime") -> "OperationRecord":
+    def enable(self, settings: HandlerSettings[Request],
+               context: OperationContext) -> OperationRecord:
         """Act on new settings within the agent's 300 s: finish, or start worker jobs."""
         raise NotImplementedError
 
-    def work(self, settings: "HandlerSettings", job: "JobRecord",
-             runtime: "Runtime") -> Outcome:
+    def work(self, settings: HandlerSettings[Request], job: JobRecord,
+             context: OperationContext) -> Outcome:
         """The long part, in a detached worker process."""
         raise NotImplementedError
 
-    def settle(self, record: "OperationRecord", runtime: "Runtime") -> "OperationRecord":
+    def settle(self, record: OperationRecord, context: OperationContext) -> OperationRecord:
         """Decide the sequence's top-level state from its jobs (default: all must finish)."""
-        return runtime.conclude(record)
+        return context.conclude(record)
 
-    def substatus(self, record: "OperationRecord", runtime: "Runtime") -> List[Substatus]:
+    def substatus(self, record: OperationRecord, context: OperationContext) -> list[Substatus]:
         """Substatus entries for this sequence number's status file."""
-        return runtime.job_substatus(record.jobs)
+        return context.job_substatus(record.jobs)
 
-    def status_blob_document(self, document: List[Dict[str, Any]], record: "OperationRecord",
-                             runtime: "Runtime") -> Optional[List[Dict[str, Any]]]:
+    def status_blob_document(self, document: list[dict[str, Any]], record: OperationRecord,
+                             context: OperationContext) -> Optional[list[dict[str, Any]]]:
         """What goes to statusBlobUri; by default the status file itself."""
         return document
 
@@ -77,12 +79,12 @@ class Operation:
         """Called from the worker's SIGTERM handler (disable): by default, unwind the work."""
         raise OperationStopped("stopped by disable before it completed")
 
-    def status_extra(self, record: "OperationRecord", runtime: "Runtime") -> Dict[str, Any]:
+    def status_extra(self, record: OperationRecord, context: OperationContext) -> dict[str, Any]:
         """Keys added to the local status object beside the agent's own (the agent ignores
         them); VMSnapshot puts the backup service's fields here."""
         return {}
 
-    def on_worker_death(self, job: "JobRecord", runtime: "Runtime") -> Outcome:
+    def on_worker_death(self, job: JobRecord, context: OperationContext) -> Outcome:
         died = WorkerDiedError(f"worker {job.pid} for {job.name} ended without a result "
                                f"(killed or crashed); the operation did not complete")
         return Outcome("error", self.error_code(died), died.message)

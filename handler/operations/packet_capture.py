@@ -5,16 +5,20 @@ import json
 import os
 import signal
 import threading
-from typing import Any, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from handler import jobs
 from handler.errors import HandlerError, SettingsValidationError, WorkerDiedError
 from handler.operations.base import Operation, Outcome
-from handler.settings import field
+from handler.operations.context import OperationContext
+from handler.settings import HandlerSettings, field
 from handler.state import JobRecord, OperationRecord
 from handler.status import Substatus
 from plumbing.clock import utc_timestamp
 from plumbing.crashpoints import crashpoint
+
+if TYPE_CHECKING:  # the capability is imported when the operation runs, not with the table
+    from capture_engine.settings import CaptureRequest
 
 # The agent passes its environment through: tests (and containers) point the capture root
 # elsewhere and may capture inside a named network namespace.
@@ -29,7 +33,7 @@ class CaptureStateError(HandlerError):
     code, title = 151, "Capture state conflict"
 
 
-class PacketCapture(Operation):
+class PacketCapture(Operation["CaptureRequest"]):
     command = "packetCapture"
 
     def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
@@ -37,7 +41,7 @@ class PacketCapture(Operation):
         self.netns = environ.get(CAPTURE_NETNS_VARIABLE) or None
         self._stop = threading.Event()
 
-    def parse(self, public: Mapping[str, Any], protected: Mapping[str, Any]) -> Any:
+    def parse(self, public: Mapping[str, Any], protected: Mapping[str, Any]) -> CaptureRequest:
         from capture_engine.errors import CaptureSettingsError
         from capture_engine.settings import parse_capture_settings
 
@@ -51,45 +55,46 @@ class PacketCapture(Operation):
                 code=exc.code, prefix="invalid packetCapture settings") from None
 
     # -- enable -------------------------------------------------------------------------
-    def enable(self, settings, runtime) -> OperationRecord:
+    def enable(self, settings: HandlerSettings[CaptureRequest],
+               context: OperationContext) -> OperationRecord:
         request, seq = settings.request, settings.seq
         record = OperationRecord(seq, self.command, "transitioning", 0, "",
                                  detail={"action": request.action, "capture": request.name})
-        running = self._running(runtime, request.name)
+        running = self._running(context, request.name)
         if request.action == "start":
             if running is not None:
                 raise CaptureStateError(f"capture {request.name!r} is already running")
-            job = runtime.start_job(seq, self.command, request.name,
+            job = context.start_job(seq, self.command, request.name,
                                     job_id=f"capture-{seq}-{_safe(request.name)}")
             record.jobs, record.message = [job.job_id], f"capture {request.name!r} starting"
         elif request.action == "stop":
-            return self._stop_capture(record, request.name, running, runtime)
+            return self._stop_capture(record, request.name, running, context)
         else:
-            record = self._delete(record, request, running, runtime)
+            record = self._delete(record, request, running, context)
         return record
 
-    def starts_work(self, settings) -> bool:
+    def starts_work(self, settings: HandlerSettings[CaptureRequest]) -> bool:
         return settings.request.action == "start"
 
-    def describe(self, settings) -> Dict[str, Any]:
+    def describe(self, settings: HandlerSettings[CaptureRequest]) -> dict[str, Any]:
         return {"action": settings.request.action, "capture": settings.request.name}
 
     def _stop_capture(self, record: OperationRecord, name: str, running: Optional[JobRecord],
-              runtime) -> OperationRecord:
+                      context: OperationContext) -> OperationRecord:
         """Write ahead which worker this sequence stops, then signal it: a re-run of an
         interrupted stop finds its mark and follows that worker instead of failing."""
-        latest = self._latest(runtime, name)
+        latest = self._latest(context, name)
         if running is None and latest is not None and latest.stop_requested_by == record.seq:
             running = latest
         if running is None:
             return self._not_found(record, name, "stop")
-        runtime.store.update_job(running.job_id, stop_requested_by=record.seq)
+        context.store.update_job(running.job_id, stop_requested_by=record.seq)
         jobs.signal_worker(running, signal.SIGTERM)
         record.jobs, record.message = [running.job_id], f"capture {name!r} stopping"
         return record
 
-    def _delete(self, record: OperationRecord, request, running: Optional[JobRecord],
-                runtime) -> OperationRecord:
+    def _delete(self, record: OperationRecord, request: CaptureRequest,
+                running: Optional[JobRecord], context: OperationContext) -> OperationRecord:
         """Remove the session's local files and the session itself from the status. Every
         job of that name is marked first (write ahead), so a re-run of an interrupted delete
         knows the files it no longer finds were its own."""
@@ -98,21 +103,21 @@ class PacketCapture(Operation):
 
         if running is not None:
             raise CaptureStateError(f"capture {request.name!r} is running: stop it first")
-        sessions = [j for j in runtime.store.jobs()
+        sessions = [j for j in context.store.jobs()
                     if j.command == self.command and j.name == request.name]
         redo = bool(sessions) and all(j.deleted_by == record.seq for j in sessions)
         started = max(sessions, key=lambda j: j.seq) if sessions else None
-        source = runtime.cached_settings(started.seq) if started else None
-        target = source.request if source is not None else request
+        source = context.cached_settings(started.seq) if started else None
+        target: CaptureRequest = source.request if source is not None else request
         for job in sessions:
-            runtime.store.update_job(job.job_id, deleted_by=record.seq)
+            context.store.update_job(job.job_id, deleted_by=record.seq)
         crashpoint("handler.capture.delete_marked")
         try:
             removed = delete_capture_files(target)
         except CaptureNotFoundError as exc:
             if not redo:
                 for job in sessions:
-                    runtime.store.update_job(job.job_id, deleted_by=job.deleted_by)
+                    context.store.update_job(job.job_id, deleted_by=job.deleted_by)
                 record.status, record.code, record.message = "error", exc.code, str(exc)
                 return record
             removed = []
@@ -130,43 +135,45 @@ class PacketCapture(Operation):
         return record
 
     # -- worker -------------------------------------------------------------------------
-    def work(self, settings, job: JobRecord, runtime) -> Outcome:
+    def work(self, settings: HandlerSettings[CaptureRequest], job: JobRecord,
+             context: OperationContext) -> Outcome:
         from capture_engine.session import run_capture
 
-        last = {"state": "", "at": float("-inf")}
+        last_state, last_at = "", float("-inf")  # the last refresh: what, and when
 
-        def progress(querystatus: Dict[str, Any]) -> None:
+        def progress(querystatus: dict[str, Any]) -> None:
             """Record every report; re-render status (and its blob) on a state change, else
             at most every PROGRESS_REFRESH_SECONDS: a 5-hour capture is not 9,000 uploads."""
-            state, now = _substatus_state(querystatus), runtime.clock.monotonic()
-            with runtime.store.lock():  # local records only: never an upload under the lock
-                runtime.store.update_job(job.job_id, detail=querystatus, status=state,
-                                         updated=utc_timestamp(runtime.clock.now()))
-                if state != last["state"] or now - last["at"] >= PROGRESS_REFRESH_SECONDS:
-                    runtime.refresh_local()
-                    if job.seq != runtime.store.last_seq():
-                        runtime.refresh_local(job.seq)
-            if state != last["state"] or now - last["at"] >= PROGRESS_REFRESH_SECONDS:
-                last.update(state=state, at=now)
-                runtime.status_changed()  # the blob is sent by a thread: capture never waits
+            nonlocal last_state, last_at
+            state, now = _substatus_state(querystatus), context.clock.monotonic()
+            with context.store.lock():  # local records only: never an upload under the lock
+                context.store.update_job(job.job_id, detail=querystatus, status=state,
+                                         updated=utc_timestamp(context.clock.now()))
+                if state != last_state or now - last_at >= PROGRESS_REFRESH_SECONDS:
+                    context.refresh_local()
+                    if job.seq != context.store.last_seq():
+                        context.refresh_local(job.seq)
+            if state != last_state or now - last_at >= PROGRESS_REFRESH_SECONDS:
+                last_state, last_at = state, now
+                context.status_changed()  # the blob is sent by a thread: capture never waits
 
-        result = run_capture(settings.request, blob_store=runtime.blob_store,
+        result = run_capture(settings.request, blob_store=context.blob_store,
                              sas_token=settings.request.sas_token,
-                             stop_event=self._stop, on_progress=progress, clock=runtime.clock,
+                             stop_event=self._stop, on_progress=progress, clock=context.clock,
                              netns=self.netns)
         status = result.querystatus()
-        runtime.log.info("capture %s ended: %s", job.name, json.dumps(status))
+        context.log.info("capture %s ended: %s", job.name, json.dumps(status))
         return Outcome("error" if not result.ok else "success", result.error_code or 0,
                        _summary(status), detail=status)
 
     def stop(self) -> None:
         self._stop.set()  # the session drains, writes and uploads, then the worker ends
 
-    def on_worker_death(self, job: JobRecord, runtime) -> Outcome:
+    def on_worker_death(self, job: JobRecord, context: OperationContext) -> Outcome:
         from capture_engine.result import agent_stopped
         from capture_engine.session import capture_files
 
-        settings = runtime.cached_settings(job.seq)
+        settings = context.cached_settings(job.seq)
         files = capture_files(settings.request) if settings is not None else []
         status = agent_stopped(job.name, local_files=files).querystatus()
         status["captureStartTime"] = job.detail.get("captureStartTime")
@@ -175,26 +182,26 @@ class PacketCapture(Operation):
                        f"local files kept", detail=status)
 
     # -- status -------------------------------------------------------------------------
-    def settle(self, record: OperationRecord, runtime) -> OperationRecord:
+    def settle(self, record: OperationRecord, context: OperationContext) -> OperationRecord:
         """start succeeds once the session runs: a 5-hour capture must not keep the agent
         waiting for a terminal status; the substatus carries the session's own state."""
         if record.terminal or not record.jobs:
             return record
-        job = runtime.store.job(record.jobs[0])
+        job = context.store.job(record.jobs[0])
         if job is None:
             return record
         if job.finished:
-            return runtime.conclude(record)
+            return context.conclude(record)
         if record.detail.get("action") == "start" and \
                 job.detail.get("packetCaptureStatus") == "Running":
             record.status, record.message = "success", f"capture {job.name!r} running"
-            runtime.store.save_operation(record)
+            context.store.save_operation(record)
         return record
 
-    def substatus(self, record: OperationRecord, runtime) -> List[Substatus]:
+    def substatus(self, record: OperationRecord, context: OperationContext) -> list[Substatus]:
         """Every capture session this handler knows, newest job per name."""
-        latest: Dict[str, JobRecord] = {}
-        for job in runtime.store.jobs():
+        latest: dict[str, JobRecord] = {}
+        for job in context.store.jobs():
             if job.command == self.command and job.deleted_by < 0:
                 if job.name not in latest or job.seq >= latest[job.name].seq:
                     latest[job.name] = job
@@ -204,16 +211,16 @@ class PacketCapture(Operation):
                 for name, job in sorted(latest.items())]
 
     @staticmethod
-    def _running(runtime, name: str) -> Optional[JobRecord]:
-        runtime.reap_dead_workers()
-        for job in runtime.store.jobs():
+    def _running(context: OperationContext, name: str) -> Optional[JobRecord]:
+        context.reap_dead_workers()
+        for job in context.store.jobs():
             if job.command == PacketCapture.command and job.name == name and not job.finished:
                 return job
         return None
 
     @staticmethod
-    def _latest(runtime, name: str) -> Optional[JobRecord]:
-        jobs = [j for j in runtime.store.jobs()
+    def _latest(context: OperationContext, name: str) -> Optional[JobRecord]:
+        jobs = [j for j in context.store.jobs()
                 if j.command == PacketCapture.command and j.name == name]
         return max(jobs, key=lambda j: j.seq) if jobs else None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from handler.errors import (
     CertificateNotFoundError,
@@ -21,9 +21,14 @@ from handler.errors import (
     WrongCertificateError,
 )
 from handler.operations.base import Operation, Outcome
+from handler.operations.context import OperationContext
+from handler.settings import HandlerSettings
 from handler.state import JobRecord, OperationRecord
 from handler.status import Substatus
 from plumbing.blobstore import BlobStore
+
+if TYPE_CHECKING:  # the capability is imported when the operation runs, not with the table
+    from snapshot.settings import SnapshotSettings
 
 SUBSTATUS = "VMSnapshot"
 # Handler-level failures by the backup service's rows: protected settings that cannot be
@@ -37,7 +42,7 @@ PARAMETER_ERRORS = (SettingsFileError, NoRuntimeSettingsError, SettingsValidatio
 _PARSE_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 
 
-class VmSnapshot(Operation):
+class VmSnapshot(Operation["SnapshotSettings"]):
     def __init__(self, command: str) -> None:
         self.command = command
         self._running = False  # the worker's run_snapshot has begun
@@ -49,7 +54,8 @@ class VmSnapshot(Operation):
         if not self._running:
             super().stop()
 
-    def parse(self, public: Mapping[str, Any], protected: Mapping[str, Any]) -> Any:
+    def parse(self, public: Mapping[str, Any],
+              protected: Mapping[str, Any]) -> SnapshotSettings:
         from snapshot.errors import SnapshotSettingsError
         from snapshot.settings import parse_snapshot_settings
 
@@ -75,10 +81,11 @@ class VmSnapshot(Operation):
                 return code
         return Code.ERROR
 
-    def describe(self, settings) -> Dict[str, Any]:
+    def describe(self, settings: HandlerSettings[SnapshotSettings]) -> dict[str, Any]:
         return {"taskId": settings.request.task_id}
 
-    def enable(self, settings, runtime) -> OperationRecord:
+    def enable(self, settings: HandlerSettings[SnapshotSettings],
+               context: OperationContext) -> OperationRecord:
         from snapshot.errors import Code, TooLateError
         from snapshot.settings import check_not_too_late
 
@@ -90,13 +97,13 @@ class VmSnapshot(Operation):
             record.status, record.code, record.message = "success", Code.SUCCESS, "installed"
             return record
         try:
-            check_not_too_late(request, runtime.clock.now())
+            check_not_too_late(request, context.clock.now())
         except TooLateError as exc:
             record.status, record.code, record.message = "error", exc.code, exc.message
             return record
-        earlier = _earlier_run(request.task_id, seq, runtime)
+        earlier = _earlier_run(request.task_id, seq, context)
         if earlier is None:
-            job = runtime.start_job(seq, self.command, SUBSTATUS)
+            job = context.start_job(seq, self.command, SUBSTATUS)
             record.jobs = [job.job_id]
         elif not earlier.terminal:  # still running for an earlier sequence: follow it
             record.jobs = list(earlier.jobs)
@@ -111,68 +118,72 @@ class VmSnapshot(Operation):
                               f"and failed: {earlier.message}")
         return record
 
-    def work(self, settings, job: JobRecord, runtime) -> Outcome:
+    def work(self, settings: HandlerSettings[SnapshotSettings], job: JobRecord,
+             context: OperationContext) -> Outcome:
         from snapshot.config import load_local_config
         from snapshot.errors import SnapshotError
         from snapshot.log import BufferedLog
         from snapshot.runner import run_snapshot
 
         try:
-            config = replace(load_local_config(runtime.environ),
-                             watchdog_report_path=str(_watchdog_report(job, runtime)))
+            config = replace(load_local_config(context.environ),
+                             watchdog_report_path=str(_watchdog_report(job, context)))
         except SnapshotError as exc:  # vmbackup.conf malformed: its own number, not code 1
             return Outcome("error", exc.code, exc.message)
         # The per-request timeout is what bounds a hanging snapshot while frozen.
-        store = BlobStore(policy=runtime.blob_store.policy, timeout=config.snapshot_timeout,
-                          redactor=runtime.redactor)
-        log = BufferedLog(redactor=runtime.redactor)
+        store = BlobStore(policy=context.blob_store.policy, timeout=config.snapshot_timeout,
+                          redactor=context.redactor)
+        log = BufferedLog(redactor=context.redactor)
         self._running = True
         result = run_snapshot(settings.request, blob_store=store, config=config, log=log,
-                              clock=runtime.clock)
+                              clock=context.clock)
         for line in log.lines():  # written only now: nothing may touch disk during the freeze
-            runtime.log.info("snapshot: %s", line)
-        document = result.status_blob_document(runtime.clock.now())
+            context.log.info("snapshot: %s", line)
+        document = result.status_blob_document(context.clock.now())
         return Outcome(result.status, result.code, result.message,
                        detail={"statusBlob": document,
                                "snapshotConsistency": result.consistency.value})
 
-    def on_worker_death(self, job: JobRecord, runtime) -> Outcome:
+    def on_worker_death(self, job: JobRecord, context: OperationContext) -> Outcome:
         from snapshot.errors import Code
         from snapshot.freeze import read_watchdog_report
         from snapshot.result import watchdog_report_result
 
-        report = read_watchdog_report(str(_watchdog_report(job, runtime)))
+        report = read_watchdog_report(str(_watchdog_report(job, context)))
         if report is None:
             return Outcome("error", Code.ERROR, f"snapshot worker {job.pid} died before it "
                                                 f"froze anything or reported")
-        settings = runtime.cached_settings(job.seq)
+        settings = context.cached_settings(job.seq)
         task, ticks = (settings.request.task_id, settings.request.start_ticks) if settings \
             else ("", "")
         result = watchdog_report_result(report, task, ticks)
         return Outcome("error", result.code, result.message,
-                       detail={"statusBlob": result.status_blob_document(runtime.clock.now())})
+                       detail={"statusBlob": result.status_blob_document(context.clock.now())})
 
-    def substatus(self, record: OperationRecord, runtime) -> List[Substatus]:
+    def substatus(self, record: OperationRecord, context: OperationContext) -> list[Substatus]:
         return [Substatus(SUBSTATUS, record.status, record.code,
-                          _message_json(self._document(record, runtime)))]
+                          _message_json(self._document(record, context)))]
 
-    def status_extra(self, record: OperationRecord, runtime) -> Dict[str, Any]:
-        status = self._document(record, runtime)[0]["status"]
+    def status_extra(self, record: OperationRecord, context: OperationContext) -> dict[str, Any]:
+        status: dict[str, Any] = self._document(record, context)[0]["status"]
         return {k: v for k, v in status.items() if k not in ("code", "status")}
 
-    def status_blob_document(self, document, record: OperationRecord, runtime):
-        return self._document(record, runtime)
+    def status_blob_document(self, document: list[dict[str, Any]], record: OperationRecord,
+                             context: OperationContext) -> list[dict[str, Any]]:
+        return self._document(record, context)
 
-    def _document(self, record: OperationRecord, runtime) -> List[Dict[str, Any]]:
+    def _document(self, record: OperationRecord,
+                  context: OperationContext) -> list[dict[str, Any]]:
         from snapshot.result import error_result, transitioning_status_document
 
-        settings = runtime.cached_settings(record.seq)
+        settings = context.cached_settings(record.seq)
         task = settings.request.task_id if settings else ""
         ticks = settings.request.start_ticks if settings else ""
-        job: Optional[JobRecord] = runtime.store.job(record.jobs[0]) if record.jobs else None
+        job: Optional[JobRecord] = context.store.job(record.jobs[0]) if record.jobs else None
         if job is not None and job.detail.get("statusBlob"):
-            return job.detail["statusBlob"]
-        now = runtime.clock.now()
+            recorded: list[dict[str, Any]] = job.detail["statusBlob"]  # the worker's own
+            return recorded
+        now = context.clock.now()
         if record.status == "transitioning":
             return transitioning_status_document(task, ticks, now)
         result = error_result(record.code, record.message, task, ticks)
@@ -181,31 +192,33 @@ class VmSnapshot(Operation):
         return result.status_blob_document(now)
 
 
-def _earlier_run(task_id: str, seq: int, runtime) -> Optional[OperationRecord]:
+def _earlier_run(task_id: str, seq: int,
+                 context: OperationContext) -> Optional[OperationRecord]:
     """The record of another sequence that ran (or runs) this task; a record written ahead
     by an enable killed before any worker existed did not run it. Lock held."""
-    for other in sorted(runtime.store.operations(), key=lambda r: -r.seq):
+    for other in sorted(context.store.operations(), key=lambda r: -r.seq):
         if other.seq == seq or other.command != "snapshot" or \
                 other.detail.get("taskId") != task_id:
             continue
         if not other.jobs:  # an enable killed after starting its worker, before noting it
-            other.jobs = [j.job_id for j in runtime.store.jobs()
+            other.jobs = [j.job_id for j in context.store.jobs()
                           if j.seq == other.seq and j.command == "snapshot"
                           and (not j.finished or j.pid > 0)]
         if not other.jobs:  # answered without a worker: a dedupe answer ran nothing itself,
             continue        # and a refusal (too late, no status blob) did not run the task
-        other = runtime.conclude(other)
-        started = [runtime.store.job(j) for j in other.jobs]
+        other = context.conclude(other)
+        started = [context.store.job(j) for j in other.jobs]
         if other.terminal or any(j is not None and not j.finished for j in started):
             return other
     return None
 
 
-def _watchdog_report(job: JobRecord, runtime) -> Path:
-    folder = runtime.env.state_dir / "snapshot"
+def _watchdog_report(job: JobRecord, context: OperationContext) -> Path:
+    folder = context.env.state_dir / "snapshot"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{job.job_id}.watchdog.json"
 
 
-def _message_json(document: List[Dict[str, Any]]) -> str:
-    return document[0]["status"]["formattedMessage"]["message"]
+def _message_json(document: list[dict[str, Any]]) -> str:
+    message: str = document[0]["status"]["formattedMessage"]["message"]
+    return message

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import subprocess
 
 import pytest
 
@@ -36,6 +37,18 @@ def test_a_second_certificate_cannot_open_the_envelope(certificate, tmp_path):
     with pytest.raises(errors.WrongCertificateError) as caught:
         decrypt_protected_settings(b64, other.thumbprint, tmp_path)
     assert "VERYSECRETSIG" not in str(caught.value)
+
+
+def test_a_private_key_that_is_not_rsa_is_the_wrong_certificate(certificate, tmp_path):
+    """The right .crt beside an EC .prv (no RSA decrypt): a coded error, not an internal one."""
+    (tmp_path / certificate.crt.name).write_bytes(certificate.crt.read_bytes())
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-out", str(tmp_path / certificate.prv.name)],
+                   check=True, capture_output=True, timeout=30)
+    b64 = certificate.encrypt(SECRET, "aes256")
+    with pytest.raises(errors.WrongCertificateError) as caught:
+        decrypt_protected_settings(b64, certificate.thumbprint, tmp_path)
+    assert "not an RSA key" in str(caught.value), caught.value
 
 
 @pytest.mark.parametrize("shape", ["truncated", "nested-indefinite", "nested-definite",
