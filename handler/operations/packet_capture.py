@@ -37,9 +37,16 @@ class PacketCapture(Operation["CaptureRequest"]):
     command = "packetCapture"
 
     def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
-        self.capture_root = environ.get(CAPTURE_ROOT_VARIABLE) or "/var/captures"
+        self._root_override = environ.get(CAPTURE_ROOT_VARIABLE) or ""
         self.netns = environ.get(CAPTURE_NETNS_VARIABLE) or None
         self._stop = threading.Event()
+
+    @property
+    def capture_root(self) -> str:
+        """PACKET_CAPTURE_ROOT, else the capture engine's own default (declared there once)."""
+        from capture_engine.settings import CAPTURE_ROOT
+
+        return self._root_override or CAPTURE_ROOT
 
     def parse(self, public: Mapping[str, Any], protected: Mapping[str, Any]) -> CaptureRequest:
         from capture_engine.errors import CaptureSettingsError
