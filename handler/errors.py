@@ -3,23 +3,19 @@ from __future__ import annotations
 
 from typing import Iterable, Optional, Tuple
 
+from plumbing.errors import CodedError
+
 Problem = Tuple[str, str]  # (field path, what is wrong)
 
 
-class HandlerError(Exception):
+class HandlerError(CodedError):
     """A failure reported to the agent as a terminal error status."""
 
     code = 1
     title = "Internal error"
 
     def __init__(self, message: str, *, code: Optional[int] = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-    @property
-    def message(self) -> str:
-        return str(self)
+        super().__init__(message, code)
 
 
 class HandlerEnvironmentError(HandlerError):

@@ -5,11 +5,12 @@ import pytest
 
 from capture_engine.errors import CaptureError, InvalidPortError, LocalFileError
 from connectivity.errors import ConnectivityError
+from handler.errors import HandlerError
 from plumbing.errors import CodedError
 from snapshot.errors import Code, FreezeError, SnapshotError, SnapshotSettingsError
 
 
-@pytest.mark.parametrize("base", [CaptureError, ConnectivityError, SnapshotError])
+@pytest.mark.parametrize("base", [CaptureError, ConnectivityError, SnapshotError, HandlerError])
 def test_every_capability_error_is_a_coded_error_with_a_title(base):
     error = base("it failed")
     assert isinstance(error, CodedError) and error.message == str(error) == "it failed"
