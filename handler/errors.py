@@ -88,6 +88,20 @@ class StatusBlobError(HandlerError):
     code, title = 41, "Status blob upload failed"
 
 
+class StatusBlobForbiddenError(StatusBlobError):
+    code, title = 42, "Status blob refused the SAS"
+
+
+class StatusBlobExpiredError(StatusBlobError):
+    code, title = 43, "Status blob SAS expired"
+
+
+class CaptureStateError(HandlerError):
+    """A capture start or delete that conflicts with the session's state (running, stopped)."""
+
+    code, title = 151, "Capture state conflict"
+
+
 class WorkerDiedError(HandlerError):
     code, title = 50, "Worker process died"
 

@@ -14,6 +14,8 @@ from handler.errors import (
     HandlerError,
     SettingsFileError,
     StatusBlobError,
+    StatusBlobExpiredError,
+    StatusBlobForbiddenError,
     StatusWriteError,
     WorkerDiedError,
 )
@@ -33,7 +35,8 @@ from plumbing.redact import Redactor
 KEEP_FINISHED_JOBS = 50
 KEEP_OPERATIONS = 100
 PUBLISH_ROUNDS = 3  # a status sent stale by a race is sent again, this many times at most
-STATUS_BLOB_CODES = {BlobErrorKind.FORBIDDEN: 42, BlobErrorKind.EXPIRED: 43}
+STATUS_BLOB_CODES = {BlobErrorKind.FORBIDDEN: StatusBlobForbiddenError.code,
+                     BlobErrorKind.EXPIRED: StatusBlobExpiredError.code}
 
 
 class BlobFailure(TypedDict):

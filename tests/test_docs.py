@@ -23,21 +23,23 @@ def exception_codes(module: ModuleType) -> Set[int]:
 
 
 def _handler_codes() -> Set[int]:
-    """handler/errors.py, any HandlerError declared elsewhere in handler/ (an operation's own),
-    and the status blob's codes by cause (StatusBlobError's 42/43, mapped in runtime.py)."""
+    """handler/errors.py: the handler's one table (no other module declares a code)."""
+    return exception_codes(importlib.import_module("handler.errors"))
+
+
+def test_no_handler_module_but_errors_py_declares_a_code() -> None:
     import handler
     from handler.errors import HandlerError
-    from handler.runtime import STATUS_BLOB_CODES
 
-    codes = exception_codes(importlib.import_module("handler.errors"))
+    elsewhere = []
     for info in pkgutil.walk_packages(handler.__path__, "handler."):
-        if info.name.endswith("__main__"):
+        if info.name.endswith("__main__") or info.name == "handler.errors":
             continue
         module = importlib.import_module(info.name)
-        codes |= {cls.code for cls in vars(module).values()
-                  if inspect.isclass(cls) and issubclass(cls, HandlerError)
-                  and cls.__module__ == module.__name__ and "code" in cls.__dict__}
-    return codes | set(STATUS_BLOB_CODES.values())
+        elsewhere += [f"{info.name}.{cls.__name__}" for cls in vars(module).values()
+                      if inspect.isclass(cls) and issubclass(cls, HandlerError)
+                      and cls.__module__ == module.__name__ and "code" in cls.__dict__]
+    assert not elsewhere, f"codes declared outside handler/errors.py: {elsewhere}"
 
 
 def _connectivity_codes() -> Set[int]:

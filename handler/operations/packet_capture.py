@@ -8,7 +8,11 @@ import threading
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from handler import jobs
-from handler.errors import HandlerError, SettingsValidationError, WorkerDiedError
+from handler.errors import (
+    CaptureStateError,
+    SettingsValidationError,
+    WorkerDiedError,
+)
 from handler.operations.base import Operation, Outcome
 from handler.operations.context import OperationContext
 from handler.settings import HandlerSettings, field
@@ -27,10 +31,6 @@ CAPTURE_NETNS_VARIABLE = "PACKET_CAPTURE_NETNS"
 PROGRESS_REFRESH_SECONDS = 10.0
 SUBSTATUS_STATES = {"Running": "transitioning", "NotStarted": "transitioning",
                     "Stopped": "success", "Error": "error", "Unknown": "warning"}
-
-
-class CaptureStateError(HandlerError):
-    code, title = 151, "Capture state conflict"
 
 
 class PacketCapture(Operation["CaptureRequest"]):
