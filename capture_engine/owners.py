@@ -11,7 +11,6 @@ kernel if the process dies), so two starts never take the same name.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import Iterator, Optional
 
 from capture_engine.naming import files_of
+from plumbing.files import locked, write_atomic
 
 OWNERS_DIR = ".owners"
 LOCK_FILE = "lock"
@@ -48,13 +48,8 @@ class Owners:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         os.makedirs(self.folder, mode=0o750, exist_ok=True)
-        fd = os.open(os.path.join(self.folder, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                     0o640)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with locked(os.path.join(self.folder, LOCK_FILE), mode=0o640):
             yield
-        finally:
-            os.close(fd)  # releases the lock
 
     def _record(self, path: str) -> str:
         key = hashlib.sha256(os.path.abspath(path).encode("utf-8", "surrogateescape"))
@@ -64,15 +59,9 @@ class Owners:
         """Record (durably) that capture `name` writes under `path`; call it under lock(). A
         claim of a name with no file left (its capture deleted by hand) is replaced."""
         claim = Claim(name, os.path.abspath(path), ring, time.time_ns())
-        record = self._record(path)
-        temporary = f"{record}.{os.getpid()}.tmp"
-        with open(temporary, "w", encoding="utf-8") as sink:
-            json.dump({"name": claim.name, "path": claim.path, "ring": claim.ring,
-                       "claimedNs": claim.claimed_ns}, sink)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(temporary, record)
-        _fsync_folder(self.folder)
+        write_atomic(self._record(path), json.dumps(
+            {"name": claim.name, "path": claim.path, "ring": claim.ring,
+             "claimedNs": claim.claimed_ns}).encode("utf-8"), mode=0o640)
         return claim
 
     def claims(self, name: str) -> list[Claim]:
@@ -110,10 +99,3 @@ def _listing(folder: str) -> list[str]:
     except FileNotFoundError:
         return []
 
-
-def _fsync_folder(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
