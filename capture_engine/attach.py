@@ -46,15 +46,20 @@ def too_large(instructions: int) -> FilterTooLargeError:
                                f"{why}; {SHRINK_HINT}")
 
 
+def set_filter(sock: socket.socket, program: Sequence[Insn]) -> None:
+    """SO_ATTACH_FILTER as the kernel takes it (struct sock_fprog); OSError as it refuses."""
+    insns = b"".join(struct.pack("<HBBI", *insn) for insn in program)
+    buffer = ctypes.create_string_buffer(insns, len(insns))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
 def attach_filter(sock: socket.socket, program: Sequence[Insn]) -> None:
     """SO_ATTACH_FILTER; FilterTooLargeError when the kernel has no room for the program."""
     if len(program) > MAX_INSNS:
         raise too_large(len(program))
-    insns = b"".join(struct.pack("<HBBI", *insn) for insn in program)
-    buffer = ctypes.create_string_buffer(insns, len(insns))
-    fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))
     try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        set_filter(sock, program)
     except OSError as exc:
         if exc.errno == errno.ENOMEM:
             raise too_large(len(program)) from None

@@ -5,23 +5,18 @@ import ctypes
 import errno
 import os
 import socket
-import struct
 from typing import Optional, Sequence
 
-from capture_engine.attach import Insn
+from capture_engine.attach import Insn, optmem_max, set_filter
 from capture_engine.errors import CaptureFailedError, KernelFilterRefusedError
 
-SO_ATTACH_FILTER = SO_GET_FILTER = 26
-OPTMEM_MAX = "/proc/sys/net/core/optmem_max"  # per network namespace since Linux 6.9
+SO_GET_FILTER = 26  # the same number as SO_ATTACH_FILTER, read the other way
 
 
 def attach(sock: socket.socket, program: Sequence[Insn], name: str) -> None:
     """SO_ATTACH_FILTER; a refusal raises the coded error that says what to change."""
-    insns = b"".join(struct.pack("<HBBI", *insn) for insn in program)
-    buf = ctypes.create_string_buffer(insns, len(insns))
-    fprog = struct.pack("HL", len(program), ctypes.addressof(buf))
     try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        set_filter(sock, program)
     except OSError as exc:
         raise refused(name, program, exc.errno) from None
 
@@ -48,21 +43,13 @@ def check_attached(fd: int, program: Sequence[Insn], name: str) -> None:
         raise refused(name, program, None)
 
 
-def _optmem_max() -> Optional[int]:
-    try:
-        with open(OPTMEM_MAX, encoding="ascii") as stream:
-            return int(stream.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def refused(name: str, program: Sequence[Insn], err: Optional[int]) -> CaptureFailedError:
     """The error for a program the kernel would not take on interface `name`."""
     size = len(program) * 8
     if err not in (None, errno.ENOMEM):
         return CaptureFailedError(f"cannot set the capture filter on {name}: "
                                   f"{os.strerror(err or 0)}")
-    limit = _optmem_max()
+    limit = optmem_max()
     return KernelFilterRefusedError(
         f"the kernel refused the capture filter on {name} ({len(program)} instructions, "
         f"{size} bytes; net.core.optmem_max is {limit if limit is not None else 'unknown'}): "
