@@ -6,6 +6,8 @@ from typing import Iterable, Optional, Tuple
 from plumbing.errors import CodedError
 
 Problem = Tuple[str, str]  # (field path, what is wrong)
+# A connectivity check's code n (its own table, connectivity/errors.py) is reported as 200 + n.
+CONNECTIVITY_CODE_BASE = 200
 
 
 class HandlerError(CodedError):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
 
-from handler.errors import SettingsValidationError
+from handler.errors import CONNECTIVITY_CODE_BASE, SettingsValidationError
 from handler.operations.base import Operation, Outcome
 from handler.operations.context import OperationContext
 from handler.settings import HandlerSettings, field
@@ -13,7 +13,6 @@ if TYPE_CHECKING:  # the capability is imported when the operation runs, not wit
     from connectivity.request import ConnectivityRequest
 
 # Connectivity's own codes (0-29) are reported as 200 + code, so they never read as ours.
-CODE_BASE = 200
 SUBSTATUS = "connectivityCheck"
 
 
@@ -34,7 +33,7 @@ class ConnectivityCheck(Operation["ConnectivityRequest"]):
         except ConnectivityRequestError as exc:
             raise SettingsValidationError(
                 [(f"publicSettings.connectivityCheck.{path}", what) for path, what in exc.problems],
-                code=CODE_BASE + exc.code, prefix="invalid connectivityCheck settings") from None
+                code=CONNECTIVITY_CODE_BASE + exc.code, prefix="invalid connectivityCheck settings") from None
 
     def enable(self, settings: HandlerSettings[ConnectivityRequest],
                context: OperationContext) -> OperationRecord:
@@ -49,6 +48,6 @@ class ConnectivityCheck(Operation["ConnectivityRequest"]):
         context.log.info("connectivity check %s", job.job_id)
         result = run_check(settings.request, clock=context.clock)
         context.log.info("connectivity check result: %s", result.summary)
-        code = CODE_BASE + result.status_code if result.status_code else 0
+        code = CONNECTIVITY_CODE_BASE + result.status_code if result.status_code else 0
         return Outcome("success" if result.succeeded else "error", code, result.summary,
                        detail=result.to_json())
