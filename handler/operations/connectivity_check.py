@@ -33,7 +33,8 @@ class ConnectivityCheck(Operation["ConnectivityRequest"]):
         except ConnectivityRequestError as exc:
             raise SettingsValidationError(
                 [(f"publicSettings.connectivityCheck.{path}", what) for path, what in exc.problems],
-                code=CONNECTIVITY_CODE_BASE + exc.code, prefix="invalid connectivityCheck settings") from None
+                code=CONNECTIVITY_CODE_BASE + exc.code,
+                prefix="invalid connectivityCheck settings") from None
 
     def enable(self, settings: HandlerSettings[ConnectivityRequest],
                context: OperationContext) -> OperationRecord:
