@@ -140,9 +140,8 @@ def test_a_capture_keeps_its_time_limit_and_stop_when_status_storage_hangs(
         f"stop took {stop.duration:.0f}s with the status storage hanging"
     stopped = wait_for_state(agent, ext_dir, 3, "open", "Stopped",
                              timeout=max(1.0, 30 - (time.monotonic() - started)))
-    assert stopped["stopReason"] == "Stopped" or stopped.get("stopReason"), stopped
-    disable = agent.run(ext_dir, "disable", 3, timeout=2 * LIFECYCLE_BOUND)
-    assert not disable.killed and disable.duration < LIFECYCLE_BOUND, disable
+    assert stopped["stopReason"] == "StoppedByRequest", stopped
+    # disable with storage that does not answer: tests/hunt/test_trickle.py (the same bound)
 
 
 def test_a_failed_snapshot_task_sent_again_reports_its_failure_not_already_processed(
