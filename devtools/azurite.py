@@ -8,7 +8,10 @@ import subprocess
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    import http.server
 
 # Azurite's well-known development account (public, documented by Microsoft).
 ACCOUNT = "devstoreaccount1"
@@ -134,3 +137,24 @@ class Azurite:
 
     def read_blob(self, container: str, blob: str) -> bytes:
         return self.service().get_blob_client(container, blob).download_blob().readall()
+
+
+def forward(handler: "http.server.BaseHTTPRequestHandler", port: int,
+            body: Optional[bytes]) -> None:
+    """Send the request `handler` is serving on to the emulator on 127.0.0.1:`port` and write
+    its answer back (test proxies that hold, trickle or fail some requests forward the rest)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
+    headers["Host"] = f"127.0.0.1:{port}"
+    conn.request(handler.command, handler.path, body=body or None, headers=headers)
+    reply = conn.getresponse()
+    data = reply.read()
+    handler.send_response(reply.status)
+    for key, value in reply.getheaders():
+        if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+            handler.send_header(key, value)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

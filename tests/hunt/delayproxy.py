@@ -2,10 +2,11 @@
 forwarding them: slow storage for one kind of request, to order a race deterministically."""
 from __future__ import annotations
 
-import http.client
 import http.server
 import threading
 from typing import Callable, List, Optional
+
+from devtools.azurite import forward
 
 
 class DelayProxy:
@@ -29,19 +30,7 @@ class DelayProxy:
                 self._forward(body)
 
             def _forward(self, body: bytes) -> None:
-                conn = http.client.HTTPConnection("127.0.0.1", azurite_port, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                headers["Host"] = f"127.0.0.1:{azurite_port}"
-                conn.request(self.command, self.path, body=body or None, headers=headers)
-                reply = conn.getresponse()
-                data = reply.read()
-                self.send_response(reply.status)
-                for key, value in reply.getheaders():
-                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                forward(self, azurite_port, body)
 
             do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
 

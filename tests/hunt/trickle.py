@@ -7,6 +7,8 @@ import threading
 import time
 from typing import List
 
+from devtools.azurite import forward
+
 
 class TrickleServer:
     """Reads each request, then sends a status line and an endless header, a byte every
@@ -109,7 +111,6 @@ class TrickleSnapshotProxy:
     trickles a byte every `interval` seconds for up to `limit` seconds."""
 
     def __init__(self, azurite_port: int, interval: float = 0.5, limit: float = 60.0) -> None:
-        import http.client
         import http.server
 
         proxy = self
@@ -132,19 +133,7 @@ class TrickleSnapshotProxy:
                         closed.wait(interval)
                     self.close_connection = True
                     return
-                conn = http.client.HTTPConnection("127.0.0.1", azurite_port, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                headers["Host"] = f"127.0.0.1:{azurite_port}"
-                conn.request(self.command, self.path, body=body, headers=headers)
-                reply = conn.getresponse()
-                data = reply.read()
-                self.send_response(reply.status)
-                for key, value in reply.getheaders():
-                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                forward(self, azurite_port, body)
 
             do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
 

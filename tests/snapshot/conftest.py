@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.azurite import forward
 from devtools.backupsettings import b64, make_disks, settings_dicts  # noqa: F401 - re-exported
 from devtools.loopfs import LoopFilesystems
 from devtools.writer import Writer
@@ -83,7 +84,6 @@ class HangingSnapshotProxy:
     in `snapshots`."""
 
     def __init__(self, azurite, answer=None) -> None:
-        import http.client
         import http.server
         import threading
 
@@ -119,19 +119,7 @@ class HangingSnapshotProxy:
                     held.set()
                     release.wait(30)
                     return
-                conn = http.client.HTTPConnection("127.0.0.1", target_port, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                headers["Host"] = f"127.0.0.1:{target_port}"
-                conn.request(self.command, self.path, body=body, headers=headers)
-                answer = conn.getresponse()
-                data = answer.read()
-                self.send_response(answer.status)
-                for key, value in answer.getheaders():
-                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                forward(self, target_port, body)
 
             do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
 
