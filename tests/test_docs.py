@@ -119,3 +119,13 @@ def test_rows_are_read_from_the_first_column_only() -> None:
     text = ("x\n<!-- codes: demo -->\n| code | meaning |\n|---|---|\n| 1 / 2 | see 404 |\n"
             "| 76 | |\n\n| 9 | after the table |\n")
     assert documented_codes(text, "demo") == {1, 2, 76}, "only the first cells of one table"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """README's command 2 is what `.ci/run` runs, word for word (the promise to a newcomer)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"# 2\. Run the tests[^\n]*\n([^\n]+)\n", readme)
+    assert block, "README.md lost its '# 2. Run the tests' command"
+    command = block.group(1).strip()
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert command in ci_lines, f".ci/run does not run the README's test command {command!r}"
