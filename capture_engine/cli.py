@@ -53,7 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the final status as JSON")
     p.add_argument("-d", "--print-filter", action="store_true",
                    help="print the equivalent tcpdump expression and BPF program, then exit")
+    _file_formats(p)
     return p
+
+
+def _file_formats(p: argparse.ArgumentParser) -> None:
+    """Output and input files other than a live classic pcap (offline.py, pcapng.py)."""
+    files = p.add_argument_group("files")
+    files.add_argument("--pcapng", action="store_true",
+                       help="write pcapng: one interface block per NIC, each packet names "
+                            "the NIC that saw it (the byte limits count its larger blocks)")
 
 
 def _filters(args: argparse.Namespace, problems: ProblemList) -> list[object]:
@@ -103,7 +112,7 @@ def build_request(args: argparse.Namespace) -> CaptureRequest:
         bytes_per_packet=args.snaplen, total_bytes=args.max_bytes, time_limit=args.time_limit,
         file_path=None if ring else path, local_path=path if ring else None, filters=filters,
         ring=ring, interfaces=tuple(args.interface), capture_root=os.path.dirname(path),
-        bpf_expression=expression, packet_count=args.count)
+        bpf_expression=expression, packet_count=args.count, pcapng=args.pcapng)
 
 
 def _print_filter(request: CaptureRequest) -> None:
