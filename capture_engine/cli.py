@@ -9,8 +9,13 @@ import sys
 import threading
 from typing import Optional, Sequence
 
-from capture_engine import bpf, pcaplib
-from capture_engine.errors import CaptureError, InvalidFilePathError, ProblemList
+from capture_engine import bpf, offline, pcaplib
+from capture_engine.errors import (
+    CaptureError,
+    InvalidFilePathError,
+    InvalidSettingsError,
+    ProblemList,
+)
 from capture_engine.filters import parse_filters, tcpdump_expression
 from capture_engine.progress import ProgressView
 from capture_engine.session import BACKENDS, program_for, run_capture
@@ -60,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
 def _file_formats(p: argparse.ArgumentParser) -> None:
     """Output and input files other than a live classic pcap (offline.py, pcapng.py)."""
     files = p.add_argument_group("files")
+    files.add_argument("-r", "--read", metavar="FILE",
+                       help="re-filter a saved pcap or pcapng file instead of capturing: to "
+                            "-w, or print how many packets match")
     files.add_argument("--pcapng", action="store_true",
                        help="write pcapng: one interface block per NIC, each packet names "
                             "the NIC that saw it (the byte limits count its larger blocks)")
@@ -121,8 +129,32 @@ def _print_filter(request: CaptureRequest) -> None:
     print(bpf.render(program_for(request)))
 
 
+def _read_file(args: argparse.Namespace) -> int:
+    """-r FILE (offline.py): the same filters and output limits, on a saved capture."""
+    problems = ProblemList()
+    filters = parse_filters(_filters(args, problems), "filters", problems)
+    _check_numbers(args, problems)
+    try:
+        job = offline.job_from_args(args, filters, problems)
+    except CaptureError as exc:
+        print(f"error {exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = offline.run(job)
+    except CaptureError as exc:
+        print(f"error {exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, InvalidSettingsError) else EXIT_FAILED
+    if args.json:
+        print(json.dumps(result.summary(), indent=2))
+    elif not job.output:
+        print(f"{result.matched} of {result.read} packets match")
+    return EXIT_OK
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    if args.read and not args.print_filter:
+        return _read_file(args)
     try:
         request = build_request(args)
         if args.print_filter:
