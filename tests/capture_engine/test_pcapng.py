@@ -173,6 +173,7 @@ def test_two_nic_capture_keeps_the_nic_of_each_packet(two_nics, tmp_path, backen
     time.sleep(0.5)
     status = json.loads(helpers.stop_process(proc).decode())
     assert status["packetCaptureStatus"] == "Stopped" and status["backend"] == backend, status
+    assert status["bytesWritten"] == os.path.getsize(out), status
     names, packets = read_blocks(out)
     assert sorted(names) == sorted(LINKS), names
     seen: Dict[str, int] = {}
@@ -185,3 +186,28 @@ def test_two_nic_capture_keeps_the_nic_of_each_packet(two_nics, tmp_path, backen
     by_tshark = tshark_interfaces(out)
     assert len(by_tshark) == sum(sent.values())
     assert all(dst in LINKS[nic] for nic, dst in by_tshark), by_tshark
+
+
+def test_memory_dumper_hands_over_each_batch_once():
+    """The libpcap backend's pcapng path: pcap_dump into memory, taken batch by batch (a
+    smaller batch after a larger one must not bring back the larger one's tail)."""
+    import ctypes
+
+    from capture_engine import pcaplib
+    from capture_engine.pcapng import MemoryDumper
+
+    lib = pcaplib.load()
+    memory = MemoryDumper(lib, 262144)
+    try:
+        sizes = [[1500, 1500, 900], [60], [], [70, 80]]
+        for n, batch in enumerate(sizes):
+            want = b""
+            for k, size in enumerate(batch):
+                data = bytes([n * 16 + k]) * size
+                header = pcaplib.PcapPkthdr(pcaplib.Timeval(n, k), size, size + 1)
+                lib.pcap_dump(ctypes.cast(memory.dumper, ctypes.c_void_p), ctypes.byref(header),
+                              data)
+                want += RECORD_HEADER.pack(n, k, size, size + 1) + data
+            assert memory.take() == want, f"batch {n}"
+    finally:
+        memory.close()
