@@ -68,6 +68,9 @@ def _file_formats(p: argparse.ArgumentParser) -> None:
     files.add_argument("-r", "--read", metavar="FILE",
                        help="re-filter a saved pcap or pcapng file instead of capturing: to "
                             "-w, or print how many packets match")
+    files.add_argument("--local-mac", metavar="MAC",
+                       help="with -r: the VM's MAC; a packet from it was sent (local = "
+                            "source), any other received (default: local is either end)")
     files.add_argument("--pcapng", action="store_true",
                        help="write pcapng: one interface block per NIC, each packet names "
                             "the NIC that saw it (the byte limits count its larger blocks)")
@@ -155,6 +158,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.read and not args.print_filter:
         return _read_file(args)
+    if args.local_mac:
+        print(f"error {InvalidSettingsError.code}: --local-mac: only with -r", file=sys.stderr)
+        return EXIT_USAGE
     try:
         request = build_request(args)
         if args.print_filter:

@@ -4,12 +4,14 @@ One compile path: the same BPF program as a live capture (capture_engine/bpf.py 
 Watcher filters, libpcap for a tcpdump expression), run on each packet by libpcap's
 interpreter (pcap_offline_filter). A saved file holds no packet direction, so a Network
 Watcher filter matches with local = either end (the direction-blind form the libpcap backend
-also uses): `(<filter sent>) or (<filter received>)` in tcpdump's words.
+also uses): `(<filter sent>) or (<filter received>)` in tcpdump's words - unless the VM's
+MAC is given, which makes every packet from it sent and every other received, as live.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -37,6 +39,7 @@ class OfflineJob:
     pcapng: bool
     filters: tuple[CaptureFilter, ...]
     expression: Optional[str]
+    local_mac: Optional[bytes] = None  # the VM's: gives each packet its direction
 
 
 @dataclass
@@ -64,10 +67,23 @@ def job_from_args(args: argparse.Namespace, filters: Sequence[CaptureFilter],
     if expression and filters:
         problems.add("expression", "give either Network Watcher filters or a tcpdump "
                      "expression, not both")
+    mac = _mac(args.local_mac, problems) if args.local_mac else None
+    if mac is not None and expression:
+        problems.add("--local-mac", "applies to Network Watcher filters; a tcpdump "
+                     "expression says its own direction (ether src ...)", InvalidSettingsError)
     problems.raise_if_any()
     return OfflineJob(args.read, os.path.abspath(args.write) if args.write else None,
                       args.snaplen, args.max_bytes, args.count, args.pcapng, tuple(filters),
-                      expression)
+                      expression, mac)
+
+
+def _mac(text: str, problems: ProblemList) -> Optional[bytes]:
+    parts = text.replace("-", ":").split(":")
+    if len(parts) == 6 and all(re.fullmatch(r"[0-9A-Fa-f]{1,2}", p) for p in parts):
+        return bytes(int(p, 16) for p in parts)
+    problems.add("--local-mac", f"not a MAC address: {text[:40]!r} (use aa:bb:cc:dd:ee:ff)",
+                 InvalidSettingsError)
+    return None
 
 
 def program(job: OfflineJob) -> list[Insn]:
@@ -75,7 +91,7 @@ def program(job: OfflineJob) -> list[Insn]:
     snaplen = min(job.snaplen or WHOLE_PACKET, WHOLE_PACKET)
     if job.expression:
         return pcaplib.compile_expression(job.expression, snaplen)
-    return compile_filters(job.filters, snaplen, directional=False)
+    return compile_filters(job.filters, snaplen, directional=False, sent_by=job.local_mac)
 
 
 def _recorder(job: OfflineJob, source: SaveFile) -> Recorder:

@@ -48,6 +48,8 @@ def mixed_frames(count: int = 700, seed: int = 11) -> List[bytes]:
         proto = rng.choice((craft.TCP, craft.UDP, craft.UDP, craft.ICMP))
         frame = craft.frame(src, dst, proto, rng.choice(PORTS), rng.choice(PORTS),
                             rng.choice(SHAPES))
+        if rng.random() < 0.5:  # the other way: sent by the VM (--local-mac MAC_A)
+            frame = craft.MAC_B + craft.MAC_A + frame[12:]
         frames.append(_vlan(frame) if rng.random() < 0.08 else frame)
     return frames
 
@@ -229,3 +231,43 @@ def test_nanosecond_and_big_endian_inputs_are_read(tmp_path):
     for source in (big, ng):
         got = _ours(source, str(tmp_path / (os.path.basename(source) + ".out")), [])
         assert got == want, f"{source}: {got[:1]} != {want[:1]}"
+
+
+VM_MAC = ":".join(f"{b:02x}" for b in craft.MAC_A)
+
+
+@pytest.mark.parametrize("form", list(NW_FORMS))
+def test_local_mac_gives_each_packet_its_direction(inputs, tmp_path, form):
+    """--local-mac: a packet from the VM's MAC was sent (local = source), any other received
+    (local = destination) - the live capture's semantics, against tcpdump reading the
+    direction from the source MAC."""
+    pcap, _ = inputs
+    problems = ProblemList()
+    parsed = parse_filters(NW_FORMS[form], "filters", problems)
+    sent, received = (tcpdump_expression(parsed, way) for way in (OUTBOUND, INBOUND))
+    expression = f"(ether src {VM_MAC} and ({sent})) or (not ether src {VM_MAC} and " \
+                 f"({received}))"
+    want = _tcpdump(pcap, str(tmp_path / "ref.pcap"), expression)
+    blind = _tcpdump(pcap, str(tmp_path / "blind.pcap"), f"({sent}) or ({received})")
+    assert 0 < len(want) < len(blind), f"{form}: the direction changes nothing here"
+    flags = [arg for f in NW_FORMS[form] for arg in ("--filter", json.dumps(f))]
+    got = _ours(pcap, str(tmp_path / "ours.pcap"), flags + ["--local-mac", VM_MAC.upper()])
+    assert got == want, f"{form}: ours {len(got)}, tcpdump {len(want)} with {expression!r}"
+
+
+@pytest.mark.parametrize("args,field", [
+    (["--local-mac", "02:00:00:00:00"], "--local-mac"),
+    (["--local-mac", "02:00:00:00:00:01", "udp"], "--local-mac"),
+])
+def test_bad_local_mac_is_refused(inputs, tmp_path, args, field):
+    pcap, _ = inputs
+    done = _cli(["-r", pcap, "--remote-port", "53"] + args if "udp" not in args else
+                ["-r", pcap] + args, str(tmp_path))
+    err = done.stderr.decode()
+    assert done.returncode == 2 and "error 100" in err and field in err, err
+
+
+def test_local_mac_is_only_for_r(tmp_path):
+    done = _cli(["-w", "x.cap", "--local-mac", VM_MAC, "--remote-port", "53"], str(tmp_path))
+    err = done.stderr.decode()
+    assert done.returncode == 2 and "error 100" in err and "--local-mac" in err, err
