@@ -20,9 +20,9 @@ from capture_engine.attach import Insn
 from capture_engine.bpf import WHOLE_PACKET, compile_filters
 from capture_engine.errors import InvalidSettingsError, ProblemList
 from capture_engine.filters import CaptureFilter
-from capture_engine.output import RECORD_HEADER, FdSink, OutputPlan, Recorder
+from capture_engine.output import RECORD_HEADER, STOP_COUNT, FdSink, OutputPlan, Recorder
 from capture_engine.pcapng import PcapngFormat
-from capture_engine.savefile import SaveFile
+from capture_engine.savefile import Packet, SaveFile
 
 BATCH_BYTES = 256 * 1024
 LIVE_ONLY = (("interface", "-i"), ("ring", "--ring"), ("netns", "--netns"))
@@ -94,13 +94,12 @@ def program(job: OfflineJob) -> list[Insn]:
     return compile_filters(job.filters, snaplen, directional=False, sent_by=job.local_mac)
 
 
-def _recorder(job: OfflineJob, source: SaveFile) -> Recorder:
+def _recorder(job: OfflineJob, output: str, interfaces: Sequence[str]) -> Recorder:
     """The live capture's recorder and sinks: the same limits, classic pcap or pcapng."""
-    assert job.output is not None
-    plan = OutputPlan(job.output, min(job.snaplen or WHOLE_PACKET, WHOLE_PACKET),
+    plan = OutputPlan(output, min(job.snaplen or WHOLE_PACKET, WHOLE_PACKET),
                       job.max_bytes, 0, job.count)
     if job.pcapng:
-        fmt = PcapngFormat(source.scan())
+        fmt = PcapngFormat(interfaces)
         recorder = Recorder(plan, FdSink(fmt.file_header), fmt)
     else:
         recorder = Recorder(plan, FdSink())
@@ -116,52 +115,68 @@ def run(job: OfflineJob) -> OfflineResult:
     result = OfflineResult()
     recorder: Optional[Recorder] = None
     try:
-        recorder = _recorder(job, source) if job.output else None
-        _filter_into(source, compiled, recorder, job.count, result)
+        names = source.scan()  # pcapng: its interface blocks only
+        recorder = _recorder(job, job.output, names) if job.output else None
+        batches = _Batches(recorder, names) if recorder is not None else None
+        _filter_into(source, compiled, batches, job.count, result)
     finally:
         source.close()
         if recorder is not None:
             recorder.close()
             result.written, result.bytes_written = recorder.packets, recorder.bytes_written
             result.path = recorder.files[0] if recorder.files else None
+            result.stop_reason = recorder.done_reason or result.stop_reason
     if recorder is not None and recorder.error is not None:
         raise recorder.error
     return result
 
 
-def _filter_into(source: SaveFile, compiled: pcaplib.BpfProgram, recorder: Optional[Recorder],
-                 count: Optional[int], result: OfflineResult) -> None:
-    batch: list[bytes] = []
-    size, interface = 0, -1
-    names = source.scan() if recorder is not None else []
+class _Batches:
+    """Matches for the recorder in batches of one interface each, as a live backend hands
+    them over (pcapng tags a batch with its interface)."""
 
-    def flush() -> None:
-        if recorder is not None and batch:
-            recorder.accept_batch(b"".join(batch), len(batch), names[interface])
-            batch.clear()
+    def __init__(self, recorder: Recorder, names: Sequence[str]) -> None:
+        self.recorder, self.names = recorder, names
+        self.records: list[bytes] = []
+        self.size, self.interface = 0, -1
 
-    for packet in source.packets():
-        result.read += 1
-        keep = pcaplib.offline_filter(compiled, packet.data, packet.length)
-        if not keep:
-            continue
-        result.matched += 1
-        if recorder is None:
-            if count is not None and result.matched >= count:
-                result.stop_reason = "PacketCountReached"
-                return
-            continue
-        if packet.interface != interface or size >= BATCH_BYTES:
-            flush()
-            if recorder.done:  # a limit: the rest of the file is not read
-                break
-            size, interface = 0, packet.interface
+    def add(self, packet: Packet, keep: int) -> bool:
+        """Queue the packet cut to `keep` bytes; False once the recorder is done."""
+        if packet.interface != self.interface or self.size >= BATCH_BYTES:
+            self.flush()
+            if self.recorder.done:
+                return False
+            self.size, self.interface = 0, packet.interface
         data = packet.data[:keep]
-        batch.append(RECORD_HEADER.pack(packet.ts_us // 1_000_000, packet.ts_us % 1_000_000,
-                                        len(data), packet.length) + data)
-        size += len(batch[-1])
-        if count is not None and result.matched >= count:
-            break
-    flush()
-    if recorder is not None and recorder.done_reason:
-        result.stop_reason = recorder.done_reason
+        self.records.append(RECORD_HEADER.pack(packet.ts_us // 1_000_000,
+                                               packet.ts_us % 1_000_000, len(data),
+                                               packet.length) + data)
+        self.size += len(self.records[-1])
+        return True
+
+    def flush(self) -> None:
+        if self.records:
+            self.recorder.accept_batch(b"".join(self.records), len(self.records),
+                                       self.names[self.interface])
+            self.records.clear()
+
+
+def _filter_into(source: SaveFile, compiled: pcaplib.BpfProgram, batches: Optional[_Batches],
+                 count: Optional[int], result: OfflineResult) -> None:
+    """Each packet through the program; the matches to `batches` - those before a damaged
+    part of the file too."""
+    try:
+        for packet in source.packets():
+            result.read += 1
+            keep = pcaplib.offline_filter(compiled, packet.data, packet.length)
+            if not keep:
+                continue
+            result.matched += 1
+            if batches is not None and not batches.add(packet, keep):
+                break  # a limit: the rest of the file is not read
+            if count is not None and result.matched >= count:
+                result.stop_reason = STOP_COUNT
+                break
+    finally:
+        if batches is not None:
+            batches.flush()

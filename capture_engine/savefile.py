@@ -80,8 +80,11 @@ class SaveFile:
         """The interface names, in order (pcapng: every IDB, the file's packets skipped)."""
         if not self._ng:
             return [""]
-        for _ in self._pcapng(packets=False):
-            pass
+        try:
+            for _ in self._pcapng(packets=False):
+                pass
+        except InputFileError:
+            pass  # packets() stops there too, after what comes before
         return [i.name for i in self.interfaces]
 
     def _pcap(self) -> Iterator[Packet]:
@@ -146,15 +149,10 @@ class SaveFile:
             if kind == SPB:
                 length = struct.unpack_from(order + "I", body)[0]
                 iface, ticks, data = 0, 0, body[4:4 + length]
-            else:
-                if kind == EPB:
-                    iface, high, low, caplen, length = struct.unpack_from(order + "5I", body)
-                    start = 20
-                else:
-                    iface, _, high, low, caplen, length = struct.unpack_from(order + "HH4I",
-                                                                              body)
-                    start = 20
-                ticks, data = (high << 32) | low, body[start:start + caplen]
+            else:  # EPB, or the obsolete PB (a 16-bit interface id and a drop count)
+                layout = order + ("5I" if kind == EPB else "H2x4I")
+                iface, high, low, caplen, length = struct.unpack_from(layout, body)
+                ticks, data = (high << 32) | low, body[20:20 + caplen]
                 if len(data) != caplen:
                     raise struct.error
         except struct.error:

@@ -271,3 +271,23 @@ def test_local_mac_is_only_for_r(tmp_path):
     done = _cli(["-w", "x.cap", "--local-mac", VM_MAC, "--remote-port", "53"], str(tmp_path))
     err = done.stderr.decode()
     assert done.returncode == 2 and "error 100" in err and "--local-mac" in err, err
+
+
+@pytest.mark.parametrize("kind", ["pcap", "pcapng"])
+def test_a_truncated_file_keeps_what_came_before(tmp_path, kind):
+    frames = mixed_frames(10, seed=7)
+    source = str(tmp_path / f"cut.{kind}")
+    write_pcap(source, frames)
+    if kind == "pcapng":
+        fmt = PcapngFormat(["eth0"])
+        with open(source, "rb") as stream:
+            classic = stream.read()[24:]
+        with open(source, "wb") as out:
+            out.write(fmt.file_header(65535) + fmt.encode(classic, "eth0"))
+    with open(source, "r+b") as stream:
+        stream.truncate(os.path.getsize(source) - 5)
+    out = str(tmp_path / "out.pcap")
+    done = _cli(["-r", source, "-w", out], str(tmp_path))
+    err = done.stderr.decode()
+    assert done.returncode == 1 and "error 132" in err and "truncated" in err, err
+    assert [r.data for r in helpers.read_pcap(out)] == frames[:-1]
