@@ -12,6 +12,7 @@ PCAP_MAGICS = {0xA1B2C3D4: 1, 0xA1B23C4D: 1000}  # -> timestamp units per µs fr
 SHB, IDB, PB, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 OPT_IF_NAME, OPT_IF_TSRESOL, OPT_IF_TSOFFSET = 2, 9, 14
+MAX_STAMP = (1 << 32) * 1_000_000  # µs: classic pcap (and our recorder) store 32-bit seconds
 MAX_BLOCK = 64 << 20  # a block or record larger than this is a damaged file, not a packet
 
 
@@ -106,8 +107,11 @@ class SaveFile:
             if caplen > MAX_BLOCK:
                 raise self._damaged(f"damaged (a record of {caplen} bytes)")
             data = self._read(caplen)
+            stamp = sec * 1_000_000 + frac // per_us
+            if stamp >= MAX_STAMP:
+                raise self._damaged("damaged (a timestamp out of the range of pcap files)")
             self.count += 1
-            yield Packet(0, sec * 1_000_000 + frac // per_us, length, data)
+            yield Packet(0, stamp, length, data)
 
     def _ethernet(self, interface: int) -> None:
         found = self.interfaces[interface].linktype
@@ -137,7 +141,10 @@ class SaveFile:
                 continue
             body = self._read(size - 8)[:-4]
             if kind == IDB:
-                self.interfaces.append(_idb(body, order))
+                try:
+                    self.interfaces.append(_idb(body, order))
+                except (struct.error, UnicodeError):
+                    raise self._damaged("damaged (a short interface block)") from None
                 continue
             packet = self._packet(kind, body, order, base)
             if packet is not None:
@@ -161,7 +168,10 @@ class SaveFile:
         if index >= len(self.interfaces):
             raise self._damaged(f"damaged (a packet of undeclared interface {iface})")
         self._ethernet(index)
-        return Packet(index, self.interfaces[index].micros(ticks), length, data)
+        stamp = self.interfaces[index].micros(ticks)
+        if not 0 <= stamp < MAX_STAMP:
+            raise self._damaged("damaged (a timestamp out of the range of pcap files)")
+        return Packet(index, stamp, length, data)
 
 
 def _idb(body: bytes, order: str) -> _Interface:

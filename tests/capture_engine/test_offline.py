@@ -176,6 +176,16 @@ def test_pcapng_input_keeps_its_interfaces_in_pcapng_output(tmp_path):
     assert [name for name, _ in tshark_interfaces(out)] == [names[i] for i, _ in udp]
 
 
+def _seconds_pcapng() -> bytes:
+    """A packet stamped 2^63 seconds after 1970 (if_tsresol 0: ticks are seconds)."""
+    frame = craft.arp() + bytes(2)  # 44 bytes: no padding
+    idb = struct.pack("<IIHHI", 1, 32, 1, 0, 0) + struct.pack("<HHB3x", 9, 1, 0) + \
+        struct.pack("<HHI", 0, 0, 32)
+    epb = struct.pack("<7I", 6, 32 + len(frame), 0, 1 << 31, 0, len(frame), len(frame)) + \
+        frame + struct.pack("<I", 32 + len(frame))
+    return bytes.fromhex("0a0d0d0a1c0000004d3c2b1a01000000ffffffffffffffff1c000000") + idb + epb
+
+
 def _damaged(tmp_path, name: str, data: bytes) -> str:
     path = str(tmp_path / name)
     with open(path, "wb") as out:
@@ -191,6 +201,10 @@ def _damaged(tmp_path, name: str, data: bytes) -> str:
                         + b"x" * 10), "error 132", ["truncated"]),
     (lambda p: _damaged(p, "raw.pcap", struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0,
                                                    65535, 101)), "error 111", ["link type 101"]),
+    (lambda p: _damaged(p, "idb.pcapng", bytes.fromhex(
+        "0a0d0d0a1c0000004d3c2b1a01000000ffffffffffffffff1c000000") +
+        struct.pack("<III", 1, 12, 12)), "error 132", ["damaged"]),
+    (lambda p: _damaged(p, "seconds.pcapng", _seconds_pcapng()), "error 132", ["timestamp"]),
 ])
 def test_unreadable_input_is_a_coded_error(tmp_path, make, code, words):
     done = _cli(["-r", make(tmp_path), "udp"], str(tmp_path))
@@ -291,3 +305,33 @@ def test_a_truncated_file_keeps_what_came_before(tmp_path, kind):
     err = done.stderr.decode()
     assert done.returncode == 1 and "error 132" in err and "truncated" in err, err
     assert [r.data for r in helpers.read_pcap(out)] == frames[:-1]
+
+
+@pytest.mark.parametrize("kind", ["pcap", "pcapng"])
+def test_damaged_files_never_raise_anything_but_coded_errors(tmp_path, kind):
+    from capture_engine.errors import InputFileError, UnsupportedLinkTypeError
+    from capture_engine.offline import OfflineJob, run
+
+    frames = mixed_frames(12, seed=9)
+    fmt = PcapngFormat(["eth0", "eth1"])
+    classic = b"".join(RECORD_HEADER.pack(n, 0, len(f), len(f)) + f for n, f in enumerate(frames))
+    good = file_header(65535) + classic if kind == "pcap" else \
+        fmt.file_header(65535) + fmt.encode(classic, "eth1")
+    rng = random.Random(kind)
+    path = str(tmp_path / "fuzz")
+    outcomes = set()
+    for n in range(400):
+        data = bytearray(good)
+        for _ in range(rng.randint(1, 6)):
+            data[rng.randrange(4, len(data))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            data = data[:rng.randrange(4, len(data))]
+        with open(path, "wb") as out:
+            out.write(data)
+        job = OfflineJob(path, str(tmp_path / f"out{n}.pcapng"), 0, 1 << 30, None,
+                         True, (), None)
+        try:
+            outcomes.add(run(job).read == len(frames))
+        except (InputFileError, UnsupportedLinkTypeError) as exc:
+            outcomes.add(type(exc).__name__)
+    assert "InputFileError" in outcomes, outcomes
