@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 from capture_engine import pcaplib
 from capture_engine.attach import Insn
 from capture_engine.bpf import WHOLE_PACKET, compile_filters
-from capture_engine.errors import InvalidSettingsError, ProblemList
+from capture_engine.errors import InvalidSettingsError, LocalFileError, ProblemList
 from capture_engine.filters import CaptureFilter
 from capture_engine.output import RECORD_HEADER, STOP_COUNT, FdSink, OutputPlan, Recorder
 from capture_engine.pcapng import PcapngFormat
@@ -103,7 +103,11 @@ def _recorder(job: OfflineJob, output: str, interfaces: Sequence[str]) -> Record
         recorder = Recorder(plan, FdSink(fmt.file_header), fmt)
     else:
         recorder = Recorder(plan, FdSink())
-    recorder.start()
+    try:
+        os.makedirs(os.path.dirname(output) or ".", exist_ok=True)  # as a live capture does
+        recorder.start()
+    except OSError as exc:
+        raise LocalFileError(f"cannot create {output}: {exc.strerror or exc}") from None
     return recorder
 
 

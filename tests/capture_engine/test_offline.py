@@ -335,3 +335,15 @@ def test_damaged_files_never_raise_anything_but_coded_errors(tmp_path, kind):
         except (InputFileError, UnsupportedLinkTypeError) as exc:
             outcomes.add(type(exc).__name__)
     assert "InputFileError" in outcomes, outcomes
+
+
+def test_an_output_that_cannot_be_created_is_a_coded_error(inputs, tmp_path):
+    pcap, _ = inputs
+    (tmp_path / "plain").write_text("a file, not a folder")
+    done = _cli(["-r", pcap, "-w", str(tmp_path / "plain" / "out.pcap"), "udp"],
+                str(tmp_path))
+    err = done.stderr.decode()
+    assert done.returncode == 1 and "error 130" in err and "Traceback" not in err, err
+    new = tmp_path / "new" / "folder" / "out.pcap"  # created, as a live capture does
+    done = _cli(["-r", pcap, "-w", str(new), "udp"], str(tmp_path))
+    assert done.returncode == 0 and helpers.read_pcap(str(new)), done.stderr.decode()
