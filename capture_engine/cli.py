@@ -158,7 +158,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.read and not args.print_filter:
         return _read_file(args)
-    if args.local_mac:
+    if args.local_mac and not args.read:
         print(f"error {InvalidSettingsError.code}: --local-mac: only with -r", file=sys.stderr)
         return EXIT_USAGE
     try:
