@@ -139,6 +139,10 @@ def _read_file(args: argparse.Namespace) -> int:
     _check_numbers(args, problems)
     try:
         job = offline.job_from_args(args, filters, problems)
+        if args.print_filter:
+            print(f"tcpdump expression: {offline.expression(job) or '(everything)'}")
+            print(bpf.render(offline.program(job)))
+            return EXIT_OK
     except CaptureError as exc:
         print(f"error {exc.code}: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
@@ -156,7 +160,7 @@ def _read_file(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    if args.read and not args.print_filter:
+    if args.read:
         return _read_file(args)
     if args.local_mac and not args.read:
         print(f"error {InvalidSettingsError.code}: --local-mac: only with -r", file=sys.stderr)

@@ -19,7 +19,7 @@ from capture_engine import pcaplib
 from capture_engine.attach import Insn
 from capture_engine.bpf import WHOLE_PACKET, compile_filters
 from capture_engine.errors import InvalidSettingsError, LocalFileError, ProblemList
-from capture_engine.filters import CaptureFilter
+from capture_engine.filters import INBOUND, OUTBOUND, CaptureFilter, tcpdump_expression
 from capture_engine.output import RECORD_HEADER, STOP_COUNT, FdSink, OutputPlan, Recorder
 from capture_engine.pcapng import PcapngFormat
 from capture_engine.savefile import Packet, SaveFile
@@ -84,6 +84,19 @@ def _mac(text: str, problems: ProblemList) -> Optional[bytes]:
     problems.add("--local-mac", f"not a MAC address: {text[:40]!r} (use aa:bb:cc:dd:ee:ff)",
                  InvalidSettingsError)
     return None
+
+
+def expression(job: OfflineJob) -> str:
+    """tcpdump's words for what `program(job)` selects in a file ('' = everything)."""
+    if job.expression or not job.filters:
+        return job.expression or ""
+    sent, received = (tcpdump_expression(job.filters, way) for way in (OUTBOUND, INBOUND))
+    if not sent:
+        return ""
+    if job.local_mac is None:
+        return f"({sent}) or ({received})"
+    mac = ":".join(f"{b:02x}" for b in job.local_mac)
+    return f"(ether src {mac} and ({sent})) or (not ether src {mac} and ({received}))"
 
 
 def program(job: OfflineJob) -> list[Insn]:

@@ -267,6 +267,8 @@ def test_local_mac_gives_each_packet_its_direction(inputs, tmp_path, form):
     flags = [arg for f in NW_FORMS[form] for arg in ("--filter", json.dumps(f))]
     got = _ours(pcap, str(tmp_path / "ours.pcap"), flags + ["--local-mac", VM_MAC.upper()])
     assert got == want, f"{form}: ours {len(got)}, tcpdump {len(want)} with {expression!r}"
+    shown = _cli(["-r", pcap, "-d", "--local-mac", VM_MAC] + flags, str(tmp_path))
+    assert f"tcpdump expression: {expression}\n" in shown.stdout.decode(), shown.stdout
 
 
 @pytest.mark.parametrize("args,field", [
