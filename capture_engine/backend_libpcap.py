@@ -16,6 +16,7 @@ from capture_engine.errors import (
     InterfaceNotFoundError,
     UnsupportedLinkTypeError,
 )
+from capture_engine.pcapng import MemoryDumper
 from capture_engine.pollloop import (
     BLOCK_TIMEOUT_MS,
     PendingChanges,
@@ -168,6 +169,8 @@ class LibpcapBackend:
         # Set by run(): a source is read into it one last time before it is closed.
         self._recorder: Optional[PacketRecorder] = None
         self._sink: Optional[LibpcapSink] = None  # make_sink()'s: the recorder's file
+        # Without make_sink() (a pcapng file, written in Python): batches through memory.
+        self._memory: Optional[MemoryDumper] = None
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
         self.failure: Optional[str] = None
@@ -304,16 +307,27 @@ class LibpcapBackend:
             return 0
         sink = self._sink
         if sink is None:
-            raise CaptureFailedError("internal error: no capture file (make_sink was not called)")
-        start = sink.offset()
-        count: int = self.lib.pcap_dispatch(entry.handle, -1, self._dump, sink.dumper)
-        if count > 0 or sink.offset() != start:
-            recorder.after_direct_batch(start, max(count, 0))
+            count = self._dispatch_batch(entry, recorder)
+        else:
+            start = sink.offset()
+            count = self.lib.pcap_dispatch(entry.handle, -1, self._dump, sink.dumper)
+            if count > 0 or sink.offset() != start:
+                recorder.after_direct_batch(start, max(count, 0))
         # An enslaved interface (a VF) that went away: the link watch detaches it once its
         # last blocks are read; until then libpcap reports the loss on every empty read.
         if count < 0 and count != PCAP_ERROR_BREAK and entry.name not in self.optional:
             self.failure = f"capture on {entry.name} failed: {self._error(entry.handle)}"
         return max(count, 0)
+
+    def _dispatch_batch(self, entry: _Handle, recorder: PacketRecorder) -> int:
+        """One pcap_dispatch into memory, handed over as a batch from `entry`'s interface."""
+        if self._memory is None:
+            self._memory = MemoryDumper(self.lib, self._snaplen)
+        count: int = self.lib.pcap_dispatch(entry.handle, -1, self._dump, self._memory.dumper)
+        data = self._memory.take()
+        if data:
+            recorder.accept_batch(data, count if count > 0 else None, entry.name)
+        return count
 
     def _stats(self, handle: int) -> tuple[int, int]:
         stat = pcaplib.PcapStat()
@@ -341,6 +355,9 @@ class LibpcapBackend:
         for entry in self.handles:
             self.lib.pcap_close(entry.handle)
         self.handles = []
+        if self._memory is not None:
+            self._memory.close()
+            self._memory = None
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
                 os.close(fd)

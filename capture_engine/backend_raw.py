@@ -205,7 +205,8 @@ class RawSocketBackend:
             if not U32.unpack_from(mem, base + 8)[0] & TP_STATUS_USER:
                 break
             count, offset = BLOCK_HDR.unpack_from(mem, base + 12)
-            recorder.accept_batch(self._records(mem, base + offset, count), count)
+            # One socket per interface: its blocks are that interface's (pcapng's IDB).
+            recorder.accept_batch(self._records(mem, base + offset, count), count, ring.name)
             U32.pack_into(mem, base + 8, 0)  # hand the block back to the kernel
             ring.current = (ring.current + 1) % ring.blocks
             handled += count

@@ -232,19 +232,25 @@ def _family(e: Emitter, filters: Sequence[CaptureFilter], version: int, accept: 
 
 
 def compile_filters(filters: Sequence[CaptureFilter], snaplen: int,
-                    directional: bool = True) -> list[Insn]:
+                    directional: bool = True, sent_by: Optional[bytes] = None) -> list[Insn]:
     """A program accepting matching packets with `snaplen` bytes (0 = whole packet).
 
     `directional=False`: without ancillary loads, matching local/remote either way round - a
     superset of the kernel program, for libpcap's user-space filter, which cannot read them.
+    `sent_by` (a MAC address; a saved file holds no direction): a packet from it was sent by
+    the VM, any other received - no ancillary load, so no loopback rule either.
     """
     accept_value = snaplen or WHOLE_PACKET
+    directional = directional or sent_by is not None
+    kernel = directional and sent_by is None
     if not filters or any(f.unconstrained for f in filters):
         everything = [(RET_K, 0, 0, accept_value)]
-        return loopback_rule(everything) if directional else everything
+        return loopback_rule(everything) if kernel else everything
     e = Emitter()
     accept, reject = e.label(), e.label()
-    if directional and any(f.has_endpoints for f in filters):
+    if sent_by is not None and any(f.has_endpoints for f in filters):
+        _direction_from_mac(e, sent_by)
+    elif directional and any(f.has_endpoints for f in filters):
         e.op(LD_W, SKF_AD_OFF + SKF_AD_PKTTYPE)
         e.op(ST, DIR)
     families = [(version, ethertype, [f for f in filters if version in f.versions()])
@@ -262,11 +268,26 @@ def compile_filters(filters: Sequence[CaptureFilter], snaplen: int,
     e.place(reject)
     e.op(RET_K, 0)
     program = assemble(e.ir)
-    if directional:
+    if kernel:
         program = loopback_rule(program)
     if len(program) > MAX_INSNS:
         raise too_large(len(program))
     return program
+
+
+def _direction_from_mac(e: Emitter, mac: bytes) -> None:
+    """M[DIR] = PACKET_OUTGOING when the Ethernet source is `mac`, else 0."""
+    other, done = e.label(), e.label()
+    e.op(LD_W, 6)
+    e.jump(JEQ, int.from_bytes(mac[:4], "big"), None, other)
+    e.op(LD_H, 10)
+    e.jump(JEQ, int.from_bytes(mac[4:6], "big"), None, other)
+    e.op(LD_IMM, PACKET_OUTGOING)
+    e.goto(done)
+    e.place(other)
+    e.op(LD_IMM, 0)
+    e.place(done)
+    e.op(ST, DIR)
 
 
 def loopback_rule(program: Sequence[Insn]) -> list[Insn]:

@@ -9,8 +9,13 @@ import sys
 import threading
 from typing import Optional, Sequence
 
-from capture_engine import bpf, pcaplib
-from capture_engine.errors import CaptureError, InvalidFilePathError, ProblemList
+from capture_engine import bpf, offline, pcaplib
+from capture_engine.errors import (
+    CaptureError,
+    InvalidFilePathError,
+    InvalidSettingsError,
+    ProblemList,
+)
 from capture_engine.filters import parse_filters, tcpdump_expression
 from capture_engine.progress import ProgressView
 from capture_engine.session import BACKENDS, program_for, run_capture
@@ -53,7 +58,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the final status as JSON")
     p.add_argument("-d", "--print-filter", action="store_true",
                    help="print the equivalent tcpdump expression and BPF program, then exit")
+    _file_formats(p)
     return p
+
+
+def _file_formats(p: argparse.ArgumentParser) -> None:
+    """Output and input files other than a live classic pcap (offline.py, pcapng.py)."""
+    files = p.add_argument_group("files")
+    files.add_argument("-r", "--read", metavar="FILE",
+                       help="re-filter a saved pcap or pcapng file instead of capturing: to "
+                            "-w, or print how many packets match")
+    files.add_argument("--local-mac", metavar="MAC",
+                       help="with -r: the VM's MAC; a packet from it was sent (local = "
+                            "source), any other received (default: local is either end)")
+    files.add_argument("--pcapng", action="store_true",
+                       help="write pcapng: one interface block per NIC, each packet names "
+                            "the NIC that saw it (the byte limits count its larger blocks)")
 
 
 def _filters(args: argparse.Namespace, problems: ProblemList) -> list[object]:
@@ -103,7 +123,7 @@ def build_request(args: argparse.Namespace) -> CaptureRequest:
         bytes_per_packet=args.snaplen, total_bytes=args.max_bytes, time_limit=args.time_limit,
         file_path=None if ring else path, local_path=path if ring else None, filters=filters,
         ring=ring, interfaces=tuple(args.interface), capture_root=os.path.dirname(path),
-        bpf_expression=expression, packet_count=args.count)
+        bpf_expression=expression, packet_count=args.count, pcapng=args.pcapng)
 
 
 def _print_filter(request: CaptureRequest) -> None:
@@ -112,8 +132,39 @@ def _print_filter(request: CaptureRequest) -> None:
     print(bpf.render(program_for(request)))
 
 
+def _read_file(args: argparse.Namespace) -> int:
+    """-r FILE (offline.py): the same filters and output limits, on a saved capture."""
+    problems = ProblemList()
+    filters = parse_filters(_filters(args, problems), "filters", problems)
+    _check_numbers(args, problems)
+    try:
+        job = offline.job_from_args(args, filters, problems)
+        if args.print_filter:
+            print(f"tcpdump expression: {offline.expression(job) or '(everything)'}")
+            print(bpf.render(offline.program(job)))
+            return EXIT_OK
+    except CaptureError as exc:
+        print(f"error {exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = offline.run(job)
+    except CaptureError as exc:
+        print(f"error {exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, InvalidSettingsError) else EXIT_FAILED
+    if args.json:
+        print(json.dumps(result.summary(), indent=2))
+    elif not job.output:
+        print(f"{result.matched} of {result.read} packets match")
+    return EXIT_OK
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    if args.read:
+        return _read_file(args)
+    if args.local_mac and not args.read:
+        print(f"error {InvalidSettingsError.code}: --local-mac: only with -r", file=sys.stderr)
+        return EXIT_USAGE
     try:
         request = build_request(args)
         if args.print_filter:

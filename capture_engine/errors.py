@@ -198,3 +198,10 @@ class CaptureFileLostError(LocalFileError):
     """The capture file (or its folder) was removed while the capture was writing it."""
 
     code = 131
+
+
+class InputFileError(CaptureError):
+    """CLI -r: the file to re-filter is missing, unreadable, not pcap/pcapng, or damaged."""
+
+    code = 132
+    capture_error = LOCAL_FILE_FAILED

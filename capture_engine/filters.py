@@ -14,7 +14,15 @@ from capture_engine.errors import (
     ProblemList,
     UnknownProtocolError,
 )
-from capture_engine.fields import SPACE, Fields, blank, read_fields, shown, whole_number
+from capture_engine.fields import (
+    ASCII_DIGITS,
+    SPACE,
+    Fields,
+    blank,
+    read_fields,
+    shown,
+    whole_number,
+)
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 V = TypeVar("V", bound=SupportsInt)  # a port, or an address (int() keeps its order)
@@ -113,16 +121,55 @@ def _address(text: str, field: str, problems: ProblemList) -> Optional[IPAddress
         return None
 
 
+def _prefix(text: str, field: str, problems: ProblemList) -> Optional[tuple[IPAddress,
+                                                                          IPAddress]]:
+    """`address/length` as its first and last address; refused, like tcpdump's `net`, when
+    the length is out of range or the address has bits set past it."""
+    address, _, length = text.partition("/")
+    base = _address(address.strip(SPACE), field, problems)
+    if base is None:
+        return None
+    top = base.max_prefixlen
+    bits = whole_number(length) if ASCII_DIGITS.fullmatch(length.strip(SPACE)) else None
+    if bits is None:
+        problems.add(field, f"{shown(text)}: the prefix length after / must be a number "
+                     f"from 0 to {top}", InvalidAddressError)
+        return None
+    if bits > top:
+        problems.add(field, f"{shown(text)}: /{bits} is longer than an IPv{base.version} "
+                     f"address (0 to {top})", InvalidAddressError)
+        return None
+    net = ipaddress.ip_network(f"{base}/{bits}", strict=False)
+    if net.network_address != base:
+        problems.add(field, f"{shown(text)} has host bits set past /{bits}: did you mean "
+                     f"{net}?", InvalidAddressError)
+        return None
+    return net.network_address, net.broadcast_address
+
+
 def _parse_ranges(raw: Any, field: str, problems: ProblemList,
                   parse_one: Callable[[str, str, ProblemList], Optional[V]], what: str,
-                  code: type, check_pair: Optional[Callable[[V, V, str], bool]] = None
+                  code: type, check_pair: Optional[Callable[[V, V, str], bool]] = None,
+                  parse_block: Optional[Callable[[str, str, ProblemList],
+                                                 Optional[tuple[V, V]]]] = None
                   ) -> Optional[list[tuple[V, V]]]:
-    """Single values, one `first-last` range, or a list: as (first, last) pairs."""
+    """Single values, one `first-last` range, or a list (of values or, with `parse_block`,
+    of `address/length` blocks): as (first, last) pairs."""
     parts = _items(raw, field, problems, code)
     if parts is None:
         return None
     ranges: list[tuple[V, V]] = []
     for part in parts:
+        if parse_block is not None and "/" in part:
+            if "-" in part:
+                problems.add(field, f"{shown(part)}: give a range first-last or a prefix "
+                             "address/length, not both", InvalidAddressError)
+                return None
+            block = parse_block(part, field, problems)
+            if block is None:
+                return None
+            ranges.append(block)
+            continue
         ends = [e.strip(SPACE) for e in part.split("-", 2)]
         if len(ends) > 2:
             problems.add(field, f"malformed range {shown(part)}: use first-last",
@@ -150,7 +197,8 @@ def parse_addresses(raw: Any, field: str, problems: ProblemList) -> Optional[Add
         return True
 
     ranges: Optional[list[tuple[IPAddress, IPAddress]]] = _parse_ranges(
-        raw, field, problems, _address, "address", InvalidAddressError, same_version)
+        raw, field, problems, _address, "address", InvalidAddressError, same_version,
+        _prefix)
     return None if ranges is None else AddressSet(tuple(ranges))
 
 

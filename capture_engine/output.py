@@ -7,9 +7,9 @@ import os
 import struct
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional, Protocol
 
-from capture_engine.errors import CaptureFileLostError, LocalFileError
+from capture_engine.errors import CaptureFileLostError, InvalidLimitError, LocalFileError
 from capture_engine.naming import free_base, ring_path
 from capture_engine.owners import Claim, Owners
 from capture_engine.seams import Sink
@@ -40,6 +40,40 @@ def iter_records(data: bytes, start: int = 0) -> Iterator[tuple[int, int, int]]:
         offset = end
 
 
+class RecordFormat(Protocol):
+    """How a file's records are laid out: the recorder counts and cuts them in this format."""
+
+    name: str
+    min_record: int  # bytes of a record without data
+
+    def file_header(self, snaplen: int) -> bytes: ...
+
+    def encode(self, data: bytes, interface: Optional[str]) -> bytes:
+        """Classic pcap records from one interface, in this format."""
+
+    def records(self, data: bytes, start: int = 0) -> Iterator[tuple[int, int, int]]:
+        """(offset, end, timestamp in µs) of each complete record."""
+
+
+class PcapFormat:
+    """Classic pcap: the backends' own record format, kept as it is."""
+
+    name = "pcap"
+    min_record = RECORD_HEADER.size
+
+    def file_header(self, snaplen: int) -> bytes:
+        return file_header(snaplen)
+
+    def encode(self, data: bytes, interface: Optional[str]) -> bytes:
+        return data
+
+    def records(self, data: bytes, start: int = 0) -> Iterator[tuple[int, int, int]]:
+        return iter_records(data, start)
+
+
+PCAP = PcapFormat()
+
+
 @dataclass(frozen=True)
 class OutputPlan:
     """Where records go and the limits they obey."""
@@ -61,19 +95,21 @@ class OutputPlan:
 
 
 class FdSink:
-    """Writes a pcap file through a plain file descriptor (the raw-socket backend)."""
+    """Writes a file through a plain file descriptor (the raw-socket backend; any backend's
+    pcapng file), starting with `header(snaplen)`."""
 
-    def __init__(self) -> None:
+    def __init__(self, header: Callable[[int], bytes] = file_header) -> None:
         self.fd = -1
         self.path = ""
         self._offset = 0
+        self._header = header
 
     def open(self, path: str, snaplen: int) -> None:
         self.path = path
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
         os.fchmod(self.fd, 0o640)  # whatever the umask: captures hold other people's traffic
         self._offset = 0
-        self.append(file_header(snaplen))
+        self.append(self._header(snaplen))
 
     def offset(self) -> int:
         return self._offset
@@ -109,9 +145,11 @@ class Recorder:
     most fileCount names) and counters, nothing per deleted file.
     """
 
-    def __init__(self, plan: OutputPlan, sink: Sink) -> None:
+    def __init__(self, plan: OutputPlan, sink: Sink, fmt: RecordFormat = PCAP) -> None:
         self.plan = plan
         self.sink = sink
+        self.format = fmt
+        self._header = HEADER_SIZE  # each file's header bytes, once the first is open
         self.base = plan.path  # the name actually used (free_base: never overwrite)
         self.files: deque[str] = deque()
         self.deleted_count = 0
@@ -140,6 +178,14 @@ class Recorder:
                 crashpoint("capture.claimed")
             self._next_file()
         crashpoint("capture.file_opened")
+        if self.format is not PCAP and self._header + self.format.min_record >= \
+                self.plan.max_file_bytes:
+            self.close()
+            self.drop_files()
+            raise InvalidLimitError(
+                f"a {self.format.name} file of these interfaces starts with {self._header} "
+                f"bytes of headers: the byte limit ({self.plan.max_file_bytes}) must be over "
+                f"{self._header + self.format.min_record}")
 
     def drop_files(self) -> None:
         """Remove the files (a pending file once uploaded) and give up their claim."""
@@ -158,11 +204,12 @@ class Recorder:
         self.seq += 1
         path = self.plan.file_path(self.seq, self.base)
         self.sink.open(path, self.plan.snaplen)
+        self._header = self.sink.offset()
         stat = os.stat(path)
         self._current = (path, stat.st_dev, stat.st_ino)  # before any file is deleted below
         self.files.append(path)
-        self.bytes_written += HEADER_SIZE
-        self._good = HEADER_SIZE
+        self.bytes_written += self._header
+        self._good = self._header
         while self.plan.ring_files and len(self.files) > self.plan.ring_files:
             old = self.files.popleft()
             try:
@@ -217,12 +264,15 @@ class Recorder:
             return
         self.accept_batch(data)
 
-    def accept_batch(self, data: bytes, count: Optional[int] = None) -> None:
-        """Append complete records, cutting at the limits and the stop time."""
+    def accept_batch(self, data: bytes, count: Optional[int] = None,
+                     interface: Optional[str] = None) -> None:
+        """Append complete records (classic pcap, from `interface`), cutting at the limits
+        and the stop time; counted in the file's own format."""
         if self.done or not len(data):
             return
+        data = self.format.encode(data, interface)
         if self.cutoff_us is not None:
-            data = b"".join(bytes(data[a:b]) for a, b, ts in iter_records(data)
+            data = b"".join(bytes(data[a:b]) for a, b, ts in self.format.records(data)
                             if ts <= self.cutoff_us)
             count = None
         room = self.plan.max_file_bytes - self.sink.offset()
@@ -239,7 +289,7 @@ class Recorder:
             self._fail(exc)
 
     def _append_slowly(self, data: bytes) -> None:
-        pending = list(iter_records(data))
+        pending = list(self.format.records(data))
         while pending and not self.done:
             room = self.plan.max_file_bytes - self.sink.offset()
             take, used = 0, 0
@@ -259,7 +309,7 @@ class Recorder:
                 self.done_reason = STOP_COUNT
             elif not self.plan.ring_files:
                 self.done_reason = STOP_BYTES
-            elif self.sink.offset() == HEADER_SIZE:
+            elif self.sink.offset() == self._header:
                 pending = pending[1:]  # one record larger than an empty file: cannot be kept
             else:
                 self._next_file()
@@ -274,7 +324,8 @@ class Recorder:
         self._good = offset
         if self.plan.max_packets is not None and self.packets >= self.plan.max_packets:
             self.done_reason = STOP_COUNT
-        elif not self.plan.ring_files and offset + 16 > self.plan.max_file_bytes:
+        elif not self.plan.ring_files and \
+                offset + self.format.min_record > self.plan.max_file_bytes:
             self.done_reason = STOP_BYTES  # not even an empty record would fit
 
     def _fail(self, exc: OSError) -> None:
@@ -289,7 +340,7 @@ class Recorder:
             self.error = self._lost(path)
             return
         try:
-            kept, extra = trim_to_records(path, self._good)
+            kept, extra = trim_to_records(path, self._good, self.format.records)
             self.packets += extra
             self.bytes_written += kept - self._good
         except OSError:
@@ -308,13 +359,15 @@ class Recorder:
                 self._fail(exc)
 
 
-def trim_to_records(path: str, start: int) -> tuple[int, int]:
+def trim_to_records(path: str, start: int,
+                    records: Callable[[bytes], Iterator[tuple[int, int, int]]] = iter_records
+                    ) -> tuple[int, int]:
     """Truncate `path` after its last complete record at or after `start`."""
     with open(path, "r+b") as stream:
         stream.seek(start)
         data = stream.read()
         end, count = start, 0
-        for _, record_end, _ in iter_records(data):
+        for _, record_end, _ in records(data):
             end, count = start + record_end, count + 1
         stream.truncate(end)
     return end, count

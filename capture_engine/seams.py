@@ -33,8 +33,9 @@ class PacketRecorder(Protocol):
     @property
     def done(self) -> bool: ...
 
-    def accept_batch(self, data: bytes, count: Optional[int] = None) -> None:
-        """Complete pcap records, `count` of them when known."""
+    def accept_batch(self, data: bytes, count: Optional[int] = None,
+                     interface: Optional[str] = None) -> None:
+        """Complete pcap records, `count` of them when known, all from `interface`."""
 
     def after_direct_batch(self, start: int, count: int) -> None:
         """`count` records were written straight to the sink since offset `start`."""

@@ -23,8 +23,9 @@ from capture_engine.errors import (
 )
 from capture_engine.interfaces import LinkTable, in_netns, resolve_interfaces
 from capture_engine.linkwatch import CHECK_EVERY, GONE, UP, LinkChange, LinkWatch
-from capture_engine.output import STOP_BYTES, STOP_COUNT, OutputPlan, Recorder
+from capture_engine.output import STOP_BYTES, STOP_COUNT, FdSink, OutputPlan, Recorder
 from capture_engine.owners import Owners
+from capture_engine.pcapng import PcapngFormat
 from capture_engine.result import CaptureResult
 from capture_engine.seams import CaptureBackend
 from capture_engine.settings import LIMITS, CaptureRequest
@@ -160,7 +161,11 @@ class _Session:
                          program_for(self.request, backend.name, directional=False))
         self.update(backend=backend.name, interfaces=tuple(interfaces))
         plan = output_plan(self.request)
-        self.recorder = recorder = Recorder(plan, backend.make_sink())
+        if self.request.pcapng:  # Python writes it: the backend hands over its batches
+            fmt = PcapngFormat(interfaces)
+            self.recorder = recorder = Recorder(plan, FdSink(fmt.file_header), fmt)
+        else:
+            self.recorder = recorder = Recorder(plan, backend.make_sink())
         try:
             os.makedirs(os.path.dirname(plan.path) or ".", exist_ok=True)
             recorder.start()

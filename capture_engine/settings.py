@@ -77,6 +77,7 @@ class CaptureRequest:
     capture_root: str = CAPTURE_ROOT
     bpf_expression: Optional[str] = None   # CLI only: a tcpdump expression instead of filters
     packet_count: Optional[int] = None     # CLI only: stop after this many packets
+    pcapng: bool = False                   # CLI only: pcapng, the interface of each packet
     target: Optional[str] = None           # the VM's resource id, echoed in the status
     claim_files: bool = False              # settings: record the files as this capture's
     sas_token: Optional[str] = field(default=None, repr=False)  # protected storageSasToken
