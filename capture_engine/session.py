@@ -159,6 +159,8 @@ class _Session:
                          frozenset(watch.optional),
                          program_for(self.request, backend.name, directional=False))
         self.update(backend=backend.name, interfaces=tuple(interfaces))
+        if backend.name == "libpcap":  # the VM's own, or the one the package carries
+            self.note(f"libpcap: {pcaplib.loaded().describe()}")
         plan = output_plan(self.request)
         self.recorder = recorder = Recorder(plan, backend.make_sink())
         try:
