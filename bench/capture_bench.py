@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -24,6 +25,7 @@ sys.path.insert(0, ROOT)
 from devtools.cgroups import TestCgroup  # noqa: E402
 from devtools.netns import Topology, unique_name, veth  # noqa: E402
 from devtools.packetsockets import wait_packet_socket  # noqa: E402
+from devtools.zipbuild import build_zip, install_zip  # noqa: E402
 
 SENDER_IP, CAPTURE_IP, PORT, PAYLOAD = "10.199.9.1", "10.199.9.2", 9999, 64  # 106-byte frames
 RATES = [50_000, 100_000, 200_000, 0]  # 0 = as fast as the sender can
@@ -33,7 +35,13 @@ TICK = os.sysconf("SC_CLK_TCK")
 # What an agent-imposed limit looks like: cpu.max "10000 100000" (10 ms of CPU every 100 ms).
 QUOTA_US, PERIOD_US = 10_000, 100_000
 QUOTA_RATES = [50_000, 200_000, 0]
-TOOLS = ("tcpdump", "libpcap", "rawsocket")
+TOOLS = ("tcpdump", "libpcap", "bundled", "rawsocket")
+# Our tools: (--backend, CAPTURE_LIBPCAP, run from the installed zip), and their column titles.
+OURS = {"libpcap": ("libpcap", "system", False), "bundled": ("libpcap", "bundled", True),
+        "rawsocket": ("rawsocket", "system", False)}
+TITLES = {"libpcap": "libpcap backend, system libpcap",
+          "bundled": "libpcap backend, the zip's bundled libpcap",
+          "rawsocket": "raw-socket backend"}
 
 
 class CpuQuota:
@@ -104,10 +112,11 @@ def _rx_packets(ns, ifname: str) -> int:
     return int(out)
 
 
-def _start(ns, folder: str, rate: int,
+def _start(ns, folder: str, rate: int, ext_dir: str,
            quotas: Optional[Dict[str, CpuQuota]] = None) -> Dict[str, dict]:
-    """The three tools, each in its own quota cgroup when `quotas` are given (a child is
-    moved there before it execs, so its start-up runs under the quota too)."""
+    """The tools, each in its own quota cgroup when `quotas` are given (a child is moved
+    there before it execs, so its start-up runs under the quota too); `bundled` runs the
+    installed zip's code in `ext_dir` with the libpcap it carries."""
     tag = f"{rate or 'max'}{'-quota' if quotas else ''}"
     tools: Dict[str, dict] = {}
 
@@ -119,14 +128,17 @@ def _start(ns, folder: str, rate: int,
                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                     preexec_fn=joiner("tcpdump"))
     tools["tcpdump"] = {"proc": proc, "file": out}
-    for backend in ("libpcap", "rawsocket"):
-        out = os.path.join(folder, f"{backend}-{tag}.cap")
+    for name, (backend, library, from_zip) in OURS.items():
+        out = os.path.join(folder, f"{name}-{tag}.cap")
         argv = [sys.executable, "-m", "capture_engine", "--netns", ns.name, "-i", "cap0", "-w",
                 out, "--backend", backend, "--json", "-G", "120", "--filter", json.dumps(FILTER)]
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True,
-                                preexec_fn=joiner(backend))
-        tools[backend] = {"proc": proc, "file": out}
+        env = dict(os.environ, CAPTURE_LIBPCAP=library)
+        if from_zip:
+            env["PYTHONPATH"] = ext_dir
+        proc = subprocess.Popen(argv, cwd=ext_dir if from_zip else ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True, preexec_fn=joiner(name))
+        tools[name] = {"proc": proc, "file": out}
     for name, tool in tools.items():
         wait_packet_socket(tool["proc"], ns.name, timeout=60)  # start-up at 10 % of a core
         _settle(tool["proc"].pid)
@@ -162,17 +174,17 @@ def _stop(tools: Dict[str, dict],
 
 
 def run_rate(sender_ns, capture_ns, sender: str, folder: str, rate: int, seconds: float,
-             quota: bool = False) -> dict:
+             ext_dir: str, quota: bool = False) -> dict:
     quotas: Dict[str, CpuQuota] = {}
     try:
         if quota:
             for name in TOOLS:
                 quotas[name] = CpuQuota(unique_name(f"cpb{name[:3]}"))
-        tools = _start(capture_ns, folder, rate, quotas or None)
+        tools = _start(capture_ns, folder, rate, ext_dir, quotas or None)
         rx0 = _rx_packets(capture_ns, "cap0")
         done = sender_ns.run([sender, CAPTURE_IP, str(PORT), str(rate), str(seconds),
                               str(PAYLOAD)], timeout=seconds + 30)
-        time.sleep(0.5)
+        time.sleep(1.5)  # > tcpdump's 1 s ring block timeout: its last block is handed over
         arrived = _rx_packets(capture_ns, "cap0") - rx0
         results = _stop(tools, quotas or None)
     finally:
@@ -190,16 +202,16 @@ def _ratio(value: float, base: float) -> str:
 
 
 def table(rows: List[dict], seconds: float) -> str:
-    lines = [f"| offered rate ({seconds:g} s) | arrived | tcpdump captured / drops / CPU s "
-             "| libpcap backend captured / drops / CPU s (CPU vs tcpdump) "
-             "| raw-socket backend captured / drops / CPU s (CPU vs tcpdump) |",
-             "|---|---|---|---|---|"]
+    heads = "".join(f" | {TITLES[name]}: captured / drops / CPU s (CPU vs tcpdump)"
+                    for name in OURS)
+    lines = [f"| offered rate ({seconds:g} s) | arrived | tcpdump captured / drops / CPU s"
+             f"{heads} |", "|---|---|---|" + "---|" * len(OURS)]
     for row in rows:
         t = row["tools"]
         cells = [f"{row['rate']:,} pps" if row["rate"] else "max", f"{row['arrived']:,}",
                  f"{t['tcpdump']['captured']:,} / {t['tcpdump']['dropped']:,} / "
                  f"{t['tcpdump']['cpu']:.2f}"]
-        for name in ("libpcap", "rawsocket"):
+        for name in OURS:
             cells.append(f"{t[name]['captured']:,} / {t[name]['dropped']:,} / "
                          f"{t[name]['cpu']:.2f} ({_ratio(t[name]['cpu'], t['tcpdump']['cpu'])})")
         lines.append("| " + " | ".join(cells) + " |")
@@ -213,8 +225,8 @@ def quota_table(rows: List[dict], seconds: float) -> str:
     budget = seconds * QUOTA_US / PERIOD_US
     lines = [f"| offered rate ({seconds:g} s; {mechanism} {QUOTA_US} / {PERIOD_US} µs) "
              "| sent | tcpdump captured (lost) / CPU s (of quota) / throttled periods "
-             "| libpcap backend, same | raw-socket backend, same |",
-             "|---|---|---|---|---|"]
+             + "".join(f"| {TITLES[name]}: the same " for name in OURS) + "|",
+             "|---|---|---|" + "---|" * len(OURS)]
     for row in rows:
         cells = [f"{row['rate']:,} pps" if row["rate"] else "max", f"{row['sent']:,}"]
         for name in TOOLS:
@@ -238,6 +250,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("capture_bench: run as root (namespaces, packet sockets)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="capbench-") as work, Topology("cpb") as topo:
+        ext_dir = str(install_zip(build_zip(), Path(work) / "waagent"))
         sender = os.path.join(work, "sender")
         subprocess.run(["gcc", "-O2", "-o", sender, os.path.join(HERE, "sender.c")], check=True)
         folder = os.path.join(work, "out")
@@ -249,11 +262,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             sink = cap_ns.popen([sys.executable, "-c", "import socket,time; s=socket.socket("
                                  "socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', "
                                  f"{PORT})); time.sleep(600)"])  # no ICMP port-unreachable
-            rows = [run_rate(send_ns, cap_ns, sender, folder, rate, args.seconds)
+            rows = [run_rate(send_ns, cap_ns, sender, folder, rate, args.seconds, ext_dir)
                     for rate in args.rates]
             quota_rows = [] if args.no_quota else [
-                run_rate(send_ns, cap_ns, sender, folder, rate, args.seconds, quota=True)
-                for rate in args.quota_rates]
+                run_rate(send_ns, cap_ns, sender, folder, rate, args.seconds, ext_dir,
+                         quota=True) for rate in args.quota_rates]
             os.killpg(sink.pid, signal.SIGKILL)
             sink.wait()
         finally:
