@@ -1,14 +1,25 @@
-"""ctypes bindings to the system libpcap (Debian's libpcap.so.0.8 or RHEL's libpcap.so.1)."""
+"""ctypes bindings to libpcap: the system's (libpcap.so.0.8, libpcap.so.1), else the bundled one."""
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import platform
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from capture_engine.attach import Insn
 from capture_engine.errors import BackendUnavailableError, InvalidExpressionError
 
 SONAMES = ("libpcap.so.0.8", "libpcap.so.1", "libpcap.so")
+# The package carries libpcap for each CPU it supports (packaging/bundledpcap.py puts it
+# there): a VM without a system libpcap still gets the C per-packet path.
+BUNDLED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_libpcap")
+BUNDLED_NAME = "libpcap.so.1"
+ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+# Which libpcap to load: auto (the system's, else the bundled one), system, or bundled.
+CHOICE_ENV = "CAPTURE_LIBPCAP"
+CHOICES = ("auto", "system", "bundled")
 DLT_EN10MB = 1
 PCAP_ERRBUF_SIZE = 256
 
@@ -70,35 +81,94 @@ _SIGNATURES = {
 }
 # Newer than the rest (libpcap 1.9): set when the library has it, else None.
 _OPTIONAL = {"pcap_set_protocol_linux": (ctypes.c_int, [_P, ctypes.c_int])}
-_loaded: Optional[ctypes.CDLL] = None
 
 
-def load() -> ctypes.CDLL:
-    """The system libpcap with typed functions; BackendUnavailableError when absent."""
+@dataclass(frozen=True)
+class Loaded:
+    """The libpcap in use: its handle, where it came from (system or bundled) and its file."""
+
+    lib: ctypes.CDLL
+    origin: str
+    name: str
+
+    def describe(self) -> str:
+        """e.g. `bundled _libpcap/x86_64/libpcap.so.1 (libpcap version 1.10.6 ...)`."""
+        version = (self.lib.pcap_lib_version() or b"").decode(errors="replace")
+        name = self.name
+        if self.origin == "bundled":
+            name = os.path.relpath(name, os.path.dirname(BUNDLED_DIR))
+        return f"{self.origin} {name} ({version})"
+
+
+_loaded: Optional[Loaded] = None
+
+
+def bundled_path(machine: Optional[str] = None) -> Optional[str]:
+    """The bundled libpcap for this CPU, or None for a CPU the package has none for."""
+    arch = ARCHES.get((machine or platform.machine()).lower())
+    return os.path.join(BUNDLED_DIR, arch, BUNDLED_NAME) if arch else None
+
+
+def _choice() -> str:
+    choice = os.environ.get(CHOICE_ENV, "").strip().lower() or "auto"
+    if choice not in CHOICES:
+        raise BackendUnavailableError(
+            f"environment variable {CHOICE_ENV}={choice!r} is not one of "
+            f"{', '.join(CHOICES)}: unset it, or pick one")
+    return choice
+
+
+def candidates(choice: str) -> list[tuple[str, str]]:
+    """(origin, file name or path) to try in order for `choice` (auto, system, bundled)."""
+    found: list[tuple[str, str]] = []
+    if choice in ("auto", "system"):
+        names = list(SONAMES)
+        located = ctypes.util.find_library("pcap")
+        if located and located not in names:
+            names.append(located)
+        found += [("system", name) for name in names]
+    bundled = bundled_path()
+    if choice in ("auto", "bundled") and bundled:
+        found.append(("bundled", bundled))
+    return found
+
+
+def _typed(lib: ctypes.CDLL) -> ctypes.CDLL:
+    for func, (restype, argtypes) in _SIGNATURES.items():
+        fn = getattr(lib, func)
+        fn.restype, fn.argtypes = restype, argtypes
+    for func, (restype, argtypes) in _OPTIONAL.items():
+        fn = getattr(lib, func, None)
+        if fn is not None:
+            fn.restype, fn.argtypes = restype, argtypes
+    return lib
+
+
+def loaded() -> Loaded:
+    """The libpcap in use, loaded on first call; BackendUnavailableError when none loads."""
     global _loaded
     if _loaded is not None:
         return _loaded
-    names = list(SONAMES)
-    found = ctypes.util.find_library("pcap")
-    if found and found not in names:
-        names.append(found)
-    for name in names:
+    choice = _choice()
+    tried = candidates(choice)
+    for origin, name in tried:
+        if origin == "bundled" and not os.path.isfile(name):
+            continue  # a source tree, or a CPU the package has no build for
         try:
             lib = ctypes.CDLL(name, use_errno=True)
         except OSError:
             continue
-        for func, (restype, argtypes) in _SIGNATURES.items():
-            fn = getattr(lib, func)
-            fn.restype, fn.argtypes = restype, argtypes
-        for func, (restype, argtypes) in _OPTIONAL.items():
-            fn = getattr(lib, func, None)
-            if fn is not None:
-                fn.restype, fn.argtypes = restype, argtypes
-        _loaded = lib
-        return lib
+        _loaded = Loaded(_typed(lib), origin, name)
+        return _loaded
+    names = ", ".join(name for _, name in tried) or "nothing for this CPU"
     raise BackendUnavailableError(
-        f"libpcap is not installed (tried {', '.join(names)}): install libpcap0.8 (Debian) "
-        "or libpcap (RHEL), or use the raw-socket backend")
+        f"libpcap is not available ({CHOICE_ENV}={choice}; tried {names}): install "
+        "libpcap0.8 (Debian) or libpcap (RHEL), or use the raw-socket backend")
+
+
+def load() -> ctypes.CDLL:
+    """The libpcap in use with typed functions; BackendUnavailableError when absent."""
+    return loaded().lib
 
 
 def optional(lib: ctypes.CDLL, name: str) -> Optional[Callable[..., int]]:

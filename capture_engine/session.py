@@ -160,6 +160,8 @@ class _Session:
                          frozenset(watch.optional),
                          program_for(self.request, backend.name, directional=False))
         self.update(backend=backend.name, interfaces=tuple(interfaces))
+        if backend.name == "libpcap":  # the VM's own, or the one the package carries
+            self.note(f"libpcap: {pcaplib.loaded().describe()}")
         plan = output_plan(self.request)
         if self.request.pcapng:  # Python writes it: the backend hands over its batches
             fmt = PcapngFormat(interfaces)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bundledpcap
 from vendorlayout import import_roots, plan, prefer_oldest_abi3, search_path, wheel_entries
 from wheelvendor import BuildError, WheelCache, all_targets
 
@@ -159,6 +160,7 @@ def build(root: Path, out_dir: Path, offline: bool, version: str | None,
         for name in LAUNCHER_FILES:
             entries[name] = (root / name).read_bytes()
         entries.update(vendor_entries(cache, requirements))
+        entries.update(bundledpcap.entries(root, bundledpcap.fetch(cache.root, offline)))
         entries["HandlerManifest.json"] = check_manifest(root, sorted(entries))
         target = out_dir / f"{project['name']}-{version}.zip"
         write_zip(target, entries)

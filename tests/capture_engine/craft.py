@@ -1,4 +1,4 @@
-"""Crafted Ethernet frames (IPv4/IPv6, TCP/UDP/ICMP, fragments, ARP) to run BPF programs on."""
+"""Crafted Ethernet frames (IPv4/IPv6, TCP/UDP/ICMP, fragments, ARP, VLAN) for BPF programs."""
 from __future__ import annotations
 
 import ipaddress
@@ -59,6 +59,11 @@ def ipv6(src: str, dst: str, proto: int, sport: int = 0, dport: int = 0,
 def arp() -> bytes:
     return _ethernet(0x0806, struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, MAC_A,
                                          bytes(4), bytes(6), bytes(4)))
+
+
+def vlan_tagged(data: bytes, vid: int, tpid: int = 0x8100) -> bytes:
+    """`data` with an 802.1Q tag (priority 0) after the MAC addresses."""
+    return data[:12] + struct.pack("!HH", tpid, vid & 0x0FFF) + data[12:]
 
 
 # IPv4 flags+offset word per shape: a later fragment (offset 100, or with offset bit 12 set),
