@@ -16,7 +16,9 @@ from snapshot.securepath import UntrustedPath, resolve_trusted
 OUTPUT_CAP = 16 * 1024
 CONFIG_CAP = 64 * 1024
 _SYSTEM_CLOCK = SystemClock()
+DEFAULT_TIMEOUT = 30.0  # timeoutInSeconds: per script, its retries included
 MAX_TIMEOUT = 1800
+MAX_RETRIES = 10
 # (failed, not found, permission, timeout) for each phase: pre even, post odd.
 PHASE_CODES = {
     "pre": (Code.PRE_SCRIPT_FAILED, Code.PRE_SCRIPT_NOT_FOUND, Code.PRE_SCRIPT_PERMISSION,
@@ -36,7 +38,7 @@ class PluginConfig:
     post_params: tuple[str, ...] = ()
     pre_retries: int = 0
     post_retries: int = 0
-    timeout: float = 30.0
+    timeout: float = DEFAULT_TIMEOUT
     continue_on_failure: bool = True
     fs_freeze_enabled: bool = True
 
@@ -114,8 +116,9 @@ def _parse_plugin(raw: dict[str, Any], path: str) -> PluginConfig:
             problems.append(f"{key} must be a string or a list of strings")
             value = []
         values[attr] = tuple(value)
-    for key, number_attr, low, high in (("preScriptNoOfRetries", "pre_retries", 0, 10),
-                                        ("postScriptNoOfRetries", "post_retries", 0, 10),
+    for key, number_attr, low, high in (("preScriptNoOfRetries", "pre_retries", 0, MAX_RETRIES),
+                                        ("postScriptNoOfRetries", "post_retries", 0,
+                                         MAX_RETRIES),
                                         ("timeoutInSeconds", "timeout", 1, MAX_TIMEOUT),
                                         ("ScriptsExecutionPollTimeSeconds", None, 1, 5)):
         value = raw.get(key)
