@@ -63,7 +63,7 @@ def build_runtime(env: HandlerEnvironment, command: str, argument: Optional[str]
     logger.addHandler(memory)
     version = environ.get("AZURE_GUEST_AGENT_EXTENSION_VERSION", "")
     runtime = Runtime(env, build_registry(environ), redactor,
-                      BlobStore(policy=DEFAULT_POLICY, timeout=30.0, redactor=redactor),
+                      BlobStore(policy=DEFAULT_POLICY, redactor=redactor),
                       logger, EventWriter(env.events_folder, version, redactor), memory,
                       environ=environ, clock=SystemClock())
     runtime.manifest = read_manifest(env.extension_dir)
