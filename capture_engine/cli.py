@@ -19,7 +19,13 @@ from capture_engine.errors import (
 from capture_engine.filters import parse_filters, tcpdump_expression
 from capture_engine.progress import ProgressView
 from capture_engine.session import BACKENDS, program_for, run_capture
-from capture_engine.settings import U32_MAX, CaptureRequest, RingSettings
+from capture_engine.settings import (
+    DEFAULT_FILE_SIZE,
+    DEFAULT_TOTAL_BYTES,
+    U32_MAX,
+    CaptureRequest,
+    RingSettings,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -38,12 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--count", type=int, help="stop after this many packets")
     p.add_argument("-G", "--time-limit", type=float, default=60.0, metavar="SECONDS",
                    help="stop after this many seconds (default 60)")
-    p.add_argument("-C", "--max-bytes", type=int, default=1_073_741_824, metavar="BYTES",
+    p.add_argument("-C", "--max-bytes", type=int, default=DEFAULT_TOTAL_BYTES, metavar="BYTES",
                    help="the file never grows past this many bytes (default 1 GiB)")
     p.add_argument("--ring", type=int, metavar="FILES",
                    help="continuous capture: keep a ring of this many files")
-    p.add_argument("--file-size", type=int, default=104_857_600, metavar="BYTES",
-                   help="with --ring: size at which the next file starts")
+    p.add_argument("--file-size", type=int, default=DEFAULT_FILE_SIZE, metavar="BYTES",
+                   help="with --ring: size at which the next file starts (default 100 MiB)")
     p.add_argument("--filter", action="append", default=[], metavar="JSON",
                    help='a Network Watcher filter as JSON, e.g. \'{"protocol": "TCP", '
                         '"remotePort": "80;443"}\' (repeat: filters are OR\'ed)')

@@ -143,6 +143,8 @@ class _Session:
 
     def open(self, backend_name: str) -> None:
         # The start time first: every packet the sockets see afterwards is stamped after it.
+        # The limit runs on self.clock; _start_wall is on the kernel's packet-stamp scale (real
+        # wall time), the only scale the drain's cutoff can be compared on.
         self._start_time, self._start_wall = self.clock.now(), time.time()
         self._started = self.clock.monotonic()
         with in_netns(self.netns):
@@ -207,7 +209,8 @@ class _Session:
                 self.stop_event.wait(max(until, 0.001))
         if reason is not None or (backend.failure and not recorder.done):
             # Keep reading until partly filled ring blocks have been retired, but keep only
-            # what was stamped before the stop time.
+            # what was stamped before the stop time. Both on the real clock: the stamps are
+            # the kernel's wall time, and the retire timer the drain waits for is the kernel's.
             recorder.cutoff_us = int(min(time.time(), self._start_wall + limit) * 1e6)
             time.sleep(DRAIN_SECONDS)
         backend.stop()

@@ -21,8 +21,15 @@ from capture_engine.locations import sas_token as parse_sas_token
 from capture_engine.locations import storage_location
 from plumbing.redact import strip_query
 
-CAPTURE_ROOT = "/var/captures"
 U32_MAX = 4_294_967_295
+# The defaults, declared here once: the CLI, the handler and docs/packet-capture.md refer to
+# them (tests/test_defaults_once.py fails on a copy of one of these numbers elsewhere).
+CAPTURE_ROOT = "/var/captures"
+DEFAULT_TOTAL_BYTES = 1_073_741_824  # 1 GiB
+DEFAULT_TIME_LIMIT = 18_000  # 5 hours, also the most allowed
+DEFAULT_FILE_COUNT = 10
+DEFAULT_FILE_SIZE = 104_857_600  # 100 MiB
+DEFAULT_SESSION_TIME_LIMIT = 86_400  # a day
 ACTIONS = ("start", "stop", "delete")
 NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?", re.ASCII)  # fullmatch
 NAME_RULE = "1-80 letters, digits, '_', '.', '-', starting with a letter or digit"
@@ -32,13 +39,13 @@ MAX_TARGET_CHARS = 1024
 # where 0 means the whole packet.
 LIMITS = {
     "bytesToCapturePerPacket": (0, U32_MAX),
-    "totalBytesPerSession": (1_073_741_824, U32_MAX),
-    "timeLimitInSeconds": (18_000, 18_000),
+    "totalBytesPerSession": (DEFAULT_TOTAL_BYTES, U32_MAX),
+    "timeLimitInSeconds": (DEFAULT_TIME_LIMIT, DEFAULT_TIME_LIMIT),
 }
 RING_LIMITS = {
-    "fileCount": (10, 10_000),
-    "fileSizeInBytes": (104_857_600, U32_MAX),
-    "sessionTimeLimitInSeconds": (86_400, 604_800),
+    "fileCount": (DEFAULT_FILE_COUNT, 10_000),
+    "fileSizeInBytes": (DEFAULT_FILE_SIZE, U32_MAX),
+    "sessionTimeLimitInSeconds": (DEFAULT_SESSION_TIME_LIMIT, 604_800),
 }
 TOP_FIELDS = ("name", "action", "target", *LIMITS, "storageLocation", "filters",
               "continuousCapture", "captureSettings", "interfaces")
@@ -54,9 +61,9 @@ MIN_FILE_BYTES = 24 + 16 + 1  # pcap header and one record of one byte
 class RingSettings:
     """continuousCapture: a ring of `file_count` files of at most `file_size` bytes each."""
 
-    file_count: int = 10
-    file_size: int = 104_857_600
-    session_time_limit: int = 86_400
+    file_count: int = DEFAULT_FILE_COUNT
+    file_size: int = DEFAULT_FILE_SIZE
+    session_time_limit: int = DEFAULT_SESSION_TIME_LIMIT
 
 
 @dataclass(frozen=True)
@@ -66,8 +73,8 @@ class CaptureRequest:
     name: str
     action: str = "start"
     bytes_per_packet: int = 0
-    total_bytes: int = 1_073_741_824
-    time_limit: float = 18_000
+    total_bytes: int = DEFAULT_TOTAL_BYTES
+    time_limit: float = DEFAULT_TIME_LIMIT
     storage_path: Optional[str] = None
     file_path: Optional[str] = None
     local_path: Optional[str] = None

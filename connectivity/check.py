@@ -54,7 +54,7 @@ def run_check(request: ConnectivityRequest, *, clock: Optional[Clock] = None,
     """
     clock = SystemClock() if clock is None else clock
     settings = settings or CheckSettings()
-    check = Deadline.after(settings.worst_case(request))
+    check = Deadline.after(settings.worst_case(request), clock)
     sampler = PressureSampler()
     crashpoint("connectivity.check.dns")
     try:

@@ -1,26 +1,29 @@
-"""A point on the monotonic clock that every wait of a check is measured against."""
+"""A point on the check's clock that every wait of a check is measured against."""
 from __future__ import annotations
 
 import socket
-import time
+
+from plumbing.clock import Clock, SystemClock
+
+_SYSTEM_CLOCK = SystemClock()
 
 
 class Deadline:
     """A phase waits at most min(its own share, what is left of the whole): none can outlast it.
 
-    Real monotonic time, not the injected clock: the waits it bounds are the kernel's (poll,
-    recv, connect), which a test clock cannot advance.
+    Read from the injected clock (a test drives the bound without waiting for it); the waits
+    it bounds are the kernel's (poll, recv, connect), which get what is left as their timeout.
     """
 
-    def __init__(self, at: float) -> None:
-        self.at = at
+    def __init__(self, at: float, clock: Clock = _SYSTEM_CLOCK) -> None:
+        self.at, self.clock = at, clock
 
     @classmethod
-    def after(cls, seconds: float) -> Deadline:
-        return cls(time.monotonic() + seconds)
+    def after(cls, seconds: float, clock: Clock = _SYSTEM_CLOCK) -> Deadline:
+        return cls(clock.monotonic() + seconds, clock)
 
     def left(self) -> float:
-        return max(0.0, self.at - time.monotonic())
+        return max(0.0, self.at - self.clock.monotonic())
 
     @property
     def expired(self) -> bool:
@@ -28,7 +31,7 @@ class Deadline:
 
     def within(self, seconds: float) -> Deadline:
         """A nested deadline: `seconds` from now, or this one, whichever comes first."""
-        return Deadline(min(self.at, time.monotonic() + seconds))
+        return Deadline(min(self.at, self.clock.monotonic() + seconds), self.clock)
 
     def wait(self) -> float:
         """How long one blocking call may wait now; socket.timeout once nothing is left."""

@@ -123,7 +123,7 @@ def query(server: str, name: str, qtype: str, timeout: float,
     overall = deadline or Deadline.after(2 * timeout)
     qid = struct.unpack("!H", os.urandom(2))[0]
     packet = build_query(qid, name, QTYPES[qtype])
-    started, transport = time.monotonic(), "udp"
+    started, transport = time.monotonic(), "udp"  # measures latency; limits: the deadline
     try:
         reply = parse_reply(_ask_udp(server, packet, qid, overall.within(timeout)), name,
                             QTYPES[qtype])

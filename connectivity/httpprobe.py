@@ -39,7 +39,7 @@ def http_probe(addr: str, host: str, port: int, tls: bool, config: HttpConfigura
     Every wait is bounded by what is left of `deadline`, so a server trickling bytes cannot
     stretch the probe: a per-read timeout alone restarts with each byte.
     """
-    begun = time.monotonic()
+    begun = time.monotonic()  # a measured duration (latency), not a limit: real time
     connect, sock = tcp_connect(addr, port, source_port, min(connect_timeout, deadline.left()))
     if sock is None:
         return HttpOutcome(connect)
@@ -94,7 +94,7 @@ class _Exchange:
         self.timings = timings
         self.phase = "tls"
         self.received = 0
-        self.started = time.monotonic()
+        self.started = time.monotonic()  # measures the TLS phase; the limit is the deadline
 
     def run(self, host: str, port: int, tls: bool, config: HttpConfiguration) -> tuple[int, str]:
         self.sock.setblocking(True)

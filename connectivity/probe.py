@@ -150,6 +150,8 @@ class IcmpEcho:
         crashpoint("connectivity.check.echo")
         kind = 128 if self.v6 else 8
         packet = _icmp(kind, self.ident, seq, b"connectivity-check")
+        # `timeout` is this echo's share of the check's deadline (the injected clock); it is
+        # spent in the kernel's recv, so it is counted in real time.
         deadline = time.perf_counter() + timeout
         sent = time.time()
         try:

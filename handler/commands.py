@@ -70,7 +70,7 @@ def disable(rt: Runtime) -> int:
     rt.log.info("disable: stopping %d running worker(s)", len(running))
     grace = max(1.0, min(STOP_GRACE_SECONDS, budget_end - DISABLE_STORAGE_SECONDS / 2
                          - rt.clock.monotonic()))
-    left = jobs.stop_workers(rt.store, running, grace, kill=False)
+    left = jobs.stop_workers(rt.store, running, grace, kill=False, clock=rt.clock)
     for job in left:
         rt.log.warning("disable: worker %s still finishing (e.g. uploading); it reports itself",
                        job.job_id)
@@ -82,7 +82,8 @@ def disable(rt: Runtime) -> int:
 def uninstall(rt: Runtime) -> int:
     with rt.store.lock():
         running = [job for job in rt.store.jobs() if not job.finished]
-    killed = jobs.stop_workers(rt.store, running, STOP_GRACE_SECONDS, kill=True)
+    killed = jobs.stop_workers(rt.store, running, STOP_GRACE_SECONDS, kill=True,
+                               clock=rt.clock)
     for job in killed:  # a worker leads its own session: what it started there (scripts, psql)
         if job.pid > 0:  # dies with it; the thaw watchdog has a session of its own
             kill_session(job.pid)

@@ -1,6 +1,7 @@
 """Handler errors: each class carries its status code and a message fit for the user."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Optional, Tuple
 
 from plumbing.errors import CodedError
@@ -8,6 +9,22 @@ from plumbing.errors import CodedError
 Problem = Tuple[str, str]  # (field path, what is wrong)
 # A connectivity check's code n (its own table, connectivity/errors.py) is reported as 200 + n.
 CONNECTIVITY_CODE_BASE = 200
+# Whose table a status code is from: the handler's own (below), or a capability's.
+HANDLER, PACKET_CAPTURE, CONNECTIVITY_CHECK, VMSNAPSHOT = (
+    "handler", "packetCapture", "connectivityCheck", "VMSnapshot")
+
+
+@dataclass(frozen=True)
+class StatusCode:
+    """A status code and the capability whose table defines it. The numbers alone collide
+    (121 is packet capture's CaptureFailed and VMSnapshot's FreezeFailed; 11 the handler's
+    settings-file error and VMSnapshot's parameter error), so a status carries both."""
+
+    capability: str
+    code: int
+
+    def __str__(self) -> str:
+        return f"{self.capability} {self.code}"
 
 
 class HandlerError(CodedError):

@@ -11,14 +11,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from handler.state import JobRecord, StateStore
+from plumbing.clock import Clock, SystemClock
 from plumbing.procid import ProcessId, find_by_argv, identify, is_running
 
 WORKER_ENTRY = ("-m", "handler", "worker")
+STOP_POLL = 0.1  # how often a stopping worker is looked at
+_SYSTEM_CLOCK = SystemClock()
 
 
 def worker_process(job: JobRecord) -> Optional[ProcessId]:
@@ -88,15 +90,16 @@ def signal_worker(job: JobRecord, signum: int) -> bool:
 
 
 def stop_workers(store: StateStore, jobs: Iterable[JobRecord], timeout: float,
-                 kill: bool, poll: Callable[[float], None] = time.sleep) -> list[JobRecord]:
-    """SIGTERM each live worker (they finish their work, e.g. upload), wait up to timeout;
-    then SIGKILL the group of those still running when `kill`. Returns those still running."""
+                 kill: bool, clock: Clock = _SYSTEM_CLOCK) -> list[JobRecord]:
+    """SIGTERM each live worker (they finish their work, e.g. upload), wait up to timeout on
+    `clock`; then SIGKILL the group of those still running when `kill`. Returns those still
+    running."""
     pending = [job for job in jobs if signal_worker(job, signal.SIGTERM)]
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
+    deadline = clock.monotonic() + timeout
+    while pending and clock.monotonic() < deadline:
         pending = [job for job in pending if is_alive(job)]
         if pending:
-            poll(0.1)
+            clock.sleep(STOP_POLL)
     for job in pending if kill else ():
         process = worker_process(job)
         if process is not None and process.pid > 0:

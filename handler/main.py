@@ -10,7 +10,7 @@ from typing import Callable, Mapping, Optional
 
 from handler import commands
 from handler.environment import HandlerEnvironment, load_environment
-from handler.errors import HandlerError, StateWriteError
+from handler.errors import HANDLER, HandlerError, StateWriteError, StatusCode
 from handler.events import EventWriter
 from handler.logs import RedactingFormatter, configure
 from handler.runtime import MemoryLog, Runtime
@@ -63,7 +63,7 @@ def build_runtime(env: HandlerEnvironment, command: str, argument: Optional[str]
     logger.addHandler(memory)
     version = environ.get("AZURE_GUEST_AGENT_EXTENSION_VERSION", "")
     runtime = Runtime(env, build_registry(environ), redactor,
-                      BlobStore(policy=DEFAULT_POLICY, timeout=30.0, redactor=redactor),
+                      BlobStore(policy=DEFAULT_POLICY, redactor=redactor),
                       logger, EventWriter(env.events_folder, version, redactor), memory,
                       environ=environ, clock=SystemClock())
     runtime.manifest = read_manifest(env.extension_dir)
@@ -102,7 +102,7 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
 
 
 def _code_for(env: HandlerEnvironment, seq: Optional[int], environ: Mapping[str, str],
-              exc: HandlerError) -> int:
+              exc: HandlerError) -> StatusCode:
     """The number the settings' own operation reports this failure under (VMSnapshot's
     caller defines its numbers); the handler's own when the command is unknown."""
     from handler.operations.registry import build_registry
@@ -115,7 +115,8 @@ def _code_for(env: HandlerEnvironment, seq: Optional[int], environ: Mapping[str,
         op = registry.get(command_of(raw.public or {}, registry)) if raw is not None else None
     except (HandlerError, OSError):
         op = None
-    return op.error_code(exc) if op is not None else exc.code
+    return op.status_code(op.error_code(exc)) if op is not None else StatusCode(HANDLER,
+                                                                                exc.code)
 
 
 def _fail(command: Command, env: Optional[HandlerEnvironment], environ: Mapping[str, str],

@@ -11,11 +11,13 @@ from typing import Any, Callable, Mapping, Optional, TypedDict
 from handler import jobs
 from handler.environment import HandlerEnvironment
 from handler.errors import (
+    HANDLER,
     HandlerError,
     SettingsFileError,
     StatusBlobError,
     StatusBlobExpiredError,
     StatusBlobForbiddenError,
+    StatusCode,
     StatusWriteError,
     WorkerDiedError,
 )
@@ -113,6 +115,12 @@ class Runtime:
         op = self.registry.get(command) if isinstance(command, str) else None
         return op.error_code(error) if op is not None else error.code
 
+    def status_code(self, command: object, code: int) -> StatusCode:
+        """`code` as `command` reports it, with whose table it is from (Operation.status_code);
+        the handler's own when the command is unknown."""
+        op = self.registry.get(command) if isinstance(command, str) else None
+        return op.status_code(code) if op is not None else StatusCode(HANDLER, code)
+
     def blob_uris(self, seq: int) -> BlobUris:
         """The status and logs blob URIs of `seq`, also when its settings failed validation:
         a refused request is still reported where the caller looks for its status."""
@@ -185,7 +193,8 @@ class Runtime:
             job = self.store.job(job_id)
             if job is not None:
                 message = json.dumps(job.detail) if job.detail else job.message
-                entries.append(Substatus(job.name, job.status, job.code, message))
+                entries.append(Substatus(job.name, job.status,
+                                         self.status_code(job.command, job.code), message))
         return entries
 
     def finish_job(self, job_id: str, outcome: Outcome, state: str = "finished") -> JobRecord:
@@ -335,14 +344,15 @@ class Runtime:
             failure: Optional[BlobFailure] = record.detail.get(key)
             if failure:
                 extra.append(Substatus(label, "warning" if key == "logsBlobError" else "error",
-                                       failure["code"], failure["message"]))
+                                       self.status_code(record.command, failure["code"]),
+                                       failure["message"]))
         failure = record.detail.get("statusBlobError")
         status, code, message = record.status, record.code, record.message
         if failure and record.terminal:
             status, code = "error", failure["code"]
             message = f"{message} | status blob not written: {failure['message']}"
         return StatusReport(self.env.name or "handler", record.command or "enable", status,
-                            code, self.redactor(message),
+                            self.status_code(record.command, code), self.redactor(message),
                             [Substatus(s.name, s.status, s.code, self.redactor(s.message))
                              for s in substatus + extra])
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
-from handler.errors import StatusWriteError
+from handler.errors import StatusCode, StatusWriteError
 from plumbing.clock import utc_timestamp
 from plumbing.files import write_atomic
 
@@ -16,8 +16,10 @@ STATUS_VALUES = ("transitioning", "warning", "error", "success")
 MAX_STATUS_BYTES = 128 * 1024
 # Room kept below the agent's limit so a trimmed file is safely under it.
 TARGET_STATUS_BYTES = MAX_STATUS_BYTES - 4096
+CAPABILITY_KEY = "capability"  # beside a code: the table the number is from
+# Keys an operation's extra keys never replace and trimming never shortens.
 AGENT_KEYS = ("name", "operation", "status", "code", "configurationAppliedTime",
-              "formattedMessage", "substatus")
+              "formattedMessage", "substatus", CAPABILITY_KEY)
 TRIMMED_NOTE = " [trimmed to keep the status file under 128 KiB]"
 MAX_MESSAGE_CHARS = 10 * 1024  # the agent cuts each substatus name and message there
 MIN_MESSAGE_CHARS = 1024
@@ -29,7 +31,7 @@ _ESSENTIAL = re.compile(r"status|error|code|name|reason|consistency|task|time", 
 class Substatus:
     name: str
     status: str
-    code: int
+    code: StatusCode
     message: str
 
 
@@ -40,7 +42,7 @@ class StatusReport:
     name: str
     operation: str
     status: str
-    code: int
+    code: StatusCode
     message: str
     substatus: list[Substatus] = field(default_factory=list)
 
@@ -52,7 +54,8 @@ class StatusReport:
 
 def render(report: StatusReport, now: datetime,
            extra: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
-    """The agent's document; `extra` adds keys the agent ignores (never replaces its own)."""
+    """The agent's document; `extra` adds keys the agent ignores (never replaces its own).
+    Every non-zero code comes with `capability`, the table it is from (0 is success in all)."""
     stamp = utc_timestamp(now)
     return [{
         "version": 1.0,
@@ -61,17 +64,23 @@ def render(report: StatusReport, now: datetime,
             "name": report.name,
             "operation": report.operation,
             "status": report.status,
-            "code": int(report.code),
+            **_coded(report.code),
             "configurationAppliedTime": stamp,
             "formattedMessage": {"lang": "en-US", "message": report.message},
             "substatus": [
-                {"name": s.name, "status": s.status, "code": int(s.code),
+                {"name": s.name, "status": s.status, **_coded(s.code),
                  "formattedMessage": {"lang": "en-US", "message": s.message}}
                 for s in report.substatus
             ],
             **{k: v for k, v in (extra or {}).items() if k not in AGENT_KEYS},
         },
     }]
+
+
+def _coded(code: StatusCode) -> dict[str, Any]:
+    """`code`, the integer the agent requires, and `capability` beside it (the agent ignores
+    a key it does not know)."""
+    return {"code": int(code.code), **({CAPABILITY_KEY: code.capability} if code.code else {})}
 
 
 def encode_within_limit(document: list[dict[str, Any]]) -> bytes:

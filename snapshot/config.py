@@ -12,8 +12,13 @@ from snapshot.errors import LocalConfigError
 DEFAULT_CONF = "/etc/azure/vmbackup.conf"
 DEFAULT_PLUGIN_CONFIG = "/etc/azure/VMSnapshotScriptPluginConfig.json"
 DEFAULT_WORKLOAD_CONF = "/etc/azure/workload.conf"
+# Defaults and limits declared once (docs/vmsnapshot.md's table is checked against them).
 DEFAULT_FREEZE_TIMEOUT = 60.0
 MAX_FREEZE_TIMEOUT = 600.0
+DEFAULT_SNAPSHOT_TIMEOUT = 30.0  # per blob request
+MAX_SNAPSHOT_TIMEOUT = 600.0
+DEFAULT_SNAPSHOT_PARALLELISM = 4
+MAX_SNAPSHOT_PARALLELISM = 64
 
 
 @dataclass(frozen=True)
@@ -27,8 +32,8 @@ class SnapshotLocalConfig:
     freeze_timeout: float = DEFAULT_FREEZE_TIMEOUT
     mounts_to_skip: tuple[str, ...] = ()
     mounts_to_freeze: Optional[tuple[str, ...]] = None  # None: every eligible mount
-    snapshot_timeout: float = 30.0  # per blob request
-    snapshot_parallelism: int = 4
+    snapshot_timeout: float = DEFAULT_SNAPSHOT_TIMEOUT
+    snapshot_parallelism: int = DEFAULT_SNAPSHOT_PARALLELISM
     watchdog_report_path: Optional[str] = None  # where the watchdog records a forced thaw
 
 
@@ -62,8 +67,9 @@ def _apply(base: SnapshotLocalConfig, section: configparser.SectionProxy,
             problems.append(f"fsfreeze {raw!r} is not True or False")
         values["fsfreeze"] = raw == "true"
     for key, attr, upper in (("timeout", "freeze_timeout", MAX_FREEZE_TIMEOUT),
-                             ("SnapshotTimeout", "snapshot_timeout", 600.0),
-                             ("SnapshotParallelism", "snapshot_parallelism", 64)):
+                             ("SnapshotTimeout", "snapshot_timeout", MAX_SNAPSHOT_TIMEOUT),
+                             ("SnapshotParallelism", "snapshot_parallelism",
+                              MAX_SNAPSHOT_PARALLELISM)):
         if key in section:
             try:
                 number = float(section[key])

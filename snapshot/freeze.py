@@ -101,6 +101,8 @@ class Freezer:
         except BaseException:
             self._close()
             raise
+        # Real monotonic time, not an injected clock: the watchdog (its own process) thaws on
+        # the same clock, and a frozen filesystem hangs the VM in real time.
         start_quiet_thread(self._expire_at, link.ready_at + self.timeout + EXPIRY_GRACE)
         # `/` (if chosen) is last and frozen alone; the others are independent: in parallel.
         last = [i for i, m in enumerate(self.mounts) if m == "/"]
@@ -303,7 +305,7 @@ def _presync(fds: Sequence[int], bound: float) -> bool:
     if syncfs is None:
         return True
     threads = [start_quiet_thread(syncfs, fd) for fd in fds]
-    deadline = time.monotonic() + bound
+    deadline = time.monotonic() + bound  # bounds the kernel's syncfs: real time
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     return not any(thread.is_alive() for thread in threads)

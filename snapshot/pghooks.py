@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Optional
 
+from plumbing.clock import Clock, SystemClock
 from plumbing.proc import kill_group, own_process_group
 from snapshot.errors import Code
 from snapshot.log import BufferedLog
@@ -21,6 +22,8 @@ LABEL = "vmsnapshot"
 STDERR_CAP = 16 * 1024
 # What libpq says when the credentials, not the connection, are at fault.
 _AUTH_WORDS = ("authentication failed", "no password supplied", "password is required")
+_SYSTEM_CLOCK = SystemClock()
+WAIT_SLICE = 0.5  # the longest one wait for psql lasts before the clock is read again
 
 
 class PostgresHooks:
@@ -29,9 +32,11 @@ class PostgresHooks:
     If this process dies, psql reads EOF and exits, and the server aborts the backup itself.
     """
 
-    def __init__(self, config: WorkloadConfig, log: BufferedLog) -> None:
+    def __init__(self, config: WorkloadConfig, log: BufferedLog,
+                 clock: Clock = _SYSTEM_CLOCK) -> None:
         self.config = config
         self.log = log
+        self.clock = clock  # the statement timeout is read from it (tests drive it)
         self._psql: Optional[subprocess.Popen[bytes]] = None
         self._buffer = b""
         self._stderr: list[bytes] = []
@@ -129,12 +134,12 @@ class PostgresHooks:
         marker = f"--{LABEL}-done-{time.monotonic_ns()}--"
         self._psql.stdin.write(f"{sql}\n\\echo {marker}\n".encode())
         self._psql.stdin.flush()
-        deadline = time.monotonic() + self.config.timeout
+        deadline = self.clock.monotonic() + self.config.timeout
         while marker.encode() not in self._buffer:
-            left = deadline - time.monotonic()
+            left = deadline - self.clock.monotonic()
             if left <= 0:
                 raise TimeoutError(f"no answer within {self.config.timeout:g}s")
-            ready, _, _ = select.select([self._psql.stdout], [], [], left)
+            ready, _, _ = select.select([self._psql.stdout], [], [], min(left, WAIT_SLICE))
             if ready:
                 data = os.read(self._psql.stdout.fileno(), 65536)
                 if not data:

@@ -108,7 +108,7 @@ def run_snapshot(settings: SnapshotSettings, *, blob_store: SnapshotStore,
 
 def _execute(run: _Run, store: SnapshotStore, config: SnapshotLocalConfig, log: BufferedLog,
              clock: Clock) -> SnapshotResult:
-    hooks = _hooks(run, config, log)
+    hooks = _hooks(run, config, log, clock)
     freezing = config.fsfreeze and (run.plugin is None or run.plugin.fs_freeze_enabled)
     mounts: list[Mount] = []
     if freezing:
@@ -157,20 +157,21 @@ def _plan(run: _Run, log: BufferedLog) -> None:
         log.info("isSnapshotTtlEnabled: not passing a TTL header on the guest snapshot path")
 
 
-def _hooks(run: _Run, config: SnapshotLocalConfig, log: BufferedLog) -> Optional[Hooks]:
+def _hooks(run: _Run, config: SnapshotLocalConfig, log: BufferedLog,
+           clock: Clock) -> Optional[Hooks]:
     """Workload hooks when workload.conf exists (they replace scripts), else plugin scripts."""
     workload = load_workload_config(config.workload_conf_path, log.redactor)
     if workload is not None:
         if workload.name != "postgres":
             raise unsupported(workload)
         run.has_hooks = run.stop_on_failure = True
-        return PostgresHooks(workload, log)
+        return PostgresHooks(workload, log, clock)
     run.plugin = load_plugin_config(config.plugin_config_path)
     if run.plugin is None or not (run.plugin.pre_scripts or run.plugin.post_scripts):
         return None
     run.has_hooks = True
     run.stop_on_failure = not run.plugin.continue_on_failure
-    return ScriptHooks(run.plugin, log)
+    return ScriptHooks(run.plugin, log, clock)
 
 
 def _freeze_and_snapshot(run: _Run, store: SnapshotStore, config: SnapshotLocalConfig,

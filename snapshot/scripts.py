@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from plumbing.clock import Clock, SystemClock
 from plumbing.proc import CommandError, run
 from snapshot.errors import Code, PluginConfigError, ScriptError
 from snapshot.fields import FieldError, load_json
@@ -15,7 +15,10 @@ from snapshot.securepath import UntrustedPath, resolve_trusted
 
 OUTPUT_CAP = 16 * 1024
 CONFIG_CAP = 64 * 1024
+_SYSTEM_CLOCK = SystemClock()
+DEFAULT_TIMEOUT = 30.0  # timeoutInSeconds: per script, its retries included
 MAX_TIMEOUT = 1800
+MAX_RETRIES = 10
 # (failed, not found, permission, timeout) for each phase: pre even, post odd.
 PHASE_CODES = {
     "pre": (Code.PRE_SCRIPT_FAILED, Code.PRE_SCRIPT_NOT_FOUND, Code.PRE_SCRIPT_PERMISSION,
@@ -35,7 +38,7 @@ class PluginConfig:
     post_params: tuple[str, ...] = ()
     pre_retries: int = 0
     post_retries: int = 0
-    timeout: float = 30.0
+    timeout: float = DEFAULT_TIMEOUT
     continue_on_failure: bool = True
     fs_freeze_enabled: bool = True
 
@@ -113,8 +116,9 @@ def _parse_plugin(raw: dict[str, Any], path: str) -> PluginConfig:
             problems.append(f"{key} must be a string or a list of strings")
             value = []
         values[attr] = tuple(value)
-    for key, number_attr, low, high in (("preScriptNoOfRetries", "pre_retries", 0, 10),
-                                        ("postScriptNoOfRetries", "post_retries", 0, 10),
+    for key, number_attr, low, high in (("preScriptNoOfRetries", "pre_retries", 0, MAX_RETRIES),
+                                        ("postScriptNoOfRetries", "post_retries", 0,
+                                         MAX_RETRIES),
                                         ("timeoutInSeconds", "timeout", 1, MAX_TIMEOUT),
                                         ("ScriptsExecutionPollTimeSeconds", None, 1, 5)):
         value = raw.get(key)
@@ -162,29 +166,35 @@ def check_scripts(config: PluginConfig, phase: str) -> list[str]:
             for script in (config.pre_scripts if phase == "pre" else config.post_scripts)]
 
 
-def run_phase(config: PluginConfig, phase: str, log: BufferedLog) -> PhaseResult:
+def run_phase(config: PluginConfig, phase: str, log: BufferedLog,
+              clock: Clock = _SYSTEM_CLOCK) -> PhaseResult:
     """Run every script of the phase (retrying, within its timeout); never raises."""
     runs = 0
     try:
         scripts = check_scripts(config, phase)  # again: what runs is what was just checked
         for script in scripts:
-            runs += _run_script(config, phase, script, log)
+            runs += _run_script(config, phase, script, log, clock)
     except ScriptError as exc:
         log.error(exc.message)
         return PhaseResult(phase, False, exc.code, exc.message, runs + exc.runs)
     return PhaseResult(phase, True, 0, f"{len(scripts)} {phase}-script(s) succeeded", runs)
 
 
-def _run_script(config: PluginConfig, phase: str, script: str, log: BufferedLog) -> int:
+def _run_script(config: PluginConfig, phase: str, script: str, log: BufferedLog,
+                clock: Clock) -> int:
+    """Attempts until one succeeds, all are used, or the timeout (which covers them all, on
+    `clock`) is spent. Each attempt's own timeout is what is left, enforced by plumbing.proc
+    on the real clock: it kills a real process."""
     failed, _nf, _perm, timeout_code = PHASE_CODES[phase]
     params = config.pre_params if phase == "pre" else config.post_params
     attempts = 1 + (config.pre_retries if phase == "pre" else config.post_retries)
-    deadline = time.monotonic() + config.timeout
-    last = ""
+    deadline = clock.monotonic() + config.timeout
+    last, ran = "", 0
     for attempt in range(1, attempts + 1):
-        remaining = deadline - time.monotonic()
+        remaining = deadline - clock.monotonic()
         if remaining <= 0:
             break
+        ran = attempt
         try:
             done = run([script, *params], timeout=remaining, check=False, cap=OUTPUT_CAP)
         except CommandError as exc:
@@ -204,19 +214,21 @@ def _run_script(config: PluginConfig, phase: str, script: str, log: BufferedLog)
     error = ScriptError(f"{phase}-script {script} {last or 'timed out'} "
                         f"(timeout {config.timeout:g}s, {attempts} attempt(s) allowed)",
                         timeout_code if timed_out else failed)
-    error.runs = attempt
+    error.runs = ran  # an attempt the timeout left no time for did not run
     raise error
 
 
 class ScriptHooks:
     """The plugin config's pre- and post-scripts as the run's quiesce/resume hooks."""
 
-    def __init__(self, config: PluginConfig, log: BufferedLog) -> None:
+    def __init__(self, config: PluginConfig, log: BufferedLog,
+                 clock: Clock = _SYSTEM_CLOCK) -> None:
         self.config = config
         self.log = log
+        self.clock = clock
 
     def pre(self) -> PhaseResult:
-        return run_phase(self.config, "pre", self.log)
+        return run_phase(self.config, "pre", self.log, self.clock)
 
     def post(self) -> PhaseResult:
-        return run_phase(self.config, "post", self.log)
+        return run_phase(self.config, "post", self.log, self.clock)

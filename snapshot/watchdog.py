@@ -39,7 +39,7 @@ import select
 import signal
 import sys
 import threading
-import time
+import time  # the real clock only: this process must not depend on the worker's (see above)
 from typing import Any, Optional
 
 from plumbing.crashpoints import crashpoint

@@ -108,7 +108,7 @@ class WatchdogLink:
     def _handshake(self) -> tuple[Optional[list[str]], bytes]:
         notes: list[str] = []
         buffer = b""
-        deadline = time.monotonic() + READY_TIMEOUT
+        deadline = time.monotonic() + READY_TIMEOUT  # real time: it waits for a real process
         while True:
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)

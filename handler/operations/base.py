@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Generic, Mapping, Optional, TypeVar
 
-from handler.errors import HandlerError, WorkerDiedError
+from handler.errors import HANDLER, HandlerError, StatusCode, WorkerDiedError
 from handler.operations.context import OperationContext
 from handler.settings import HandlerSettings
 from handler.state import JobRecord, OperationRecord
@@ -46,6 +46,11 @@ class Operation(Generic[Request]):
         """The number a handler-level failure is reported under for this operation (its
         caller may define the numbers: VMSnapshot reports only the backup service's)."""
         return error.code
+
+    def status_code(self, code: int) -> StatusCode:
+        """Whose table `code`, as this operation reports it, is from (by default the
+        handler's: an operation whose capability has codes of its own says which)."""
+        return StatusCode(HANDLER, code)
 
     def starts_work(self, settings: HandlerSettings[Request]) -> bool:
         """Whether enable starts new work, which waits for a writable status blob (otherwise

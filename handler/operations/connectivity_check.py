@@ -3,7 +3,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
 
-from handler.errors import CONNECTIVITY_CODE_BASE, SettingsValidationError
+from handler.errors import (
+    CONNECTIVITY_CHECK,
+    CONNECTIVITY_CODE_BASE,
+    HANDLER,
+    SettingsValidationError,
+    StatusCode,
+)
 from handler.operations.base import Operation, Outcome
 from handler.operations.context import OperationContext
 from handler.settings import HandlerSettings, field
@@ -18,6 +24,11 @@ SUBSTATUS = "connectivityCheck"
 
 class ConnectivityCheck(Operation["ConnectivityRequest"]):
     command = "connectivityCheck"
+
+    def status_code(self, code: int) -> StatusCode:
+        """200 + n is the check's code n; below that, the handler's."""
+        return StatusCode(CONNECTIVITY_CHECK if code >= CONNECTIVITY_CODE_BASE else HANDLER,
+                          code)
 
     def parse(self, public: Mapping[str, Any],
               protected: Mapping[str, Any]) -> ConnectivityRequest:

@@ -9,8 +9,11 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from handler import jobs
 from handler.errors import (
+    HANDLER,
+    PACKET_CAPTURE,
     CaptureStateError,
     SettingsValidationError,
+    StatusCode,
     WorkerDiedError,
 )
 from handler.operations.base import Operation, Outcome
@@ -47,6 +50,14 @@ class PacketCapture(Operation["CaptureRequest"]):
         from capture_engine.settings import CAPTURE_ROOT
 
         return self._root_override or CAPTURE_ROOT
+
+    def status_code(self, code: int) -> StatusCode:
+        """The capture's own codes (100-150, its errors table) are reported as they are; the
+        rest are the handler's (151 CaptureStateError, 13, 50...; 1 is internal in both)."""
+        from capture_engine.errors import ALL_ERRORS
+
+        capture = code in {error.code for error in ALL_ERRORS}
+        return StatusCode(PACKET_CAPTURE if capture else HANDLER, code)
 
     def parse(self, public: Mapping[str, Any], protected: Mapping[str, Any]) -> CaptureRequest:
         from capture_engine.errors import CaptureSettingsError
@@ -212,7 +223,7 @@ class PacketCapture(Operation["CaptureRequest"]):
             if job.command == self.command and job.deleted_by < 0:
                 if job.name not in latest or job.seq >= latest[job.name].seq:
                     latest[job.name] = job
-        return [Substatus(name, _job_state(job), job.code, json.dumps(
+        return [Substatus(name, _job_state(job), self.status_code(job.code), json.dumps(
             job.detail or {"name": name, "packetCaptureStatus": "NotStarted",
                            "packetCaptureError": [], "message": job.message}))
                 for name, job in sorted(latest.items())]

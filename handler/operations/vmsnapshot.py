@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from handler.errors import (
+    VMSNAPSHOT,
     CertificateNotFoundError,
     EnvelopeError,
     HandlerError,
@@ -16,6 +17,7 @@ from handler.errors import (
     SettingsFileError,
     SettingsValidationError,
     StatusBlobError,
+    StatusCode,
     UnknownCommandError,
     UnsupportedCipherError,
     WrongCertificateError,
@@ -80,6 +82,10 @@ class VmSnapshot(Operation["SnapshotSettings"]):
             if isinstance(error, kinds):
                 return code
         return Code.ERROR
+
+    def status_code(self, code: int) -> StatusCode:
+        """Every VMSnapshot code is the backup service's, the handler's failures included."""
+        return StatusCode(VMSNAPSHOT, code)
 
     def describe(self, settings: HandlerSettings[SnapshotSettings]) -> dict[str, Any]:
         return {"taskId": settings.request.task_id}
@@ -161,7 +167,7 @@ class VmSnapshot(Operation["SnapshotSettings"]):
                        detail={"statusBlob": result.status_blob_document(context.clock.now())})
 
     def substatus(self, record: OperationRecord, context: OperationContext) -> list[Substatus]:
-        return [Substatus(SUBSTATUS, record.status, record.code,
+        return [Substatus(SUBSTATUS, record.status, self.status_code(record.code),
                           _message_json(self._document(record, context)))]
 
     def status_extra(self, record: OperationRecord, context: OperationContext) -> dict[str, Any]:

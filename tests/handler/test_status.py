@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from handler.errors import HANDLER, PACKET_CAPTURE, StatusCode
 from handler.status import (
     MAX_STATUS_BYTES,
     StatusReport,
@@ -16,11 +17,12 @@ from handler.status import (
 )
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
+OK = StatusCode(HANDLER, 0)
 
 
 def test_rendered_status_has_exactly_the_agent_schema():
-    report = StatusReport("Contoso.X", "enable", "success", 0, "done",
-                          [Substatus("cap1", "success", 0, '{"a": 1}')])
+    report = StatusReport("Contoso.X", "enable", "success", OK, "done",
+                          [Substatus("cap1", "success", OK, '{"a": 1}')])
     (entry,) = render(report, NOW)
     assert entry["version"] == 1.0 and entry["timestampUTC"] == "2026-11-22T12:00:00Z"
     status = entry["status"]
@@ -34,14 +36,14 @@ def test_rendered_status_has_exactly_the_agent_schema():
 
 def test_invalid_status_values_are_refused_before_they_reach_the_agent():
     with pytest.raises(ValueError):
-        StatusReport("x", "enable", "running", 0, "no such status")
+        StatusReport("x", "enable", "running", OK, "no such status")
     with pytest.raises(ValueError):
-        StatusReport("x", "enable", "success", 0, "", [Substatus("s", "Running", 0, "")])
+        StatusReport("x", "enable", "success", OK, "", [Substatus("s", "Running", OK, "")])
 
 
 def test_oversized_substatus_is_trimmed_under_the_limit_and_stays_valid(tmp_path):
-    huge = [Substatus(f"capture{i}", "success", 0, "x" * 40_000) for i in range(8)]
-    report = StatusReport("Contoso.X", "enable", "success", 0, "eight captures", huge)
+    huge = [Substatus(f"capture{i}", "success", OK, "x" * 40_000) for i in range(8)]
+    report = StatusReport("Contoso.X", "enable", "success", OK, "eight captures", huge)
     data = write_status(tmp_path, 4, report, NOW)
     assert len(data) < MAX_STATUS_BYTES, f"{len(data)} bytes"
     document = read_status(tmp_path, 4)
@@ -55,15 +57,15 @@ def test_oversized_substatus_is_trimmed_under_the_limit_and_stays_valid(tmp_path
 
 
 def test_too_many_entries_are_dropped_rather_than_breaking_the_file(tmp_path):
-    many = [Substatus(f"s{i}", "success", 0, "y" * 1500) for i in range(200)]
-    data = write_status(tmp_path, 5, StatusReport("x", "enable", "success", 0, "m", many), NOW)
+    many = [Substatus(f"s{i}", "success", OK, "y" * 1500) for i in range(200)]
+    data = write_status(tmp_path, 5, StatusReport("x", "enable", "success", OK, "m", many), NOW)
     document = json.loads(data)
     assert len(data) < MAX_STATUS_BYTES and 0 < len(document[0]["status"]["substatus"]) < 200
 
 
 def test_write_is_atomic_no_temp_files_left(tmp_path):
-    write_status(tmp_path, 1, StatusReport("x", "enable", "transitioning", 0, "a"), NOW)
-    write_status(tmp_path, 1, StatusReport("x", "enable", "success", 0, "b"), NOW)
+    write_status(tmp_path, 1, StatusReport("x", "enable", "transitioning", OK, "a"), NOW)
+    write_status(tmp_path, 1, StatusReport("x", "enable", "success", OK, "b"), NOW)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1.status"]
     assert read_status(tmp_path, 1)[0]["status"]["status"] == "success"
 
@@ -97,9 +99,10 @@ def _querystatus(name: str, files: int) -> str:
 @pytest.mark.parametrize("sessions,files", [(1, 10_000), (50, 200)])
 def test_big_substatus_json_is_cut_to_valid_json_that_keeps_status_and_error(tmp_path, sessions,
                                                                             files):
-    entries = [Substatus(f"cap{i}", "error", 121, _querystatus(f"cap{i}", files))
+    failed = StatusCode(PACKET_CAPTURE, 121)
+    entries = [Substatus(f"cap{i}", "error", failed, _querystatus(f"cap{i}", files))
                for i in range(sessions)]
-    data = write_status(tmp_path, 6, StatusReport("x", "enable", "success", 0, "m", entries),
+    data = write_status(tmp_path, 6, StatusReport("x", "enable", "success", OK, "m", entries),
                         NOW)
     assert len(data) < MAX_STATUS_BYTES, f"{len(data)} bytes"
     substatus = json.loads(data)[0]["status"]["substatus"]
