@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 if TYPE_CHECKING:
     import http.server
@@ -140,9 +140,11 @@ class Azurite:
 
 
 def forward(handler: "http.server.BaseHTTPRequestHandler", port: int,
-            body: Optional[bytes]) -> None:
+            body: Optional[bytes],
+            header: Optional[Callable[[str, str], str]] = None) -> None:
     """Send the request `handler` is serving on to the emulator on 127.0.0.1:`port` and write
-    its answer back (test proxies that hold, trickle or fail some requests forward the rest)."""
+    its answer back (test proxies that hold, trickle or fail some requests forward the rest).
+    `header(name, value)`, if given, returns the value to send for each answer header."""
     import http.client
 
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -154,7 +156,7 @@ def forward(handler: "http.server.BaseHTTPRequestHandler", port: int,
     handler.send_response(reply.status)
     for key, value in reply.getheaders():
         if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-            handler.send_header(key, value)
+            handler.send_header(key, header(key, value) if header else value)
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, TypedDict, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from plumbing.blobstore import BlobError, BlobStore
+from plumbing.clock import Clock, SystemClock
 from plumbing.redact import strip_query
 from snapshot.errors import RestoreError
 from snapshot.pointmeta import META_CONSISTENCY, META_OUTCOME, META_TASK, META_TIME, weakest
@@ -110,9 +110,11 @@ def _consistency(names: set[str]) -> Consistency:
 
 def restore_disks(container_sas_uri: str, task_id: str, target_container_sas_uri: str,
                   progress: Optional[Progress] = None,
-                  store: Optional[BlobStore] = None) -> RestoreOutcome:
+                  store: Optional[BlobStore] = None,
+                  clock: Optional[Clock] = None) -> RestoreOutcome:
     """Copy each disk snapshot of the task to `<task>/<disk>` in the target; verify bytes."""
     store = store or BlobStore()
+    clock = clock or SystemClock()
     points = [p for p in list_recovery_points(container_sas_uri, store=store)
               if p.task_id == task_id]
     if not points:
@@ -123,7 +125,7 @@ def restore_disks(container_sas_uri: str, task_id: str, target_container_sas_uri
     for disk in point.disks:
         source = _blob_url(container_sas_uri, disk.disk, snapshot=disk.snapshot)
         target = _blob_url(target_container_sas_uri, f"{task_id}/{disk.disk}")
-        _copy(store, source, target, disk.disk)
+        _copy(store, source, target, disk.disk, clock)
         digest = _verify(store, source, target, disk, progress)
         restored.append({"disk": disk.disk, "snapshot": disk.snapshot,
                          "restoredBlob": strip_query(target), "size": disk.size,
@@ -137,16 +139,19 @@ def restore_disks(container_sas_uri: str, task_id: str, target_container_sas_uri
     return {**config, "vmconfig": strip_query(config_url)}
 
 
-def _copy(store: BlobStore, source: str, target: str, name: str) -> None:
+def _copy(store: BlobStore, source: str, target: str, name: str, clock: Clock) -> None:
     _guard(lambda: store.start_copy(target, source))
-    deadline = time.monotonic() + COPY_TIMEOUT
+    deadline = clock.monotonic() + COPY_TIMEOUT
     while True:
         status = _guard(lambda: store.copy_status(target))
         if status == "success":
             return
-        if status in ("failed", "aborted") or time.monotonic() > deadline:
-            raise RestoreError(f"copy of {name} ended as {status or 'timeout'}")
-        time.sleep(0.5)
+        if status in ("failed", "aborted"):
+            raise RestoreError(f"copy of {name} ended as {status}")
+        if clock.monotonic() > deadline:
+            raise RestoreError(f"copy of {name} ended as timeout ({status or 'no status'} "
+                               f"after {COPY_TIMEOUT:.0f} s)")
+        clock.sleep(0.5)
 
 
 def _verify(store: BlobStore, source: str, target: str, disk: DiskPoint,

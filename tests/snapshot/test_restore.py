@@ -92,3 +92,65 @@ def test_cli_run_dedupes_by_task_id(azurite, confdir, tmp_path):
                               timeout=120, check=False)
         codes.append(json.loads(done.stdout)[0]["status"]["code"])
     assert codes == ["1", "3"], f"second run of one task is 'already processed': {codes}"
+
+
+class PendingCopyProxy:
+    """Forwards to Azurite, but every blob's copy status reads `pending`: a copy that never
+    ends, which Azurite (whose copies within one account finish at once) never shows."""
+
+    def __init__(self, azurite) -> None:
+        import http.server
+        import threading
+
+        from devtools.azurite import forward
+
+        port = self._azurite_port = azurite.port
+
+        def pending(name: str, value: str) -> str:
+            return "pending" if name.lower() == "x-ms-copy-status" else value
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                forward(self, port, self.rfile.read(length) if length else None, pending)
+
+            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def route(self, uri: str) -> str:
+        return uri.replace(f"127.0.0.1:{self._azurite_port}",
+                           f"127.0.0.1:{self.server.server_address[1]}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_copy_that_never_ends_fails_when_the_clock_passes_the_copy_timeout(
+        loopfs, azurite, confdir):
+    from plumbing.clock import ManualClock
+    from snapshot.errors import RestoreError
+    from snapshot.restore import COPY_TIMEOUT, restore_disks
+
+    write_vmbackup_conf(confdir, [loopfs("ext4").mountpoint])
+    uris = make_disks(azurite, 1)
+    container = urlsplit(uris[0]).path.split("/")[-2]
+    first, _ = do_run(confdir, uris)
+    assert first.ok, first.message
+    proxy = PendingCopyProxy(azurite)
+    clock = ManualClock()
+    try:
+        source = account_sas_container_uri(azurite, container)  # the copy reads it directly
+        target = proxy.route(azurite.container_sas_uri("pending" + container[-8:]))
+        with pytest.raises(RestoreError, match="disk0.vhd ended as timeout"):
+            restore_disks(source, first.task_id, target, clock=clock)
+    finally:
+        proxy.close()
+    # It waited out the whole timeout on the clock given, polling: not on the real one.
+    assert COPY_TIMEOUT <= clock.monotonic() < COPY_TIMEOUT + 5
