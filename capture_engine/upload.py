@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Optional, Protocol, Sequence
 
 from capture_engine import result as R
 from capture_engine.errors import SasExpiredError, StorageForbiddenError, StorageUploadError
@@ -13,6 +13,9 @@ from capture_engine.result import CaptureResult
 from capture_engine.settings import CaptureRequest, public_url, storage_url
 from plumbing.blobstore import BlobError, BlobErrorKind, BlobStore, BlobUploader
 from plumbing.crashpoints import crashpoint
+
+if TYPE_CHECKING:
+    from capture_engine.streaming import Streamer
 
 PROGRESS_EVERY = 2.0
 
@@ -81,6 +84,22 @@ def upload_files(session: Reporting, recorder: Recorder, blob_store: Optional[Bl
         crashpoint("capture.upload.after")
     session.update(uploaded_urls=tuple(uploaded), upload_bytes=done)
     _drop_pending(session, recorder)
+
+
+def finish_stream(session: Reporting, recorder: Recorder, streamer: Streamer) -> None:
+    """End a streamed session: send what is left; the result says what went where. What
+    could not be sent stays local, and its record lets the next enable send it."""
+    streamer.finish()
+    session.update(**streamer.fields())
+    problem = streamer.error or streamer.storage_problem
+    if problem is None:
+        _drop_pending(session, recorder)
+        return
+    kept = ", ".join(recorder.files) or recorder.base
+    error = _error_for(streamer.error, kept) if streamer.error is not None else \
+        StorageUploadError(f"cannot read the capture for upload: {problem}; kept at {kept}")
+    session.update(status=R.ERROR, errors=tuple(session.snapshot.errors) +
+                   (error.capture_error,), error_code=error.code, error_message=error.message)
 
 
 def _drop_pending(session: Reporting, recorder: Recorder) -> None:

@@ -8,7 +8,16 @@ import os
 import threading
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Optional, Protocol, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Callable,
+    Iterator,
+    Mapping,
+    Optional,
+    Protocol,
+    Sequence,
+    TypeVar,
+)
 from urllib.parse import parse_qs, urlsplit
 
 from plumbing.redact import Redactor, redact_patterns, strip_query
@@ -130,6 +139,15 @@ class BlobUploader(Protocol):
                     progress: Optional[ProgressHook] = None) -> int: ...
 
 
+class BlockStager(BlobUploader, Protocol):
+    """A blob store that also grows a block blob as its file grows (a streamed capture)."""
+
+    def stage_block(self, uri: str, block_id: str, data: bytes) -> None: ...
+
+    def commit_block_list(self, uri: str, block_ids: Sequence[str],
+                          content_type: str = "application/octet-stream") -> None: ...
+
+
 class BlobStore:
     """Writes, reads and snapshots blobs addressed by SAS URIs."""
 
@@ -192,6 +210,24 @@ class BlobStore:
                     progress_hook=noted, timeout=self._server_timeout())
         self._with_retry("upload", uri, self._walled(upload, last_progress))
         return size
+
+    def stage_block(self, uri: str, block_id: str, data: bytes) -> None:
+        """Stage one block of a block blob (not visible until commit_block_list). Staging an
+        id again replaces that block's uncommitted data; every id of a blob has one length."""
+        self._with_retry("stage block", uri, self._walled(
+            lambda: self._client(uri).stage_block(block_id, data, length=len(data),
+                                                  timeout=self._server_timeout())))
+
+    def commit_block_list(self, uri: str, block_ids: Sequence[str],
+                          content_type: str = "application/octet-stream") -> None:
+        """Make the blob exactly these blocks, in order (each the latest staged version)."""
+        from azure.storage.blob import BlobBlock, ContentSettings
+
+        blocks = [BlobBlock(block_id) for block_id in block_ids]  # each: its latest version
+        self._with_retry("commit blocks", uri, self._walled(
+            lambda: self._client(uri).commit_block_list(
+                blocks, content_settings=ContentSettings(content_type=content_type),
+                timeout=self._server_timeout())))
 
     def read_bytes(self, uri: str) -> bytes:
         return self._with_retry("download", uri, self._walled(
