@@ -1,0 +1,86 @@
+"""A single-file capture streamed through the agent: a worker SIGKILLed 45 s in leaves in
+storage a valid pcap of every packet up to its last commit; the next enable sends the rest."""
+# ruff: noqa: F811 - fixtures imported so pytest finds them here
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import List
+
+import dpkt
+import pytest
+
+from tests.handler.test_capture_via_agent import (  # noqa: F401 - fixtures
+    VM,
+    capture,
+    capture_agent,
+    lab,
+    substatus,
+    wait_for_state,
+)
+
+pytestmark = pytest.mark.root
+
+RATE, SECONDS = 100, 60  # numbered datagrams per second, for at most this long
+SENDER = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+start = time.monotonic()
+for i in range(int(sys.argv[2]) * int(sys.argv[3])):
+    s.sendto(i.to_bytes(4, "big") + bytes(996), (sys.argv[1], 5000))
+    time.sleep(max(0.0, start + (i + 1) / int(sys.argv[2]) - time.monotonic()))
+"""
+KILL_AFTER = 45.0
+
+
+def numbers(data: bytes) -> List[int]:
+    found = []
+    for _, frame in dpkt.pcap.Reader(io.BytesIO(data)):
+        udp = dpkt.ethernet.Ethernet(frame).data.data
+        found.append(int.from_bytes(bytes(udp.data)[:4], "big"))
+    return found
+
+
+def tshark_problems(data: bytes) -> str:
+    """What tshark says is wrong with a pcap ('' when it reads it all)."""
+    read = subprocess.run(["tshark", "-r", "-"], input=data, capture_output=True, timeout=60)
+    said = [line for line in read.stderr.decode(errors="replace").splitlines()
+            if line.strip() and not line.startswith("Running as user")]
+    if read.returncode and not said:
+        said = [f"exit code {read.returncode}"]
+    return "\n".join(said)
+
+
+def test_a_worker_killed_mid_capture_leaves_a_valid_pcap_in_storage(
+        capture_agent, ext_dir, azurite, lab, tmp_path):
+    agent, (_, peer) = capture_agent, lab
+    storage_path, token = azurite.blob_sas_uri("stream", "vm1/long.cap").split("?", 1)
+    local = str(tmp_path / "captures" / "long.cap")
+    agent.write_settings(ext_dir, 1, capture(
+        "long", timeLimitInSeconds=300, interfaces=["cap0"],
+        filters=[{"protocol": "UDP", "localPort": "5000"}],
+        storageLocation={"storagePath": storage_path, "filePath": local}),
+        {"storageSasToken": token})
+    assert agent.run(ext_dir, "enable", 1).returncode == 0
+    wait_for_state(agent, ext_dir, 1, "long", "Running")
+    sender = peer.popen(["python3", "-c", SENDER, VM, str(RATE), str(SECONDS)])
+    try:
+        time.sleep(KILL_AFTER)
+        (job_file,) = (ext_dir / "state" / "jobs").glob("*.json")
+        os.kill(json.loads(job_file.read_text())["pid"], signal.SIGKILL)
+        blob = azurite.read_blob("stream", "vm1/long.cap")
+        local_bytes = Path(local).read_bytes()
+    finally:
+        sender.kill()
+        sender.wait(10)
+    assert not tshark_problems(blob), f"tshark: {tshark_problems(blob)}"
+    found = numbers(blob)
+    assert found == list(range(len(found))), "the blob misses packets before its last one"
+    assert len(found) >= RATE * 20, \
+        f"only {len(found)} packets in storage 45 s in: no commit by 30 s?"
+    assert local_bytes[:len(blob)] == blob, "the blob is not what the file held at the commit"
