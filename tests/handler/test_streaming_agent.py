@@ -84,3 +84,25 @@ def test_a_worker_killed_mid_capture_leaves_a_valid_pcap_in_storage(
     assert len(found) >= RATE * 20, \
         f"only {len(found)} packets in storage 45 s in: no commit by 30 s?"
     assert local_bytes[:len(blob)] == blob, "the blob is not what the file held at the commit"
+
+    agent.run(ext_dir, "enable", 1)  # the agent restarts and re-runs enable
+    recovered = wait_recovered(agent, ext_dir)
+    assert recovered["packetCaptureStatus"] == "Error", recovered
+    assert recovered["packetCaptureError"] == ["AgentStopped"], recovered
+    assert recovered["uploadedUrl"] == storage_path, "the URL shown has no SAS"
+    final = azurite.read_blob("stream", "vm1/long.cap")
+    assert final == Path(local).read_bytes(), "the blob is not the whole local file"
+    assert not tshark_problems(final), f"tshark: {tshark_problems(final)}"
+    everything = numbers(final)
+    assert everything == list(range(len(everything))) and len(everything) > len(found), \
+        f"after the restart: {len(everything)} packets, {len(found)} before"
+
+
+def wait_recovered(agent, ext_dir, timeout: float = 60.0) -> dict:
+    deadline, found = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        found = substatus(agent, ext_dir, 1, "long")
+        if (found.get("streaming") or {}).get("state") == "recoveredAfterRestart":
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"the next enable did not upload what the dead worker left: {found}")
