@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 from collections import deque
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from capture_engine.naming import ring_seq
 from capture_engine.output import Recorder
@@ -91,15 +91,21 @@ class Streamer:
         self._keep_floor()
         return True
 
-    def finish(self) -> None:
+    def finish(self, waiting: Optional[Callable[[], None]] = None,
+               every: float = 2.0) -> None:
         """The session ended and its last file is closed: send what is left (one more try,
-        under the store's retry policy), then stop. `error` says what could not be sent."""
+        under the store's retry policy), then stop. `error` says what could not be sent;
+        `waiting` is called every `every` seconds meanwhile (progress reports)."""
         if self.record.ring and self.recorder.files and os.path.exists(self.recorder.files[-1]):
             self.file_closed(self.recorder.files[-1])
         with self._cond:
             self._final = True
             self._cond.notify_all()
-        self._thread.join()
+        self._thread.join(every)
+        while self._thread.is_alive():
+            if waiting is not None:
+                waiting()
+            self._thread.join(every)
         if self.error is None:
             self.record = dataclasses.replace(self.record, done=True)
             self.journal.remove(self.record)
