@@ -131,7 +131,10 @@ class Streamer:
             if not final and self.clock.monotonic() < self._next_try:
                 continue
             try:
-                self._ring_pass() if self.record.ring else self._grow(final)
+                if self.record.ring:
+                    self._ring_pass()
+                else:
+                    self._grow(final)
                 self._reachable()
             except (BlobError, OSError) as exc:
                 if final:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
+import io
 import os
 import threading
 import time
@@ -57,6 +58,18 @@ def _http_uri(uri: str) -> str:
         raise BlobError(BlobErrorKind.INVALID_URI, "not an http(s) storage URL (the value is "
                         "not shown: it may be a secret)")
     return uri.strip()
+
+
+class _Stamped(io.BytesIO):
+    """A request body that stamps the time of each read as it goes out (stall detection)."""
+
+    def __init__(self, data: bytes, progressed: list[float]) -> None:
+        super().__init__(data)
+        self._progressed = progressed
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        self._progressed[0] = time.monotonic()
+        return super().read(size)
 
 
 class BlobErrorKind(str, enum.Enum):
@@ -213,10 +226,15 @@ class BlobStore:
 
     def stage_block(self, uri: str, block_id: str, data: bytes) -> None:
         """Stage one block of a block blob (not visible until commit_block_list). Staging an
-        id again replaces that block's uncommitted data; every id of a blob has one length."""
-        self._with_retry("stage block", uri, self._walled(
-            lambda: self._client(uri).stage_block(block_id, data, length=len(data),
-                                                  timeout=self._server_timeout())))
+        id again replaces that block's uncommitted data; every id of a blob has one length.
+        Bounded like upload_file: it runs on while its body goes out, not once it stalls."""
+        last_progress = [time.monotonic()]
+
+        def stage() -> None:
+            last_progress[0] = time.monotonic()
+            self._client(uri).stage_block(block_id, _Stamped(data, last_progress),
+                                          length=len(data), timeout=self._server_timeout())
+        self._with_retry("stage block", uri, self._walled(stage, last_progress))
 
     def commit_block_list(self, uri: str, block_ids: Sequence[str],
                           content_type: str = "application/octet-stream") -> None:

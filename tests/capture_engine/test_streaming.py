@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import socket
 import subprocess
@@ -112,6 +113,8 @@ def test_ring_files_stream_as_they_close_and_wait_while_storage_is_down(lab, tmp
     assert any((s.get("streaming") or {}).get("state") == "storageUnreachable"
                for s in running.progress), "the status never said storage was unreachable"
     _check_complete(azurite, tmp_path / "azurite", result, sender)
+    everything = json.dumps(running.progress + [result.querystatus()])
+    assert token.split("sig=")[1].split("&")[0] not in everything, "the SAS signature leaked"
 
 
 def _watch(folder, azurite: Azurite, seconds: float):

@@ -16,7 +16,15 @@ from capture_engine.streaming import Streamer
 from capture_engine.streamstate import DROPPED, Journal, StreamTuning, free_bytes
 from devtools.azurite import free_port
 from devtools.loopfs import LoopFilesystems
-from plumbing.blobstore import DEFAULT_POLICY, BlobStore
+from devtools.stallproxy import StallProxy
+from plumbing.blobstore import (
+    DEFAULT_POLICY,
+    STALL_FACTOR,
+    WALL_MARGIN,
+    BlobError,
+    BlobErrorKind,
+    BlobStore,
+)
 
 RECORD = 1000
 
@@ -129,3 +137,20 @@ def test_storage_down_never_fills_the_disk_the_oldest_waiting_file_goes(tmp_path
         f"not the oldest files dropped: {left}"
     assert len(left) + status["fileStates"][DROPPED] == recorder.seq, \
         f"{recorder.seq} files written, {len(left)} kept, {status['fileStates']} dropped"
+
+
+def test_staging_and_committing_end_when_storage_hangs_and_never_show_the_sas(azurite):
+    uri = azurite.blob_sas_uri("blocks", "hang.cap")
+    signature = uri.split("sig=")[1].split("&")[0]
+    store = BlobStore(timeout=1, policy=dataclasses.replace(DEFAULT_POLICY, attempts=1))
+    with StallProxy("127.0.0.1", azurite.port) as proxy:
+        proxy.stall()
+        for call in (lambda: store.stage_block(proxy.rewrite(uri), "000000", bytes(100_000)),
+                     lambda: store.commit_block_list(proxy.rewrite(uri), ["000000"])):
+            started = time.monotonic()
+            with pytest.raises(BlobError) as failed:
+                call()
+            took = time.monotonic() - started
+            assert failed.value.kind is BlobErrorKind.TIMEOUT, failed.value
+            assert took < STALL_FACTOR * 1 + WALL_MARGIN + 5, f"a hung request took {took:.0f}s"
+            assert signature not in str(failed.value), "the SAS signature leaked"
