@@ -106,7 +106,7 @@ class Streamer:
             if waiting is not None:
                 waiting()
             self._thread.join(every)
-        if self.error is None:
+        if self.error is None and self.storage_problem is None:
             self.record = dataclasses.replace(self.record, done=True)
             self.journal.remove(self.record)
             crashpoint("capture.stream.done")
@@ -136,12 +136,12 @@ class Streamer:
                 else:
                     self._grow(final)
                 self._reachable()
-            except (BlobError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - never a silent end: kept, said, retried
+                if not isinstance(exc, BlobError):
+                    log.exception("capture %s: cannot send", self.request.name)
                 if final:
                     self.error = exc if isinstance(exc, BlobError) else None
-                    self.storage_problem = str(exc)
-                    if not isinstance(exc, BlobError):
-                        log.error("capture %s: cannot send: %s", self.request.name, exc)
+                    self.storage_problem = str(exc) or type(exc).__name__
                     return
                 self._unreachable(exc)
             if final:
