@@ -77,9 +77,10 @@ class PacketCapture(Operation["CaptureRequest"]):
                                     job_id=f"capture-{seq}-{_safe(request.name)}")
             record.jobs, record.message = [job.job_id], f"capture {request.name!r} starting"
         elif request.action == "stop":
-            return self._stop_capture(record, request.name, running, context)
+            record = self._stop_capture(record, request.name, running, context)
         else:
             record = self._delete(record, request, running, context)
+        self._resume_uploads(context, request.name)
         return record
 
     def starts_work(self, settings: HandlerSettings[CaptureRequest]) -> bool:
@@ -199,6 +200,29 @@ class PacketCapture(Operation["CaptureRequest"]):
                               job_id=f"{RECOVERY_PREFIX}{job.seq}-{_safe(job.name)}-"
                               f"{os.getpid()}")
         return Outcome("error", WorkerDiedError.code, message, detail=status)
+
+    def _resume_uploads(self, context: OperationContext, skip: str) -> None:
+        """A capture that ended with files never sent (storage down at its end): a job sends
+        them, once no worker of that name runs - every enable, until storage takes them."""
+        from capture_engine.recovery import pending_uploads
+
+        latest: dict[str, JobRecord] = {}
+        busy = {skip}
+        for job in context.store.jobs():
+            if job.command != self.command:
+                continue
+            if not job.finished:
+                busy.add(job.name)
+            if job.name not in latest or (job.seq, job.started) >= (
+                    latest[job.name].seq, latest[job.name].started):
+                latest[job.name] = job
+        for name, job in sorted(latest.items()):
+            settings = None if name in busy or job.deleted_by >= 0 else \
+                context.cached_settings(job.seq)
+            if settings is not None and settings.request.storage_path and \
+                    pending_uploads(settings.request):
+                context.start_job(job.seq, self.command, name, job_id=f"{RECOVERY_PREFIX}"
+                                  f"{job.seq}-{_safe(name)}-{os.getpid()}")
 
     def _recover(self, settings: HandlerSettings[CaptureRequest], job: JobRecord,
                  context: OperationContext) -> Outcome:

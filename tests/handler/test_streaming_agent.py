@@ -15,6 +15,7 @@ from typing import List
 import dpkt
 import pytest
 
+from devtools.azurite import Azurite
 from tests.handler.test_capture_via_agent import (  # noqa: F401 - fixtures
     VM,
     capture,
@@ -86,7 +87,7 @@ def test_a_worker_killed_mid_capture_leaves_a_valid_pcap_in_storage(
     assert local_bytes[:len(blob)] == blob, "the blob is not what the file held at the commit"
 
     agent.run(ext_dir, "enable", 1)  # the agent restarts and re-runs enable
-    recovered = wait_recovered(agent, ext_dir)
+    recovered = wait_recovered(agent, ext_dir, "long")
     assert recovered["packetCaptureStatus"] == "Error", recovered
     assert recovered["packetCaptureError"] == ["AgentStopped"], recovered
     assert recovered["uploadedUrl"] == storage_path, "the URL shown has no SAS"
@@ -98,11 +99,41 @@ def test_a_worker_killed_mid_capture_leaves_a_valid_pcap_in_storage(
         f"after the restart: {len(everything)} packets, {len(found)} before"
 
 
-def wait_recovered(agent, ext_dir, timeout: float = 60.0) -> dict:
+def wait_recovered(agent, ext_dir, name: str, seq: int = 1, timeout: float = 60.0) -> dict:
     deadline, found = time.monotonic() + timeout, {}
     while time.monotonic() < deadline:
-        found = substatus(agent, ext_dir, 1, "long")
+        found = substatus(agent, ext_dir, seq, name)
         if (found.get("streaming") or {}).get("state") == "recoveredAfterRestart":
             return found
         time.sleep(0.5)
-    raise AssertionError(f"the next enable did not upload what the dead worker left: {found}")
+    raise AssertionError(f"the enable did not upload what the capture left unsent: {found}")
+
+
+def test_files_storage_refused_at_the_end_go_up_at_a_later_enable(capture_agent, ext_dir, lab,
+                                                                  tmp_path):
+    agent, (_, peer) = capture_agent, lab
+    storage = Azurite(location=str(tmp_path / "azurite")).start()  # this test's own: stopped
+    try:
+        storage_path, token = storage.blob_sas_uri("late", "vm1/late.cap").split("?", 1)
+        local = str(tmp_path / "captures" / "late.cap")
+        agent.write_settings(ext_dir, 1, capture(
+            "late", timeLimitInSeconds=3, interfaces=["cap0"],
+            filters=[{"protocol": "UDP", "localPort": "5000"}],
+            storageLocation={"storagePath": storage_path, "filePath": local}),
+            {"storageSasToken": token})
+        assert agent.run(ext_dir, "enable", 1).returncode == 0
+        wait_for_state(agent, ext_dir, 1, "late", "Running")
+        storage.stop()
+        peer.run(["python3", "-c", SENDER, VM, "100", "1"], timeout=30)
+        ended = wait_for_state(agent, ext_dir, 1, "late", "Error", timeout=90)
+        assert ended["errorCode"] == 140, f"not an upload failure: {ended}"
+        storage.start()
+        agent.write_settings(ext_dir, 2, capture("nosuch", "stop"))
+        agent.run(ext_dir, "enable", 2)  # any later enable
+        recovered = wait_recovered(agent, ext_dir, "late", seq=2)
+        assert recovered["uploadedUrl"] == storage_path, recovered
+        blob = storage.read_blob("late", "vm1/late.cap")
+        assert blob == Path(local).read_bytes() and len(numbers(blob)) == 100, \
+            f"{len(numbers(blob))} packets in storage"
+    finally:
+        storage.stop()
