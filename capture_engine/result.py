@@ -110,7 +110,7 @@ class CaptureResult:
             status["uploadProgress"] = {"bytes": self.upload_bytes, "total": self.upload_total}
         status["errorCode"] = self.error_code
         status["errorMessage"] = _cut(self.error_message, MESSAGE_CHARS)
-        return _fit(status)
+        return _fit_stream(_fit(status))
 
 
 def _first(items: Sequence[str]) -> Optional[str]:
@@ -134,6 +134,17 @@ def _fit(status: dict[str, object]) -> dict[str, object]:
             break
         longest = max(texts, key=lambda key: len(json.dumps(status[key])))
         status[longest] = _cut(str(status[longest]), len(str(status[longest])) // 2)
+    return status
+
+
+def _fit_stream(status: dict[str, object]) -> dict[str, object]:
+    """Still over STATUS_BYTES: show fewer of the streamed files (the newest stay)."""
+    stream = status.get("streaming")
+    if not isinstance(stream, dict) or not isinstance(stream.get("files"), list):
+        return status
+    stream = status["streaming"] = {**stream, "files": list(stream["files"])}
+    while len(json.dumps(status)) > STATUS_BYTES and stream["files"]:
+        del stream["files"][0]
     return status
 
 

@@ -3,6 +3,7 @@ driven by the injected clock), and the free-space floor on a small loop filesyst
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from datetime import datetime, timezone
@@ -11,6 +12,7 @@ from typing import Callable
 import pytest
 
 from capture_engine.output import FdSink, OutputPlan, Recorder
+from capture_engine.result import STATUS_BYTES, CaptureResult
 from capture_engine.settings import CaptureRequest, RingSettings
 from capture_engine.streaming import Streamer
 from capture_engine.streamstate import DROPPED, Journal, StreamTuning, free_bytes
@@ -154,3 +156,18 @@ def test_staging_and_committing_end_when_storage_hangs_and_never_show_the_sas(az
             assert failed.value.kind is BlobErrorKind.TIMEOUT, failed.value
             assert took < STALL_FACTOR * 1 + WALL_MARGIN + 5, f"a hung request took {took:.0f}s"
             assert signature not in str(failed.value), "the SAS signature leaked"
+
+
+def test_the_streamed_files_never_push_the_status_past_its_size():
+    long = "/var/captures/" + "d" * 900 + "/c.cap"
+    files = [{"file": long[:240], "state": "local", "blob": "https://a/" + "b" * 230}
+             for _ in range(6)]  # at most what Streamer.fields() shows, each text at its cut
+    stream = {"state": "storageUnreachable", "files": files, "storageProblem": "p" * 240,
+              "notes": ["n" * 240] * 3, "fileStates": {"local": 6, "uploading": 0,
+                                                       "uploaded": 0, "dropped": 0}}
+    result = CaptureResult(name="big", local_files=(long,) * 3, uploaded_urls=(long, long),
+                           error_message="e" * 2000, stream=stream)
+    status = result.querystatus()
+    assert len(json.dumps(status)) <= STATUS_BYTES, len(json.dumps(status))
+    assert status["streaming"]["files"], "no file state left at all"
+    assert len(result.stream["files"]) == 6, "the result itself was changed"
