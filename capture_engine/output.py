@@ -162,6 +162,15 @@ class Recorder:
         self._good = 0  # file offset known to be on disk at a record boundary
         self._current: Optional[tuple[str, int, int]] = None  # path, st_dev, st_ino
         self.claim: Optional[Claim] = None
+        # Streaming to storage (streaming.py): told when a ring file is complete; a retired
+        # ring file it wants kept (not uploaded yet) is left for it to delete once uploaded.
+        self.on_closed: Optional[Callable[[str], None]] = None
+        self.keep: Optional[Callable[[str], bool]] = None
+
+    @property
+    def complete_offset(self) -> int:
+        """The current file's size up to its last complete, flushed record."""
+        return self._good
 
     @property
     def done(self) -> bool:
@@ -201,6 +210,8 @@ class Recorder:
         rotating = bool(self.files)
         if rotating:
             self.sink.close()
+            if self.on_closed is not None:
+                self.on_closed(self.files[-1])
         self.seq += 1
         path = self.plan.file_path(self.seq, self.base)
         self.sink.open(path, self.plan.snaplen)
@@ -212,11 +223,13 @@ class Recorder:
         self._good = self._header
         while self.plan.ring_files and len(self.files) > self.plan.ring_files:
             old = self.files.popleft()
+            self.deleted_count += 1
+            if self.keep is not None and self.keep(old):
+                continue
             try:
                 os.unlink(old)
             except FileNotFoundError:
                 pass
-            self.deleted_count += 1
         if rotating:
             crashpoint("capture.rotated")
 

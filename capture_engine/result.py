@@ -62,6 +62,8 @@ class CaptureResult:
     interfaces: tuple[str, ...] = ()
     requested_local_path: Optional[str] = None  # when that name was taken: never overwritten
     notes: tuple[str, ...] = ()                  # e.g. a VF that went away and came back
+    uploaded_count: Optional[int] = None         # streamed: files uploaded (urls: first, last)
+    stream: Optional[dict[str, object]] = None   # streamed: each local file's upload state
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -90,7 +92,8 @@ class CaptureResult:
             "firstLocalFile": _cut(_first(self.local_files), TEXT_CHARS),
             "uploadedUrl": _cut(self.uploaded_urls[-1] if self.uploaded_urls else None,
                                 TEXT_CHARS),
-            "uploadedCount": len(self.uploaded_urls),
+            "uploadedCount": len(self.uploaded_urls) if self.uploaded_count is None
+            else self.uploaded_count,
             "firstUploadedUrl": _cut(_first(self.uploaded_urls), TEXT_CHARS),
             "backend": self.backend,
             "interfaces": list(self.interfaces[:INTERFACES_SHOWN]),
@@ -101,11 +104,13 @@ class CaptureResult:
         if self.notes:
             status["notes"] = [_cut(note, NOTE_CHARS) for note in self.notes[-5:]]
         status.update(self.extra)
+        if self.stream is not None:
+            status["streaming"] = self.stream
         if self.upload_total:
             status["uploadProgress"] = {"bytes": self.upload_bytes, "total": self.upload_total}
         status["errorCode"] = self.error_code
         status["errorMessage"] = _cut(self.error_message, MESSAGE_CHARS)
-        return _fit(status)
+        return _fit_stream(_fit(status))
 
 
 def _first(items: Sequence[str]) -> Optional[str]:
@@ -129,6 +134,17 @@ def _fit(status: dict[str, object]) -> dict[str, object]:
             break
         longest = max(texts, key=lambda key: len(json.dumps(status[key])))
         status[longest] = _cut(str(status[longest]), len(str(status[longest])) // 2)
+    return status
+
+
+def _fit_stream(status: dict[str, object]) -> dict[str, object]:
+    """Still over STATUS_BYTES: show fewer of the streamed files (the newest stay)."""
+    stream = status.get("streaming")
+    if not isinstance(stream, dict) or not isinstance(stream.get("files"), list):
+        return status
+    stream = status["streaming"] = {**stream, "files": list(stream["files"])}
+    while len(json.dumps(status)) > STATUS_BYTES and stream["files"]:
+        del stream["files"][0]
     return status
 
 

@@ -29,8 +29,10 @@ from capture_engine.pcapng import PcapngFormat
 from capture_engine.result import CaptureResult
 from capture_engine.seams import CaptureBackend
 from capture_engine.settings import LIMITS, CaptureRequest
-from capture_engine.upload import upload_files
-from plumbing.blobstore import BlobUploader
+from capture_engine.streaming import Streamer
+from capture_engine.streamstate import StreamTuning
+from capture_engine.upload import finish_stream
+from plumbing.blobstore import BlobStore, BlockStager
 from plumbing.clock import Clock, SystemClock
 from plumbing.crashpoints import crashpoint
 
@@ -109,6 +111,7 @@ class _Session:
         self.backend: Optional[CaptureBackend] = None
         self.recorder: Optional[Recorder] = None
         self.interface_problem: Optional[str] = None
+        self.streamer: Optional[Streamer] = None  # with a storagePath: uploads as it goes
         self._start_time: Optional[datetime] = None
         self._start_wall = self._started = 0.0
 
@@ -133,6 +136,8 @@ class _Session:
     def counters(self) -> CaptureResult:
         be, rec, _ = self.parts()
         elapsed = round(self.clock.monotonic() - self._started, 3) if self._started else 0.0
+        if self.streamer is not None:
+            self.update(**self.streamer.fields())
         return self.update(packets_captured=rec.packets, bytes_written=rec.bytes_written,
                            packets_dropped=be.dropped, local_files=tuple(rec.files),
                            extra={**self.snapshot.extra, "elapsedSeconds": elapsed})
@@ -178,6 +183,17 @@ class _Session:
                                  f"{exc.strerror or exc}") from None
         if recorder.base != plan.path:
             self.update(requested_local_path=plan.file_path(1))
+
+    def stream(self, store: BlockStager, sas_token: Optional[str],
+               tuning: Optional[StreamTuning]) -> None:
+        """Upload to the storagePath as the capture goes (streaming.py)."""
+        self.streamer = Streamer(self.request, self.parts()[1], store, sas_token, self.clock,
+                                 tuning)
+        self.streamer.start()
+
+    def abandon_stream(self) -> None:
+        if self.streamer is not None:
+            self.streamer.abandon()
 
     def capture(self) -> str:
         """Run the dispatch thread until a limit, a stop request or a failure; the reason."""
@@ -310,35 +326,42 @@ def _existing(paths: Iterable[str]) -> tuple[str, ...]:
     return tuple(path for path in paths if os.path.exists(path))
 
 
-def run_capture(request: CaptureRequest, *, blob_store: Optional[BlobUploader] = None,
+def run_capture(request: CaptureRequest, *, blob_store: Optional[BlockStager] = None,
                 sas_token: Optional[str] = None, stop_event: Optional[threading.Event] = None,
                 on_progress: Optional[Progress] = None, clock: Optional[Clock] = None,
                 backend: str = "auto",
                 netns: Optional[str] = None,
-                progress_interval: float = PROGRESS_EVERY) -> CaptureResult:
+                progress_interval: float = PROGRESS_EVERY,
+                stream_tuning: Optional[StreamTuning] = None) -> CaptureResult:
     """Capture, write and upload one session; never raises for run-time failures.
 
     Long-running (up to the time limit plus the upload): call it in a worker.
     `on_progress(querystatus)` is called every `progress_interval` seconds and at the end.
     `netns` opens the capture sockets inside that network namespace (tests, containers).
+    With a storagePath the capture is uploaded as it goes (streaming.py); `stream_tuning`
+    lowers its thresholds (tests only: the handler keeps the defaults).
     """
     session = _Session(request, stop_event or threading.Event(), on_progress,
                        SystemClock() if clock is None else clock, netns, progress_interval)
     try:
         session.open(backend)
+        if request.storage_path:
+            session.stream(blob_store or BlobStore(), sas_token, stream_tuning)
         reason = session.capture()
         session.finish(reason)
     except CaptureError as exc:
+        session.abandon_stream()
         session.fail(exc)
         session.report()
         return session.snapshot
     except Exception as exc:  # noqa: BLE001 - the handler gets a status, not a traceback
         log.exception("capture failed")
+        session.abandon_stream()
         session.fail(CaptureError(f"internal error: {type(exc).__name__}: {exc}"))
         session.report()
         return session.snapshot
-    if request.storage_path:
-        upload_files(session, session.parts()[1], blob_store, sas_token)
+    if session.streamer is not None:
+        finish_stream(session, session.parts()[1], session.streamer)
     session.report()
     crashpoint("capture.finished")
     return session.snapshot

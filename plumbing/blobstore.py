@@ -4,11 +4,21 @@ from __future__ import annotations
 import copy
 import dataclasses
 import enum
+import io
 import os
 import threading
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Optional, Protocol, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Callable,
+    Iterator,
+    Mapping,
+    Optional,
+    Protocol,
+    Sequence,
+    TypeVar,
+)
 from urllib.parse import parse_qs, urlsplit
 
 from plumbing.redact import Redactor, redact_patterns, strip_query
@@ -48,6 +58,18 @@ def _http_uri(uri: str) -> str:
         raise BlobError(BlobErrorKind.INVALID_URI, "not an http(s) storage URL (the value is "
                         "not shown: it may be a secret)")
     return uri.strip()
+
+
+class _Stamped(io.BytesIO):
+    """A request body that stamps the time of each read as it goes out (stall detection)."""
+
+    def __init__(self, data: bytes, progressed: list[float]) -> None:
+        super().__init__(data)
+        self._progressed = progressed
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        self._progressed[0] = time.monotonic()
+        return super().read(size)
 
 
 class BlobErrorKind(str, enum.Enum):
@@ -130,6 +152,15 @@ class BlobUploader(Protocol):
                     progress: Optional[ProgressHook] = None) -> int: ...
 
 
+class BlockStager(BlobUploader, Protocol):
+    """A blob store that also grows a block blob as its file grows (a streamed capture)."""
+
+    def stage_block(self, uri: str, block_id: str, data: bytes) -> None: ...
+
+    def commit_block_list(self, uri: str, block_ids: Sequence[str],
+                          content_type: str = "application/octet-stream") -> None: ...
+
+
 class BlobStore:
     """Writes, reads and snapshots blobs addressed by SAS URIs."""
 
@@ -192,6 +223,29 @@ class BlobStore:
                     progress_hook=noted, timeout=self._server_timeout())
         self._with_retry("upload", uri, self._walled(upload, last_progress))
         return size
+
+    def stage_block(self, uri: str, block_id: str, data: bytes) -> None:
+        """Stage one block of a block blob (not visible until commit_block_list). Staging an
+        id again replaces that block's uncommitted data; every id of a blob has one length.
+        Bounded like upload_file: it runs on while its body goes out, not once it stalls."""
+        last_progress = [time.monotonic()]
+
+        def stage() -> None:
+            last_progress[0] = time.monotonic()
+            self._client(uri).stage_block(block_id, _Stamped(data, last_progress),
+                                          length=len(data), timeout=self._server_timeout())
+        self._with_retry("stage block", uri, self._walled(stage, last_progress))
+
+    def commit_block_list(self, uri: str, block_ids: Sequence[str],
+                          content_type: str = "application/octet-stream") -> None:
+        """Make the blob exactly these blocks, in order (each the latest staged version)."""
+        from azure.storage.blob import BlobBlock, ContentSettings
+
+        blocks = [BlobBlock(block_id) for block_id in block_ids]  # each: its latest version
+        self._with_retry("commit blocks", uri, self._walled(
+            lambda: self._client(uri).commit_block_list(
+                blocks, content_settings=ContentSettings(content_type=content_type),
+                timeout=self._server_timeout())))
 
     def read_bytes(self, uri: str) -> bytes:
         return self._with_retry("download", uri, self._walled(

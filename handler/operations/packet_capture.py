@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # the capability is imported when the operation runs, not wit
 CAPTURE_ROOT_VARIABLE = "PACKET_CAPTURE_ROOT"
 CAPTURE_NETNS_VARIABLE = "PACKET_CAPTURE_NETNS"
 PROGRESS_REFRESH_SECONDS = 10.0
+# A job that sends what a dead capture worker left unsent (capture_engine/recovery.py).
+RECOVERY_PREFIX = "capture-recover-"
 SUBSTATUS_STATES = {"Running": "transitioning", "NotStarted": "transitioning",
                     "Stopped": "success", "Error": "error", "Unknown": "warning"}
 
@@ -86,9 +88,10 @@ class PacketCapture(Operation["CaptureRequest"]):
                                     job_id=f"capture-{seq}-{_safe(request.name)}")
             record.jobs, record.message = [job.job_id], f"capture {request.name!r} starting"
         elif request.action == "stop":
-            return self._stop_capture(record, request.name, running, context)
+            record = self._stop_capture(record, request.name, running, context)
         else:
             record = self._delete(record, request, running, context)
+        self._resume_uploads(context, request.name)
         return record
 
     def starts_work(self, settings: HandlerSettings[CaptureRequest]) -> bool:
@@ -157,6 +160,9 @@ class PacketCapture(Operation["CaptureRequest"]):
              context: OperationContext) -> Outcome:
         from capture_engine.session import run_capture
 
+        if job.job_id.startswith(RECOVERY_PREFIX):
+            return self._recover(settings, job, context)
+
         last_state, last_at = "", float("-inf")  # the last refresh: what, and when
 
         def progress(querystatus: dict[str, Any]) -> None:
@@ -188,6 +194,7 @@ class PacketCapture(Operation["CaptureRequest"]):
         self._stop.set()  # the session drains, writes and uploads, then the worker ends
 
     def on_worker_death(self, job: JobRecord, context: OperationContext) -> Outcome:
+        from capture_engine.recovery import pending_uploads
         from capture_engine.result import agent_stopped
         from capture_engine.session import capture_files
 
@@ -195,9 +202,60 @@ class PacketCapture(Operation["CaptureRequest"]):
         files = capture_files(settings.request) if settings is not None else []
         status = agent_stopped(job.name, local_files=files).querystatus()
         status["captureStartTime"] = job.detail.get("captureStartTime")
-        return Outcome("error", WorkerDiedError.code,
-                       f"capture {job.name!r}: worker {job.pid} died (AgentStopped); "
-                       f"local files kept", detail=status)
+        message = f"capture {job.name!r}: worker {job.pid} died (AgentStopped); local files kept"
+        pending = pending_uploads(settings.request) if settings is not None else []
+        if pending:  # the worker's stream record: files it never sent; a job sends them now
+            status["streaming"] = {"state": "uploadPending", "pendingFiles": len(pending)}
+            message += f"; uploading the {len(pending)} file(s) it had not sent"
+            context.start_job(job.seq, self.command, job.name,
+                              job_id=f"{RECOVERY_PREFIX}{job.seq}-{_safe(job.name)}-"
+                              f"{os.getpid()}")
+        return Outcome("error", WorkerDiedError.code, message, detail=status)
+
+    def _resume_uploads(self, context: OperationContext, skip: str) -> None:
+        """A capture that ended with files never sent (storage down at its end): a job sends
+        them, once no worker of that name runs - every enable, until storage takes them."""
+        from capture_engine.recovery import pending_uploads
+
+        latest: dict[str, JobRecord] = {}
+        busy = {skip}
+        for job in context.store.jobs():
+            if job.command != self.command:
+                continue
+            if not job.finished:
+                busy.add(job.name)
+            if job.name not in latest or (job.seq, job.started) >= (
+                    latest[job.name].seq, latest[job.name].started):
+                latest[job.name] = job
+        for name, job in sorted(latest.items()):
+            settings = None if name in busy or job.deleted_by >= 0 else \
+                context.cached_settings(job.seq)
+            if settings is not None and settings.request.storage_path and \
+                    pending_uploads(settings.request):
+                context.start_job(job.seq, self.command, name, job_id=f"{RECOVERY_PREFIX}"
+                                  f"{job.seq}-{_safe(name)}-{os.getpid()}")
+
+    def _recover(self, settings: HandlerSettings[CaptureRequest], job: JobRecord,
+                 context: OperationContext) -> Outcome:
+        """Send the files a dead worker left unsent; the capture's status stays AgentStopped
+        and says what was recovered."""
+        from capture_engine.recovery import recover_uploads
+
+        died = [j for j in context.store.jobs() if j.name == job.name and
+                j.command == self.command and j.job_id != job.job_id and j.finished]
+        status: dict[str, Any] = dict(max(died, key=lambda j: j.started).detail) if died \
+            else {"name": job.name, "packetCaptureStatus": "Error"}
+        recovered = recover_uploads(settings.request, context.blob_store,
+                                    settings.request.sas_token)
+        status["streaming"] = recovered.status()
+        if recovered.uploaded:
+            status["uploadedUrl"], status["uploadedCount"] = recovered.uploaded[-1], \
+                len(recovered.uploaded)
+        message = (f"capture {job.name!r}: worker died (AgentStopped); "
+                   f"{len(recovered.uploaded)} file(s) it had not sent were uploaded")
+        if recovered.pending:
+            message += f"; {len(recovered.pending)} still only local: {recovered.error}"
+        return Outcome("error", WorkerDiedError.code, message, detail=status)
 
     # -- status -------------------------------------------------------------------------
     def settle(self, record: OperationRecord, context: OperationContext) -> OperationRecord:
@@ -221,7 +279,8 @@ class PacketCapture(Operation["CaptureRequest"]):
         latest: dict[str, JobRecord] = {}
         for job in context.store.jobs():
             if job.command == self.command and job.deleted_by < 0:
-                if job.name not in latest or job.seq >= latest[job.name].seq:
+                if job.name not in latest or (job.seq, job.started) >= (
+                        latest[job.name].seq, latest[job.name].started):
                     latest[job.name] = job
         return [Substatus(name, _job_state(job), self.status_code(job.code), json.dumps(
             job.detail or {"name": name, "packetCaptureStatus": "NotStarted",

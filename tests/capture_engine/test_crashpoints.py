@@ -15,9 +15,12 @@ from tests.capture_engine.conftest import ROOT
 from tests.capture_engine.session_util import start_session
 
 pytestmark = pytest.mark.root
-EXPECTED = ["capture.claimed", "capture.file_opened", "capture.rotated", "capture.file_closed",
-            "capture.upload.before", "capture.upload.after", "capture.pending_removed",
-            "capture.finished"]
+# Ring files stream as they close (capture_engine/streaming.py): a rotation and the first
+# upload happen in two threads, in either order.
+BEFORE = ["capture.claimed", "capture.file_opened", "capture.stream.recorded"]
+MEANWHILE = {"capture.rotated", "capture.stream.file_uploaded"}
+AFTER = ["capture.file_closed", "capture.stream.done", "capture.pending_removed",
+         "capture.finished"]
 
 
 def test_a_ring_uploaded_from_pending_reaches_every_point_in_order(lab, tmp_path, azurite,
@@ -35,11 +38,14 @@ def test_a_ring_uploaded_from_pending_reaches_every_point_in_order(lab, tmp_path
     traffic.blast(lab, 60, 200, 7501, 0.001)
     running.stop.set()
     status = running.finish().querystatus()
-    assert status["packetCaptureStatus"] == "Stopped" and status["uploadedCount"] == 2, \
+    assert status["packetCaptureStatus"] == "Stopped" and status["uploadedCount"] >= 2, \
         status["errorMessage"]
-    reached = [name for pid, name in read_trace(trace) if pid == os.getpid()]
+    reached = [name for pid, name in read_trace(trace) if pid == os.getpid()
+               and name != "capture.stream.retired_removed"]  # only if a file was mid-upload
     firsts = [name for n, name in enumerate(reached) if name not in reached[:n]]
-    assert firsts == EXPECTED, f"points reached (first time each): {firsts}"
+    middle = firsts[len(BEFORE):len(firsts) - len(AFTER)]
+    assert firsts[:len(BEFORE)] == BEFORE and set(middle) == MEANWHILE and \
+        firsts[len(firsts) - len(AFTER):] == AFTER, f"points reached (first time each): {firsts}"
 
 
 def test_a_kill_at_a_rotation_leaves_readable_ring_files(lab, tmp_path):

@@ -1,0 +1,97 @@
+"""After a worker died mid-capture: send the files its stream record says never reached storage."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from capture_engine.naming import ring_seq
+from capture_engine.output import HEADER_SIZE, RECORD_HEADER
+from capture_engine.owners import Owners
+from capture_engine.settings import CaptureRequest, public_url
+from capture_engine.streamstate import Journal, StreamRecord
+from capture_engine.upload import _targets
+from plumbing.blobstore import BlobError, BlobUploader
+from plumbing.crashpoints import crashpoint
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What a recovery sent (public blob URLs), what is still only local, and why."""
+
+    uploaded: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
+    error: Optional[str] = None
+
+    def status(self) -> dict[str, object]:
+        """The `streaming` object of the capture's status after the recovery."""
+        found: dict[str, object] = {
+            "state": "uploadPending" if self.pending else "recoveredAfterRestart",
+            "recoveredUploads": len(self.uploaded), "pendingFiles": len(self.pending)}
+        if self.error:
+            found["storageProblem"] = self.error[:300]
+        return found
+
+
+def pending_uploads(request: CaptureRequest) -> list[str]:
+    """The local files of capture `request.name` that a dead worker never sent."""
+    return [path for record in Journal(request.capture_root).records(request.name)
+            for path in record.pending_files()]
+
+
+def recover_uploads(request: CaptureRequest, store: BlobUploader,
+                    sas_token: Optional[str] = None) -> Recovered:
+    """Upload every file a dead worker left unsent, to the blob it would have used: a single
+    file whole (cut after its last complete record), ring files each to its own blob."""
+    journal, sent = Journal(request.capture_root), []
+    for record in journal.records(request.name):
+        try:
+            for path in record.pending_files():
+                if not record.ring:
+                    cut_after_last_record(path, record.committed)
+                url = _targets(request, [path], sas_token)[0][1]
+                store.upload_file(url, path)
+                crashpoint("capture.stream.recovered_file")
+                sent.append(public_url(url))
+                if record.ring:
+                    record = dataclasses.replace(record, uploaded_seq=ring_seq(path) or 0)
+                    journal.save(record)
+        except (BlobError, OSError) as exc:
+            return Recovered(tuple(sent), tuple(pending_uploads(request)), str(exc))
+        journal.remove(record)
+        crashpoint("capture.stream.recovered")
+        if record.pending_only:
+            _drop(request, record)
+    return Recovered(tuple(sent))
+
+
+def cut_after_last_record(path: str, start: int) -> int:
+    """Truncate a file its writer died writing after its last complete record; `start` is a
+    record boundary (what was committed), so only the part after it is read."""
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        size, offset = os.fstat(fd).st_size, max(start, HEADER_SIZE)
+        while offset + RECORD_HEADER.size <= size:
+            caplen = RECORD_HEADER.unpack(os.pread(fd, RECORD_HEADER.size, offset))[2]
+            if offset + RECORD_HEADER.size + caplen > size:
+                break
+            offset += RECORD_HEADER.size + caplen
+        if size > HEADER_SIZE and offset < size:
+            os.ftruncate(fd, offset)
+        return min(offset, size)
+    finally:
+        os.close(fd)
+
+
+def _drop(request: CaptureRequest, record: StreamRecord) -> None:
+    """A capture with only a storagePath keeps its files only until they are uploaded."""
+    owners = Owners(request.capture_root)
+    with owners.lock():
+        for claim in owners.claims(request.name):
+            if claim.path == record.base:
+                for path in claim.files():
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                owners.release(claim)
