@@ -10,9 +10,8 @@ from typing import Optional
 from capture_engine.naming import ring_seq
 from capture_engine.output import HEADER_SIZE, RECORD_HEADER
 from capture_engine.owners import Owners
-from capture_engine.settings import CaptureRequest, public_url
+from capture_engine.settings import CaptureRequest, file_url, public_url
 from capture_engine.streamstate import Journal, StreamRecord
-from capture_engine.upload import _targets
 from plumbing.blobstore import BlobError, BlobUploader
 from plumbing.crashpoints import crashpoint
 
@@ -51,7 +50,7 @@ def recover_uploads(request: CaptureRequest, store: BlobUploader,
             for path in record.pending_files():
                 if not record.ring:
                     cut_after_last_record(path, record.committed)
-                url = _targets(request, [path], sas_token)[0][1]
+                url = file_url(request, path, sas_token)
                 store.upload_file(url, path)
                 crashpoint("capture.stream.recovered_file")
                 sent.append(public_url(url))

@@ -19,6 +19,7 @@ from capture_engine.fields import PRINTABLE, SPACE, Fields, blank, read_fields, 
 from capture_engine.filters import CaptureFilter, parse_filters
 from capture_engine.locations import sas_token as parse_sas_token
 from capture_engine.locations import storage_location
+from capture_engine.naming import ring_seq, ring_suffix
 from plumbing.redact import strip_query
 
 U32_MAX = 4_294_967_295
@@ -253,6 +254,14 @@ def storage_url(request: CaptureRequest, sas_token: Optional[str] = None,
     if sas_token:
         base += ("&" if "?" in base else "?") + sas_token.lstrip("?")
     return base
+
+
+def file_url(request: CaptureRequest, path: str, sas_token: Optional[str] = None) -> str:
+    """The blob URL of one capture file: a ring file `…_N.cap` goes to `<storagePath
+    stem>_N.cap`, N in full (never its last digits: no two files share a blob)."""
+    if not request.ring:
+        return storage_url(request, sas_token)
+    return storage_url(request, sas_token, ring_suffix(ring_seq(path) or 0))
 
 
 def public_url(url: str) -> str:

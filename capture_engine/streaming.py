@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 from capture_engine.naming import ring_seq
 from capture_engine.output import Recorder
 from capture_engine.result import _cut
-from capture_engine.settings import CaptureRequest, public_url
+from capture_engine.settings import CaptureRequest, file_url, public_url
 from capture_engine.streamstate import (
     DROPPED,
     LOCAL,
@@ -24,7 +24,6 @@ from capture_engine.streamstate import (
     StreamTuning,
     free_bytes,
 )
-from capture_engine.upload import _targets
 from plumbing.blobstore import BlobError, BlockStager
 from plumbing.clock import Clock
 from plumbing.crashpoints import crashpoint
@@ -165,7 +164,7 @@ class Streamer:
             self.notes = (self.notes + [text])[-3:]
 
     def _url(self, path: str) -> str:
-        return _targets(self.request, [path], self.sas_token)[0][1]
+        return file_url(self.request, path, self.sas_token)
 
     def _ring_pass(self) -> None:
         """Upload the closed ring files, oldest first; one that fails stays first in line."""

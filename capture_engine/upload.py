@@ -1,14 +1,13 @@
-"""Where each capture file goes in storage, and the end of a streamed upload (streaming.py)."""
+"""The end of a streamed upload (streaming.py): what is left is sent, the result says where."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from capture_engine import result as R
 from capture_engine.errors import SasExpiredError, StorageForbiddenError, StorageUploadError
-from capture_engine.naming import ring_seq, ring_suffix
 from capture_engine.output import Recorder
 from capture_engine.result import CaptureResult
-from capture_engine.settings import CaptureRequest, storage_url
+from capture_engine.settings import CaptureRequest
 from plumbing.blobstore import BlobError, BlobErrorKind
 from plumbing.crashpoints import crashpoint
 
@@ -33,16 +32,6 @@ def _error_for(exc: BlobError, kept: str) -> StorageUploadError:
     cls = {BlobErrorKind.EXPIRED: SasExpiredError,
            BlobErrorKind.FORBIDDEN: StorageForbiddenError}.get(exc.kind, StorageUploadError)
     return cls(f"upload failed ({exc.kind.value}): {exc}; the capture is kept at {kept}")
-
-
-def _targets(request: CaptureRequest, files: Sequence[str],
-             sas_token: Optional[str]) -> list[tuple[str, str]]:
-    """(local file, blob URL) for each file: a ring file `…_N.cap` goes to
-    `<storagePath stem>_N.cap`, N in full (never its last digits: no two files share a blob)."""
-    if not request.ring:
-        return [(path, storage_url(request, sas_token)) for path in files]
-    return [(path, storage_url(request, sas_token, ring_suffix(ring_seq(path) or 0)))
-            for path in files]
 
 
 def finish_stream(session: Reporting, recorder: Recorder, streamer: Streamer) -> None:

@@ -9,8 +9,7 @@ import pytest
 from capture_engine.output import FdSink, OutputPlan, Recorder
 from capture_engine.owners import Owners
 from capture_engine.session import capture_files
-from capture_engine.settings import parse_capture_settings
-from capture_engine.upload import _targets
+from capture_engine.settings import file_url, parse_capture_settings
 from tests.capture_engine.session_util import start_session
 
 RING = {"name": "weeks", "continuousCapture": True,
@@ -29,7 +28,7 @@ def test_ring_file_and_blob_names_stay_unique_past_100000(tmp_path):
     seqs = list(range(1, 200_001))
     paths = [plan.file_path(seq) for seq in seqs]
     assert len(set(paths)) == len(paths), "two ring files share a name"
-    urls = [url for _, url in _targets(request, paths, "sv=1&sig=x")]
+    urls = [file_url(request, path, "sv=1&sig=x") for path in paths]
     assert len(set(urls)) == len(urls), \
         f"two ring files upload to one blob, e.g. {urls[0]} and {urls[100_000]}"
     assert urls[100_000].split("?")[0].endswith("weeks_100001.cap"), urls[100_000]
