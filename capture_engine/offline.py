@@ -23,6 +23,7 @@ from capture_engine.filters import INBOUND, OUTBOUND, CaptureFilter, tcpdump_exp
 from capture_engine.output import RECORD_HEADER, STOP_COUNT, FdSink, OutputPlan, Recorder
 from capture_engine.pcapng import PcapngFormat
 from capture_engine.savefile import Packet, SaveFile
+from plumbing.redact import redact_patterns
 
 BATCH_BYTES = 256 * 1024
 LIVE_ONLY = (("interface", "-i"), ("ring", "--ring"), ("netns", "--netns"))
@@ -111,8 +112,8 @@ def _recorder(job: OfflineJob, output: str, interfaces: Sequence[str]) -> Record
     """The live capture's recorder and sinks: the same limits, classic pcap or pcapng."""
     plan = OutputPlan(output, min(job.snaplen or WHOLE_PACKET, WHOLE_PACKET),
                       job.max_bytes, 0, job.count)
-    if job.pcapng:
-        fmt = PcapngFormat(interfaces)
+    if job.pcapng:  # a batch names its interface by its number (_Batches)
+        fmt = PcapngFormat(interfaces, [str(n) for n in range(len(interfaces))])
         recorder = Recorder(plan, FdSink(fmt.file_header), fmt)
     else:
         recorder = Recorder(plan, FdSink())
@@ -120,7 +121,8 @@ def _recorder(job: OfflineJob, output: str, interfaces: Sequence[str]) -> Record
         os.makedirs(os.path.dirname(output) or ".", exist_ok=True)  # as a live capture does
         recorder.start()
     except OSError as exc:
-        raise LocalFileError(f"cannot create {output}: {exc.strerror or exc}") from None
+        raise LocalFileError(f"cannot create {redact_patterns(output)}: "
+                             f"{exc.strerror or exc}") from None
     return recorder
 
 
@@ -134,7 +136,7 @@ def run(job: OfflineJob) -> OfflineResult:
     try:
         names = source.scan()  # pcapng: its interface blocks only
         recorder = _recorder(job, job.output, names) if job.output else None
-        batches = _Batches(recorder, names) if recorder is not None else None
+        batches = _Batches(recorder) if recorder is not None else None
         _filter_into(source, compiled, batches, job.count, result)
     finally:
         source.close()
@@ -152,8 +154,8 @@ class _Batches:
     """Matches for the recorder in batches of one interface each, as a live backend hands
     them over (pcapng tags a batch with its interface)."""
 
-    def __init__(self, recorder: Recorder, names: Sequence[str]) -> None:
-        self.recorder, self.names = recorder, names
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
         self.records: list[bytes] = []
         self.size, self.interface = 0, -1
 
@@ -174,7 +176,7 @@ class _Batches:
     def flush(self) -> None:
         if self.records:
             self.recorder.accept_batch(b"".join(self.records), len(self.records),
-                                       self.names[self.interface])
+                                       str(self.interface))
             self.records.clear()
 
 

@@ -54,9 +54,11 @@ class PcapngFormat:
     name = "pcapng"
     min_record = EPB_OVERHEAD  # the smallest record: an empty Enhanced Packet Block
 
-    def __init__(self, interfaces: Sequence[str]) -> None:
+    def __init__(self, interfaces: Sequence[str], keys: Optional[Sequence[str]] = None) -> None:
+        """`keys`: what batches call each interface, if not its name (a saved file may name
+        several interfaces alike, or none)."""
         self.interfaces = tuple(interfaces) or ("",)
-        self._ids = {name: n for n, name in enumerate(self.interfaces)}
+        self._ids = {key: n for n, key in enumerate(keys or self.interfaces)}
 
     def file_header(self, snaplen: int) -> bytes:
         return section_header() + b"".join(interface_block(name, snaplen)
