@@ -82,3 +82,18 @@ def test_absurdly_many_interface_blocks_are_refused(tmp_path):
     err = done.stderr.decode()
     assert done.returncode == 1 and "error 132" in err and "interface" in err, err
     assert "Traceback" not in err, err
+
+
+def test_an_interface_name_that_grows_past_an_option_is_cut(tmp_path):
+    """A 30,000-byte if_name of bytes that are not UTF-8: read as U+FFFD each (3 bytes), it
+    no longer fits a pcapng option's 16-bit length; the output keeps what fits, no struct
+    error."""
+    raw = b"\xff" * 30000
+    option = struct.pack("<HH", 2, len(raw)) + raw + struct.pack("<HH", 0, 0)
+    idb = struct.pack("<IIHHI", 1, 20 + len(option), 1, 0, 0) + option + \
+        struct.pack("<I", 20 + len(option))
+    source = _write(str(tmp_path / "long.pcapng"), ng.section("<") + idb + ng.packet("<", 0, 1))
+    out = str(tmp_path / "out.pcapng")
+    done = _cli(["-r", source, "-w", out, "--pcapng"], str(tmp_path))
+    assert done.returncode == 0, done.stderr.decode()[-300:]
+    assert _tshark(out) == [("0", "1.000000000")]
