@@ -146,8 +146,11 @@ def _read_file(args: argparse.Namespace) -> int:
     except CaptureError as exc:
         print(f"error {exc.code}: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())  # as live: a signal is a stop request
     try:
-        result = offline.run(job)
+        result = offline.run(job, stop)
     except CaptureError as exc:
         print(f"error {exc.code}: {exc.message}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, InvalidSettingsError) else EXIT_FAILED

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import threading
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -22,6 +23,7 @@ from capture_engine.errors import InvalidSettingsError, LocalFileError, ProblemL
 from capture_engine.filters import INBOUND, OUTBOUND, CaptureFilter, tcpdump_expression
 from capture_engine.output import RECORD_HEADER, STOP_COUNT, FdSink, OutputPlan, Recorder
 from capture_engine.pcapng import PcapngFormat
+from capture_engine.result import STOPPED_BY_REQUEST
 from capture_engine.savefile import Packet, SaveFile
 from plumbing.redact import redact_patterns
 
@@ -126,9 +128,9 @@ def _recorder(job: OfflineJob, output: str, interfaces: Sequence[str]) -> Record
     return recorder
 
 
-def run(job: OfflineJob) -> OfflineResult:
-    """Read the file to its end (or to -c / the byte limit); a damaged file raises
-    InputFileError after what came before it was written."""
+def run(job: OfflineJob, stop: Optional[threading.Event] = None) -> OfflineResult:
+    """Read the file to its end (or to -c / the byte limit, or until `stop` is set); a
+    damaged file raises InputFileError after what came before it was written."""
     compiled = pcaplib.make_program(program(job))
     source = SaveFile(job.source)
     result = OfflineResult()
@@ -137,7 +139,7 @@ def run(job: OfflineJob) -> OfflineResult:
         names = source.scan()  # pcapng: its interface blocks only
         recorder = _recorder(job, job.output, names) if job.output else None
         batches = _Batches(recorder) if recorder is not None else None
-        _filter_into(source, compiled, batches, job.count, result)
+        _filter_into(source, compiled, batches, job.count, result, stop)
     finally:
         source.close()
         if recorder is not None:
@@ -181,11 +183,15 @@ class _Batches:
 
 
 def _filter_into(source: SaveFile, compiled: pcaplib.BpfProgram, batches: Optional[_Batches],
-                 count: Optional[int], result: OfflineResult) -> None:
+                 count: Optional[int], result: OfflineResult,
+                 stop: Optional[threading.Event] = None) -> None:
     """Each packet through the program; the matches to `batches` - those before a damaged
-    part of the file too."""
+    part of the file, or a stop request, too."""
     try:
         for packet in source.packets():
+            if stop is not None and stop.is_set():
+                result.stop_reason = STOPPED_BY_REQUEST
+                break
             result.read += 1
             keep = pcaplib.offline_filter(compiled, packet.data, packet.length)
             if not keep:
