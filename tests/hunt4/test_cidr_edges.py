@@ -56,3 +56,23 @@ def test_an_absurd_prefix_length_is_shown_as_given():
 def test_edge_lengths_still_parse(value):
     found = _problems(value)
     assert (found == []) == (value != "10.0.0.0/0"), found
+
+
+def test_a_packet_cut_before_its_ports_still_matches_an_address_filter():
+    """The documented difference from tcpdump: its program rejects a packet outright once a
+    port load runs past the end; ours tests the filters without ports first."""
+    from capture_engine import pcaplib
+    from capture_engine.bpf import compile_filters
+    from capture_engine.filters import INBOUND, OUTBOUND, tcpdump_expression
+    from tests.capture_engine import craft
+
+    problems = ProblemList()
+    parsed = parse_filters([{"protocol": "UDP", "remotePort": "80"},
+                            {"remoteIPAddress": "0.0.0.0/1"}], "filters", problems)
+    frame = craft.frame("10.199.5.128", "10.199.4.1", craft.UDP, 1, 80, "truncated")
+    ours = pcaplib.make_program(compile_filters(parsed, 0, directional=False))
+    sent, received = (tcpdump_expression(parsed, way) for way in (OUTBOUND, INBOUND))
+    theirs = pcaplib.make_program(pcaplib.compile_expression(f"({sent}) or ({received})",
+                                                             262144))
+    assert pcaplib.offline_filter(ours, frame, len(frame)) > 0
+    assert pcaplib.offline_filter(theirs, frame, len(frame)) == 0  # else update the docs
