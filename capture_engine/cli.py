@@ -163,7 +163,7 @@ def _read_file(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    if args.read:
+    if args.read is not None:  # -r '' too: a missing input, not a missing -w
         return _read_file(args)
     if args.local_mac and not args.read:
         print(f"error {InvalidSettingsError.code}: --local-mac: only with -r", file=sys.stderr)

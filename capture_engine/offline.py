@@ -19,7 +19,12 @@ from typing import Optional, Sequence
 from capture_engine import pcaplib
 from capture_engine.attach import Insn
 from capture_engine.bpf import WHOLE_PACKET, compile_filters
-from capture_engine.errors import InvalidSettingsError, LocalFileError, ProblemList
+from capture_engine.errors import (
+    InvalidFilePathError,
+    InvalidSettingsError,
+    LocalFileError,
+    ProblemList,
+)
 from capture_engine.filters import INBOUND, OUTBOUND, CaptureFilter, tcpdump_expression
 from capture_engine.output import RECORD_HEADER, STOP_COUNT, FdSink, OutputPlan, Recorder
 from capture_engine.pcapng import PcapngFormat
@@ -74,10 +79,23 @@ def job_from_args(args: argparse.Namespace, filters: Sequence[CaptureFilter],
     if mac is not None and expression:
         problems.add("--local-mac", "applies to Network Watcher filters; a tcpdump "
                      "expression says its own direction (ether src ...)", InvalidSettingsError)
+    output = _output(args.write, problems)
     problems.raise_if_any()
-    return OfflineJob(args.read, os.path.abspath(args.write) if args.write else None,
-                      args.snaplen, args.max_bytes, args.count, args.pcapng, tuple(filters),
-                      expression, mac)
+    return OfflineJob(args.read, output, args.snaplen, args.max_bytes, args.count,
+                      args.pcapng, tuple(filters), expression, mac)
+
+
+def _output(write: Optional[str], problems: ProblemList) -> Optional[str]:
+    """-w's file; '' or a folder names none (without -w: only count the matches)."""
+    if write is None:
+        return None
+    if not write.strip():
+        problems.add("-w", "empty: give the output file, or leave -w out to count the "
+                     "matches", InvalidFilePathError)
+    elif write.endswith("/") or os.path.isdir(write):
+        problems.add("-w", f"{redact_patterns(write)!r} is a folder: give a file in it "
+                     "(folder/out.pcap)", InvalidFilePathError)
+    return os.path.abspath(write)
 
 
 def _mac(text: str, problems: ProblemList) -> Optional[bytes]:

@@ -50,3 +50,30 @@ def test_a_sas_bearing_path_is_not_echoed(tmp_path, flag):
     err = done.stderr.decode()
     assert done.returncode == 1 and "error 13" in err, err
     assert "Zm9vYmFy" not in err and "sig=REDACTED" in err, err
+
+
+def _source(tmp_path) -> str:
+    source = str(tmp_path / "in.pcapng")
+    with open(source, "wb") as out:
+        out.write(ng.sections("<", [["eth0"]]))
+    return source
+
+
+@pytest.mark.parametrize("write", ["", "  ", "folder", "folder/"])
+def test_w_that_names_no_file_is_refused(tmp_path, write):
+    """-w '' is no output at all (a count), -w FOLDER wrote FOLDER~2 beside the folder:
+    both are a coded error naming -w, and nothing is written."""
+    (tmp_path / "folder").mkdir()
+    source = _source(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    done = _cli(["-r", source, "-w", write if not write.startswith("folder") else
+                 f"{tmp_path}/{write}"], str(tmp_path))
+    err = done.stderr.decode()
+    assert done.returncode == 2 and "error 106" in err and "-w" in err, (done.stdout, err)
+    assert sorted(os.listdir(tmp_path)) == before and not os.listdir(tmp_path / "folder")
+
+
+def test_an_empty_r_is_an_input_error_not_a_missing_w(tmp_path):
+    done = _cli(["-r", ""], str(tmp_path))
+    err = done.stderr.decode()
+    assert done.returncode == 1 and "error 132" in err, err
