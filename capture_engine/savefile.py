@@ -35,6 +35,7 @@ class _Interface:
     name: str
     linktype: int
     resolution: int = 6   # if_tsresol: 10^-n s per tick, or 2^-n when bit 7 is set
+    snaplen: int = 0      # 0: none
     offset_s: int = 0     # if_tsoffset
 
     def micros(self, ticks: int) -> int:
@@ -184,9 +185,11 @@ class SaveFile:
 
     def _packet(self, kind: int, body: bytes, order: str, base: int) -> Optional[Packet]:
         try:
-            if kind == SPB:
+            if kind == SPB:  # no captured length: the original one, cut at the snap length
                 length = struct.unpack_from(order + "I", body)[0]
-                iface, ticks, data = 0, 0, body[4:4 + length]
+                snaplen = self.interfaces[base].snaplen if base < len(self.interfaces) else 0
+                iface, ticks = 0, 0
+                data = body[4:4 + (min(length, snaplen) if snaplen else length)]
             else:  # EPB, or the obsolete PB (a 16-bit interface id and a drop count)
                 layout = order + ("5I" if kind == EPB else "H2x4I")
                 iface, high, low, caplen, length = struct.unpack_from(layout, body)
@@ -206,8 +209,8 @@ class SaveFile:
 
 
 def _idb(body: bytes, order: str) -> _Interface:
-    linktype = struct.unpack_from(order + "H", body)[0]
-    found = _Interface("", linktype)
+    linktype, snaplen = struct.unpack_from(order + "H2xI", body)
+    found = _Interface("", linktype, snaplen=snaplen)
     offset = 8
     while offset + 4 <= len(body):
         code, size = struct.unpack_from(order + "HH", body, offset)

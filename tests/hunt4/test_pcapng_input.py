@@ -97,3 +97,21 @@ def test_an_interface_name_that_grows_past_an_option_is_cut(tmp_path):
     done = _cli(["-r", source, "-w", out, "--pcapng"], str(tmp_path))
     assert done.returncode == 0, done.stderr.decode()[-300:]
     assert _tshark(out) == [("0", "1.000000000")]
+
+
+def test_a_simple_packet_block_is_cut_at_its_interface_snap_length(tmp_path):
+    """A Simple Packet Block has no captured length: it is min(original length, the IDB's
+    snap length), as libpcap reads it - not the block's data with its padding."""
+    from tests.capture_engine import helpers
+
+    frame = ng.FRAME  # 46 bytes, padded to 48 in the block
+    idb = struct.pack("<IIHHI", 1, 20, 1, 0, 40) + struct.pack("<I", 20)
+    spb = struct.pack("<III", 3, 16 + 48, 100) + frame + bytes(2) + struct.pack("<I", 16 + 48)
+    source = _write(str(tmp_path / "spb.pcapng"), ng.section("<") + idb + spb)
+    want = helpers.tcpdump_filter(source, "", str(tmp_path / "ref.pcap"))
+    assert [(r.data, r.length) for r in want] == [(frame[:40], 100)]
+    out = str(tmp_path / "out.pcap")
+    done = _cli(["-r", source, "-w", out], str(tmp_path))
+    assert done.returncode == 0, done.stderr.decode()
+    got = [(r.data, r.length) for r in helpers.read_pcap(out)]
+    assert got == [(frame[:40], 100)], [(len(d), n) for d, n in got]
