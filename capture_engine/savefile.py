@@ -20,6 +20,7 @@ MAX_BLOCK = 64 << 20  # a block or record larger than this is a damaged file, no
 # pcap's interface ids are 16-bit (the Packet Block's): more interface blocks than that is no
 # capture, and each costs memory here and bytes in every pcapng output file's header.
 MAX_INTERFACES = 1 << 16
+MAX_NAME = 256  # bytes of an if_name kept (a NIC's is 15; the option allows 65,535)
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,7 @@ def _idb(body: bytes, order: str) -> _Interface:
         if code == 0:
             break
         if code == OPT_IF_NAME:
-            found.name = value.rstrip(b"\0").decode(errors="replace")
+            found.name = value[:MAX_NAME].rstrip(b"\0").decode(errors="replace")
         elif code == OPT_IF_TSRESOL and value:
             found.resolution = value[0]
         elif code == OPT_IF_TSOFFSET and size == 8:

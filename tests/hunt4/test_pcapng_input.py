@@ -115,3 +115,28 @@ def test_a_simple_packet_block_is_cut_at_its_interface_snap_length(tmp_path):
     assert done.returncode == 0, done.stderr.decode()
     got = [(r.data, r.length) for r in helpers.read_pcap(out)]
     assert got == [(frame[:40], 100)], [(len(d), n) for d, n in got]
+
+
+def test_interface_names_do_not_hold_the_file_in_memory(tmp_path):
+    """An if_name may be 65,535 bytes: 500 such names (not UTF-8: each byte read as U+FFFD)
+    held whole would take ~64 MB (a 4 GiB file of them, gigabytes); a name is kept to a
+    length no NIC has, so memory stays flat however long the names."""
+    import tracemalloc
+
+    from capture_engine.savefile import SaveFile
+
+    raw = b"\xff" * 65532
+    option = struct.pack("<HH", 2, len(raw)) + raw + struct.pack("<HH", 0, 0)
+    idb = struct.pack("<IIHHI", 1, 20 + len(option), 1, 0, 0) + option + \
+        struct.pack("<I", 20 + len(option))
+    source = _write(str(tmp_path / "names.pcapng"), ng.section("<") + idb * 500)
+    tracemalloc.start()
+    try:
+        saved = SaveFile(source)
+        names = saved.scan()
+        saved.close()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(names) == 500 and names[0].startswith("\ufffd"), names[:1]
+    assert peak < 8 << 20, f"{peak:,} bytes to read 500 interface names"
