@@ -152,8 +152,11 @@ def _read_file(args: argparse.Namespace) -> int:
     except CaptureError as exc:
         print(f"error {exc.code}: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())  # as live: a signal is a stop request
     try:
-        result = offline.run(job)
+        result = offline.run(job, stop)
     except CaptureError as exc:
         print(f"error {exc.code}: {exc.message}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, InvalidSettingsError) else EXIT_FAILED
@@ -166,7 +169,7 @@ def _read_file(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    if args.read:
+    if args.read is not None:  # -r '' too: a missing input, not a missing -w
         return _read_file(args)
     if args.local_mac and not args.read:
         print(f"error {InvalidSettingsError.code}: --local-mac: only with -r", file=sys.stderr)

@@ -129,15 +129,21 @@ def _prefix(text: str, field: str, problems: ProblemList) -> Optional[tuple[IPAd
     base = _address(address.strip(SPACE), field, problems)
     if base is None:
         return None
-    top = base.max_prefixlen
-    bits = whole_number(length) if ASCII_DIGITS.fullmatch(length.strip(SPACE)) else None
+    top, digits = base.max_prefixlen, length.strip(SPACE)
+    bits = whole_number(digits) if ASCII_DIGITS.fullmatch(digits) else None
     if bits is None:
         problems.add(field, f"{shown(text)}: the prefix length after / must be a number "
                      f"from 0 to {top}", InvalidAddressError)
         return None
     if bits > top:
-        problems.add(field, f"{shown(text)}: /{bits} is longer than an IPv{base.version} "
+        given = digits if len(digits) <= 12 else digits[:12] + "..."
+        problems.add(field, f"{shown(text)}: /{given} is longer than an IPv{base.version} "
                      f"address (0 to {top})", InvalidAddressError)
+        return None
+    if len(digits) > 1 and digits.startswith("0"):  # tcpdump: /024 is octal, /20
+        problems.add(field, f"{shown(text)}: a prefix length with a leading zero is "
+                     f"ambiguous (tcpdump reads /{digits} as an octal number): write "
+                     f"/{bits}", InvalidAddressError)
         return None
     net = ipaddress.ip_network(f"{base}/{bits}", strict=False)
     if net.network_address != base:

@@ -12,17 +12,25 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import threading
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from capture_engine import pcaplib
 from capture_engine.attach import Insn
 from capture_engine.bpf import WHOLE_PACKET, compile_filters
-from capture_engine.errors import InvalidSettingsError, LocalFileError, ProblemList
+from capture_engine.errors import (
+    InvalidFilePathError,
+    InvalidSettingsError,
+    LocalFileError,
+    ProblemList,
+)
 from capture_engine.filters import INBOUND, OUTBOUND, CaptureFilter, tcpdump_expression
 from capture_engine.output import RECORD_HEADER, STOP_COUNT, FdSink, OutputPlan, Recorder
 from capture_engine.pcapng import PcapngFormat
+from capture_engine.result import STOPPED_BY_REQUEST
 from capture_engine.savefile import Packet, SaveFile
+from plumbing.redact import redact_patterns
 
 BATCH_BYTES = 256 * 1024
 LIVE_ONLY = (("interface", "-i"), ("ring", "--ring"), ("netns", "--netns"))
@@ -71,10 +79,23 @@ def job_from_args(args: argparse.Namespace, filters: Sequence[CaptureFilter],
     if mac is not None and expression:
         problems.add("--local-mac", "applies to Network Watcher filters; a tcpdump "
                      "expression says its own direction (ether src ...)", InvalidSettingsError)
+    output = _output(args.write, problems)
     problems.raise_if_any()
-    return OfflineJob(args.read, os.path.abspath(args.write) if args.write else None,
-                      args.snaplen, args.max_bytes, args.count, args.pcapng, tuple(filters),
-                      expression, mac)
+    return OfflineJob(args.read, output, args.snaplen, args.max_bytes, args.count,
+                      args.pcapng, tuple(filters), expression, mac)
+
+
+def _output(write: Optional[str], problems: ProblemList) -> Optional[str]:
+    """-w's file; '' or a folder names none (without -w: only count the matches)."""
+    if write is None:
+        return None
+    if not write.strip():
+        problems.add("-w", "empty: give the output file, or leave -w out to count the "
+                     "matches", InvalidFilePathError)
+    elif write.endswith("/") or os.path.isdir(write):
+        problems.add("-w", f"{redact_patterns(write)!r} is a folder: give a file in it "
+                     "(folder/out.pcap)", InvalidFilePathError)
+    return os.path.abspath(write)
 
 
 def _mac(text: str, problems: ProblemList) -> Optional[bytes]:
@@ -111,8 +132,8 @@ def _recorder(job: OfflineJob, output: str, interfaces: Sequence[str]) -> Record
     """The live capture's recorder and sinks: the same limits, classic pcap or pcapng."""
     plan = OutputPlan(output, min(job.snaplen or WHOLE_PACKET, WHOLE_PACKET),
                       job.max_bytes, 0, job.count)
-    if job.pcapng:
-        fmt = PcapngFormat(interfaces)
+    if job.pcapng:  # a batch names its interface by its number (_Batches)
+        fmt = PcapngFormat(interfaces, [str(n) for n in range(len(interfaces))])
         recorder = Recorder(plan, FdSink(fmt.file_header), fmt)
     else:
         recorder = Recorder(plan, FdSink())
@@ -120,13 +141,14 @@ def _recorder(job: OfflineJob, output: str, interfaces: Sequence[str]) -> Record
         os.makedirs(os.path.dirname(output) or ".", exist_ok=True)  # as a live capture does
         recorder.start()
     except OSError as exc:
-        raise LocalFileError(f"cannot create {output}: {exc.strerror or exc}") from None
+        raise LocalFileError(f"cannot create {redact_patterns(output)}: "
+                             f"{exc.strerror or exc}") from None
     return recorder
 
 
-def run(job: OfflineJob) -> OfflineResult:
-    """Read the file to its end (or to -c / the byte limit); a damaged file raises
-    InputFileError after what came before it was written."""
+def run(job: OfflineJob, stop: Optional[threading.Event] = None) -> OfflineResult:
+    """Read the file to its end (or to -c / the byte limit, or until `stop` is set); a
+    damaged file raises InputFileError after what came before it was written."""
     compiled = pcaplib.make_program(program(job))
     source = SaveFile(job.source)
     result = OfflineResult()
@@ -134,8 +156,8 @@ def run(job: OfflineJob) -> OfflineResult:
     try:
         names = source.scan()  # pcapng: its interface blocks only
         recorder = _recorder(job, job.output, names) if job.output else None
-        batches = _Batches(recorder, names) if recorder is not None else None
-        _filter_into(source, compiled, batches, job.count, result)
+        batches = _Batches(recorder) if recorder is not None else None
+        _filter_into(source, compiled, batches, job.count, result, stop)
     finally:
         source.close()
         if recorder is not None:
@@ -152,8 +174,8 @@ class _Batches:
     """Matches for the recorder in batches of one interface each, as a live backend hands
     them over (pcapng tags a batch with its interface)."""
 
-    def __init__(self, recorder: Recorder, names: Sequence[str]) -> None:
-        self.recorder, self.names = recorder, names
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
         self.records: list[bytes] = []
         self.size, self.interface = 0, -1
 
@@ -174,16 +196,20 @@ class _Batches:
     def flush(self) -> None:
         if self.records:
             self.recorder.accept_batch(b"".join(self.records), len(self.records),
-                                       self.names[self.interface])
+                                       str(self.interface))
             self.records.clear()
 
 
 def _filter_into(source: SaveFile, compiled: pcaplib.BpfProgram, batches: Optional[_Batches],
-                 count: Optional[int], result: OfflineResult) -> None:
+                 count: Optional[int], result: OfflineResult,
+                 stop: Optional[threading.Event] = None) -> None:
     """Each packet through the program; the matches to `batches` - those before a damaged
-    part of the file too."""
+    part of the file, or a stop request, too."""
     try:
         for packet in source.packets():
+            if stop is not None and stop.is_set():
+                result.stop_reason = STOPPED_BY_REQUEST
+                break
             result.read += 1
             keep = pcaplib.offline_filter(compiled, packet.data, packet.length)
             if not keep:

@@ -20,6 +20,7 @@ from capture_engine.output import LINKTYPE_ETHERNET, iter_records
 SHB, IDB, EPB = 0x0A0D0D0A, 0x00000001, 0x00000006
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 OPT_END, OPT_IF_NAME = 0, 2
+MAX_OPTION = 0xFFFF
 SHB_BODY = struct.Struct("<IIIHHq")        # type, length, magic, major, minor, section length
 IDB_HEAD = struct.Struct("<IIHHI")         # type, length, link type, reserved, snap length
 EPB_HEAD = struct.Struct("<IIIIIII")       # type, length, interface, ts high, ts low, caplen, len
@@ -43,7 +44,10 @@ def section_header() -> bytes:
 
 def interface_block(name: str, snaplen: int) -> bytes:
     """An IDB for an Ethernet interface; timestamps in µs (the default if_tsresol)."""
-    options = _option(OPT_IF_NAME, name.encode()) + _option(OPT_END, b"") if name else b""
+    # An option's length is 16-bit: a name read from a file (not UTF-8 bytes read as U+FFFD,
+    # 3 bytes each) can outgrow it; keep what fits, whole characters.
+    raw = name.encode()[:MAX_OPTION].decode(errors="ignore").encode()
+    options = _option(OPT_IF_NAME, raw) + _option(OPT_END, b"") if raw else b""
     length = IDB_HEAD.size + len(options) + 4
     return IDB_HEAD.pack(IDB, length, LINKTYPE_ETHERNET, 0, snaplen) + options + U32.pack(length)
 
@@ -54,9 +58,11 @@ class PcapngFormat:
     name = "pcapng"
     min_record = EPB_OVERHEAD  # the smallest record: an empty Enhanced Packet Block
 
-    def __init__(self, interfaces: Sequence[str]) -> None:
+    def __init__(self, interfaces: Sequence[str], keys: Optional[Sequence[str]] = None) -> None:
+        """`keys`: what batches call each interface, if not its name (a saved file may name
+        several interfaces alike, or none)."""
         self.interfaces = tuple(interfaces) or ("",)
-        self._ids = {name: n for n, name in enumerate(self.interfaces)}
+        self._ids = {key: n for n, key in enumerate(keys or self.interfaces)}
 
     def file_header(self, snaplen: int) -> bytes:
         return section_header() + b"".join(interface_block(name, snaplen)

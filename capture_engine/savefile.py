@@ -1,12 +1,15 @@
 """Reading a saved capture packet by packet: classic pcap (µs or ns, any byte order), pcapng."""
 from __future__ import annotations
 
+import os
+import stat
 import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Optional
 
 from capture_engine.errors import InputFileError, UnsupportedLinkTypeError
 from capture_engine.output import LINKTYPE_ETHERNET
+from plumbing.redact import redact_patterns
 
 PCAP_MAGICS = {0xA1B2C3D4: 1, 0xA1B23C4D: 1000}  # -> timestamp units per µs fraction
 SHB, IDB, PB, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
@@ -14,6 +17,10 @@ BYTE_ORDER_MAGIC = 0x1A2B3C4D
 OPT_IF_NAME, OPT_IF_TSRESOL, OPT_IF_TSOFFSET = 2, 9, 14
 MAX_STAMP = (1 << 32) * 1_000_000  # µs: classic pcap (and our recorder) store 32-bit seconds
 MAX_BLOCK = 64 << 20  # a block or record larger than this is a damaged file, not a packet
+# pcap's interface ids are 16-bit (the Packet Block's): more interface blocks than that is no
+# capture, and each costs memory here and bytes in every pcapng output file's header.
+MAX_INTERFACES = 1 << 16
+MAX_NAME = 256  # bytes of an if_name kept (a NIC's is 15; the option allows 65,535)
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,7 @@ class _Interface:
     name: str
     linktype: int
     resolution: int = 6   # if_tsresol: 10^-n s per tick, or 2^-n when bit 7 is set
+    snaplen: int = 0      # 0: none
     offset_s: int = 0     # if_tsoffset
 
     def micros(self, ticks: int) -> int:
@@ -46,25 +54,37 @@ class SaveFile:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.shown = redact_patterns(path)  # a path pasted with a SAS query string in it
         self.interfaces: list[_Interface] = []
         self.count = 0
-        try:
-            self._stream: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by close()
-        except OSError as exc:
-            raise InputFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+        self._stream, self._size = self._open()
         magic = self._stream.read(4)
         self._ng = magic == struct.pack("<I", SHB)
         if not self._ng and not any(magic == struct.pack(order + "I", m) for m in PCAP_MAGICS
                                     for order in "<>"):
             self.close()
-            raise InputFileError(f"{path} is not a pcap or pcapng file")
+            raise InputFileError(f"{self.shown} is not a pcap or pcapng file")
         self._stream.seek(0)
+
+    def _open(self) -> tuple[BinaryIO, int]:
+        """The file, read twice (interfaces, then packets): a regular file only. O_NONBLOCK:
+        opening a FIFO no one writes to would wait for ever."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise InputFileError(f"cannot read {self.shown}: {exc.strerror or exc}") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise InputFileError(f"{self.shown} is not a regular file (a folder, FIFO, pipe or "
+                                 "device): -r reads a saved capture file")
+        return os.fdopen(fd, "rb"), info.st_size
 
     def close(self) -> None:
         self._stream.close()
 
     def _damaged(self, what: str) -> InputFileError:
-        return InputFileError(f"{self.path} is {what} after {self.count} packets")
+        return InputFileError(f"{self.shown} is {what} after {self.count} packets")
 
     def _read(self, size: int) -> bytes:
         data = self._stream.read(size)
@@ -117,7 +137,7 @@ class SaveFile:
         found = self.interfaces[interface].linktype
         if found != LINKTYPE_ETHERNET:
             raise UnsupportedLinkTypeError(
-                f"{self.path}: interface {interface} has link type {found}, not Ethernet (1): "
+                f"{self.shown}: interface {interface} has link type {found}, not Ethernet (1): "
                 "the filters read Ethernet frames")
 
     def _pcapng(self, packets: bool = True) -> Iterator[Packet]:
@@ -128,7 +148,7 @@ class SaveFile:
                 return
             if len(head) < 8:
                 raise self._damaged("truncated")
-            kind = struct.unpack_from("<I", head)[0]
+            kind = struct.unpack_from(order + "I", head)[0]  # SHB's type reads the same either way
             if kind == SHB:
                 order = "<" if self._read(4) == struct.pack("<I", BYTE_ORDER_MAGIC) else ">"
                 self._stream.seek(-4, 1)
@@ -137,25 +157,40 @@ class SaveFile:
             if size < 12 or size % 4 or size > MAX_BLOCK:
                 raise self._damaged(f"damaged (a block of {size} bytes)")
             if kind not in (IDB, PB, SPB, EPB) or (kind != IDB and not packets):
-                self._stream.seek(size - 8, 1)
+                self._skip(size - 8)
                 continue
             body = self._read(size - 8)[:-4]
             if kind == IDB:
-                try:
-                    self.interfaces.append(_idb(body, order))
-                except (struct.error, UnicodeError):
-                    raise self._damaged("damaged (a short interface block)") from None
+                self._add_interface(body, order)
                 continue
             packet = self._packet(kind, body, order, base)
             if packet is not None:
                 self.count += 1
                 yield packet
 
+    def _skip(self, size: int) -> None:
+        """Past a block not read: one cut short is a truncated file too (as tcpdump says)."""
+        end = self._stream.seek(size, 1)
+        if end > self._size:
+            self._size = os.fstat(self._stream.fileno()).st_size  # a file still growing
+            if end > self._size:
+                raise self._damaged("truncated")
+
+    def _add_interface(self, body: bytes, order: str) -> None:
+        if len(self.interfaces) >= MAX_INTERFACES:
+            raise self._damaged(f"damaged (more than {MAX_INTERFACES:,} interface blocks)")
+        try:
+            self.interfaces.append(_idb(body, order))
+        except (struct.error, UnicodeError):
+            raise self._damaged("damaged (a short interface block)") from None
+
     def _packet(self, kind: int, body: bytes, order: str, base: int) -> Optional[Packet]:
         try:
-            if kind == SPB:
+            if kind == SPB:  # no captured length: the original one, cut at the snap length
                 length = struct.unpack_from(order + "I", body)[0]
-                iface, ticks, data = 0, 0, body[4:4 + length]
+                snaplen = self.interfaces[base].snaplen if base < len(self.interfaces) else 0
+                iface, ticks = 0, 0
+                data = body[4:4 + (min(length, snaplen) if snaplen else length)]
             else:  # EPB, or the obsolete PB (a 16-bit interface id and a drop count)
                 layout = order + ("5I" if kind == EPB else "H2x4I")
                 iface, high, low, caplen, length = struct.unpack_from(layout, body)
@@ -175,8 +210,8 @@ class SaveFile:
 
 
 def _idb(body: bytes, order: str) -> _Interface:
-    linktype = struct.unpack_from(order + "H", body)[0]
-    found = _Interface("", linktype)
+    linktype, snaplen = struct.unpack_from(order + "H2xI", body)
+    found = _Interface("", linktype, snaplen=snaplen)
     offset = 8
     while offset + 4 <= len(body):
         code, size = struct.unpack_from(order + "HH", body, offset)
@@ -184,7 +219,7 @@ def _idb(body: bytes, order: str) -> _Interface:
         if code == 0:
             break
         if code == OPT_IF_NAME:
-            found.name = value.rstrip(b"\0").decode(errors="replace")
+            found.name = value[:MAX_NAME].rstrip(b"\0").decode(errors="replace")
         elif code == OPT_IF_TSRESOL and value:
             found.resolution = value[0]
         elif code == OPT_IF_TSOFFSET and size == 8:
