@@ -11,6 +11,7 @@ from capture_engine.errors import BackendUnavailableError, InvalidExpressionErro
 SONAMES = ("libpcap.so.0.8", "libpcap.so.1", "libpcap.so")
 DLT_EN10MB = 1
 PCAP_ERRBUF_SIZE = 256
+PCAP_DIRECTIONS = {"inout": 0, "in": 1, "out": 2}  # pcap_direction_t: tcpdump -Q
 
 
 class BpfInsn(ctypes.Structure):
@@ -42,6 +43,8 @@ _SIGNATURES = {
     "pcap_set_promisc": (ctypes.c_int, [_P, ctypes.c_int]),
     "pcap_set_timeout": (ctypes.c_int, [_P, ctypes.c_int]),
     "pcap_set_buffer_size": (ctypes.c_int, [_P, ctypes.c_int]),
+    "pcap_set_immediate_mode": (ctypes.c_int, [_P, ctypes.c_int]),
+    "pcap_setdirection": (ctypes.c_int, [_P, ctypes.c_int]),
     "pcap_activate": (ctypes.c_int, [_P]),
     "pcap_geterr": (ctypes.c_char_p, [_P]),
     "pcap_statustostr": (ctypes.c_char_p, [ctypes.c_int]),
