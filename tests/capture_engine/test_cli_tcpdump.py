@@ -1,0 +1,182 @@
+"""The CLI's -C/-G/-W/-z/-Q side by side with the real tcpdump, on the same bounded traffic."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple
+
+import pytest
+
+from devtools.netns import Topology, veth
+from tests.capture_engine import helpers, traffic
+from tests.capture_engine.conftest import ROOT
+
+PORT = 7777
+EXPRESSION = ["udp", "port", str(PORT)]  # no stray packet starts a -G file
+BURSTS, BURST_PACKETS, PAYLOAD = 4, 750, 1400  # 750 x 1458-byte records: past -C 1 once
+BUFFER_KIB = "32768"
+CONFIGS = {
+    "C": ["-C", "1", "-w", "f.pcap"],
+    "CW": ["-C", "1", "-W", "2", "-w", "f.pcap"],
+    "G": ["-G", "1", "-w", "g-%H%M%S.pcap"],
+    "GW": ["-G", "1", "-W", "3", "-w", "g-%H%M%S.pcap"],
+    "GC": ["-G", "1", "-C", "1", "-w", "g-%H%M%S.pcap"],
+    "GCW": ["-G", "1", "-C", "1", "-W", "2", "-w", "g-%H%M%S.pcap"],
+    "CZ": ["-C", "1", "-z", "gzip", "-w", "z.pcap"],
+}
+TIMED = ("G", "GW", "GC", "GCW")
+
+
+@dataclass
+class Side:
+    folder: str
+    proc: subprocess.Popen
+    launched: float
+    ready: float = 0.0
+    out: bytes = b""
+    err: bytes = b""
+
+
+@dataclass
+class Run:
+    tcpdump: Dict[str, Side] = field(default_factory=dict)
+    ours: Dict[str, Side] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    with Topology("cl11") as topo:
+        vm, peer = topo.namespace("vm"), topo.namespace("peer")
+        vm_addrs, peer_addrs = traffic.addresses()
+        veth(vm, "cap0", vm_addrs, peer, "peer0", peer_addrs)
+        yield traffic.Lab(vm, peer, "cap0")
+
+
+def _start(lab, argv: List[str], folder: str) -> Side:
+    os.makedirs(folder)
+    launched = time.time()
+    side = Side(folder, lab.vm.popen(argv, cwd=folder, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE,
+                                     env={**os.environ, "PYTHONPATH": ROOT}), launched)
+    helpers.wait_packet_socket(side.proc, lab.vm.name)
+    deadline = time.monotonic() + 10
+    while not os.listdir(folder) and time.monotonic() < deadline:
+        time.sleep(0.02)  # ready: its first file is there
+    side.ready = time.time()
+    return side
+
+
+def _tcpdump(lab, args: List[str], folder: str) -> Side:
+    return _start(lab, ["tcpdump", "-i", lab.vm_if, "-n", "-Z", "root", "-B", BUFFER_KIB,
+                        "--immediate-mode", *args, *EXPRESSION], folder)
+
+
+def _ours(lab, args: List[str], folder: str, backend: str) -> Side:
+    return _start(lab, [sys.executable, "-m", "capture_engine", "-i", lab.vm_if, "--json",
+                        "--backend", backend, "-B", BUFFER_KIB, "--immediate-mode", *args,
+                        *EXPRESSION], folder)
+
+
+def _bursts(lab) -> None:
+    """BURSTS short bursts, each at x.2 s and 2 s apart: every one starts a -G 1 file, and
+    is over (and read) long before the next second, in both captures."""
+    time.sleep(1.0)
+    for _ in range(BURSTS):
+        time.sleep(1.2 - time.time() % 1 + 1)
+        traffic.blast(lab, BURST_PACKETS, PAYLOAD, port=PORT)
+
+
+def _stop(side: Side) -> None:
+    if side.proc.poll() is None:
+        side.proc.send_signal(signal.SIGINT)
+    try:
+        side.out, side.err = side.proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(side.proc.pid, signal.SIGKILL)
+        side.proc.communicate()
+        raise AssertionError(f"{side.proc.args} did not stop on SIGINT") from None
+
+
+@pytest.fixture(scope="module", params=["libpcap", "rawsocket"])
+def run(request, lab, tmp_path_factory) -> Run:
+    base, result = str(tmp_path_factory.mktemp(f"rot-{request.param}")), Run()
+    try:
+        for name, args in CONFIGS.items():
+            result.tcpdump[name] = _tcpdump(lab, args, os.path.join(base, "tcpdump", name))
+            result.ours[name] = _ours(lab, args, os.path.join(base, "ours", name),
+                                      request.param)
+        _bursts(lab)
+        time.sleep(0.8)
+    finally:
+        for side in [*result.tcpdump.values(), *result.ours.values()]:
+            _stop(side)
+    return result
+
+
+def _files(side: Side) -> Dict[str, int]:
+    """name -> records (a .gz file: its records after gunzip)."""
+    counts = {}
+    for name in sorted(os.listdir(side.folder)):
+        path = os.path.join(side.folder, name)
+        if name.endswith(".gz"):
+            with gzip.open(path) as packed, open(path + ".out", "wb") as plain:
+                plain.write(packed.read())
+            counts[name] = len(helpers.read_pcap(path + ".out"))
+            os.unlink(path + ".out")
+        else:
+            counts[name] = len(helpers.read_pcap(path))
+    return counts
+
+
+def _split_first(side: Side, files: Dict[str, int], pattern: str) -> Tuple[str, Dict[str, int]]:
+    """A -G capture's first file is named by the second it started in, which differs between
+    two processes: it must be one of the seconds between launch and ready, and empty."""
+    first = min(files)
+    seconds = range(int(side.launched), int(side.ready) + 1)
+    assert first in {time.strftime(pattern, time.localtime(t)) for t in seconds}, \
+        f"{first} is not named by a second of the start ({side.launched}-{side.ready})"
+    assert files[first] == 0, f"{first} holds packets sent before the first burst"
+    return first, {k: v for k, v in files.items() if k != first}
+
+
+def _wait_for_gzip(folder: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        names = os.listdir(folder)
+        if not any(n + ".gz" in names for n in names) and \
+                sum(not n.endswith(".gz") for n in names) == 1:
+            return
+        time.sleep(0.2)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("name", CONFIGS)
+def test_same_files_as_tcpdump(run: Run, name: str):
+    theirs, ours = run.tcpdump[name], run.ours[name]
+    status = json.loads(ours.out)
+    assert ours.proc.returncode == 0, ours.err.decode()
+    assert theirs.proc.returncode == 0, theirs.err.decode()
+    assert status["packetsDropped"] == 0 and b"\n0 packets dropped by kernel" in theirs.err, \
+        (status, theirs.err)
+    if name == "CZ":
+        _wait_for_gzip(theirs.folder)
+        _wait_for_gzip(ours.folder)
+    want, got = _files(theirs), _files(ours)
+    if name in TIMED:
+        pattern = CONFIGS[name][-1] + ("0" if "-W" in CONFIGS[name] and "-C" in
+                                       CONFIGS[name] else "")
+        _, want = _split_first(theirs, want, pattern)
+        _, got = _split_first(ours, got, pattern)
+    assert got == want, f"{name}: tcpdump wrote {want}, we wrote {got}"
+    assert sum(got.values()) > 0, "no traffic captured"
+    if name == "GW":
+        assert status["stopReason"] == "FileCountReached", status
+        assert len(want) == 2, "-G -W 3: three files, the first before any traffic"
