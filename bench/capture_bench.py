@@ -56,7 +56,8 @@ def _start(ns, folder: str, rate: int) -> Dict[str, dict]:
     for backend in ("libpcap", "rawsocket"):
         out = os.path.join(folder, f"{backend}-{tag}.cap")
         argv = [sys.executable, "-m", "capture_engine", "--netns", ns.name, "-i", "cap0", "-w",
-                out, "--backend", backend, "--json", "--time-limit", "120", "--filter", json.dumps(FILTER)]
+                out, "--backend", backend, "--json", "--time-limit", "120", "--filter",
+                json.dumps(FILTER)]
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
         tools[backend] = {"proc": proc, "file": out}

@@ -51,8 +51,9 @@ def test_silent_when_not_on_a_terminal(lab, tmp_path):
 @pytest.mark.root
 def test_live_progress_on_a_terminal(lab, tmp_path):
     master, slave = pty.openpty()
-    proc = _cli(lab, ["-w", str(tmp_path / "t.cap"), "--time-limit", "2"], stdin=slave, stdout=slave,
-                stderr=slave, env={**os.environ, "COLUMNS": "120", "TERM": "xterm"})
+    proc = _cli(lab, ["-w", str(tmp_path / "t.cap"), "--time-limit", "2"], stdin=slave,
+                stdout=slave, stderr=slave,
+                env={**os.environ, "COLUMNS": "120", "TERM": "xterm"})
     os.close(slave)
     traffic.generate(lab)
     screen = b""

@@ -11,6 +11,7 @@ import pytest
 from capture_engine import cli
 from capture_engine.naming import Rotation
 from capture_engine.output import FdSink, OutputPlan, Recorder
+from capture_engine.postrotate import PostRotate
 from tests.capture_engine import helpers
 from tests.capture_engine.conftest import ROOT
 
@@ -187,3 +188,42 @@ def test_help_reads_like_tcpdump():
                  "[ -B buffer_size ]", "[ --immediate-mode ]", "[ expression ]"):
         assert flag in usage, f"{flag} not in the tcpdump-style usage: {usage}"
     assert "rotation" in text.lower() and "stop conditions" in text.lower(), text
+
+
+def test_postrotate_runs_the_command_with_the_closed_file(tmp_path):
+    script = tmp_path / "record.sh"
+    script.write_text(f"#!/bin/sh\necho \"$1\" >> {tmp_path / 'ran'}\n")
+    script.chmod(0o755)
+    reports: list = []
+    post = PostRotate(str(script), reports.append)
+    for name in ("a.pcap", "a.pcap1"):
+        post.submit(str(tmp_path / name))
+    assert post.close(wait=30)
+    assert (tmp_path / "ran").read_text().split() == [str(tmp_path / "a.pcap"),
+                                                      str(tmp_path / "a.pcap1")]
+    assert reports == [] and post.failures == 0
+
+
+def test_postrotate_never_blocks_and_bounds_a_hanging_command(tmp_path):
+    script = tmp_path / "hang.sh"
+    script.write_text("#!/bin/sh\nexec sleep 30\n")
+    script.chmod(0o755)
+    reports: list = []
+    post = PostRotate(str(script), reports.append, timeout=0.5, max_waiting=1)
+    started = time.monotonic()
+    for n in range(4):
+        post.submit(str(tmp_path / f"f{n}"))
+    assert time.monotonic() - started < 0.5, "submit waited for the command"
+    assert post.close(wait=10), reports
+    assert any("timed out after 0.5 s" in text for text in reports), reports
+    assert any("not run on" in text for text in reports), \
+        f"a file beyond the queue's bound is reported: {reports}"
+    assert post.failures == 4, reports
+
+
+def test_postrotate_that_cannot_start_is_reported(tmp_path):
+    reports: list = []
+    post = PostRotate(str(tmp_path / "no-such-command"), reports.append)
+    post.submit(str(tmp_path / "f"))
+    assert post.close(wait=10)
+    assert len(reports) == 1 and "no-such-command" in reports[0], reports

@@ -5,6 +5,7 @@ import gzip
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -180,3 +181,117 @@ def test_same_files_as_tcpdump(run: Run, name: str):
     if name == "GW":
         assert status["stopReason"] == "FileCountReached", status
         assert len(want) == 2, "-G -W 3: three files, the first before any traffic"
+
+
+def _src_macs(path: str) -> set:
+    return {record.data[6:12].hex(":") for record in helpers.read_pcap(path)}
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("direction", ["in", "out"])
+def test_direction_matches_tcpdump(lab, tmp_path, direction):
+    sides = {"tcpdump": _tcpdump(lab, ["-Q", direction, "-w", "d.pcap"],
+                                 str(tmp_path / "tcpdump"))}
+    for backend in ("libpcap", "rawsocket"):
+        sides[backend] = _ours(lab, ["-Q", direction, "-w", "d.pcap", "--time-limit", "60"],
+                               str(tmp_path / backend), backend)
+    try:
+        traffic.udp(lab, "vm", "10.199.1.1", 40001, "10.199.1.2", PORT, 4)
+        traffic.udp(lab, "peer", "10.199.1.2", 40002, "10.199.1.1", PORT, 6)
+        time.sleep(0.5)
+    finally:
+        for side in sides.values():
+            _stop(side)
+    vm_mac = helpers.mac_address(lab.vm, lab.vm_if)
+    want = helpers.read_pcap(os.path.join(sides["tcpdump"].folder, "d.pcap"))
+    assert len(want) == (4 if direction == "out" else 6), f"tcpdump -Q {direction}: {len(want)}"
+    for backend in ("libpcap", "rawsocket"):
+        path = os.path.join(sides[backend].folder, "d.pcap")
+        got = helpers.read_pcap(path)
+        assert helpers.keys(got) == helpers.keys(want), \
+            f"{backend} -Q {direction}: {len(got)} packets, tcpdump {len(want)}"
+        assert (_src_macs(path) == {vm_mac}) == (direction == "out"), _src_macs(path)
+
+
+def _ring_kib(pid: int) -> int:
+    """The packet rings a process has mapped (the kernel capture buffer), in KiB."""
+    total = 0
+    with open(f"/proc/{pid}/maps") as maps:
+        for line in maps:
+            if "socket:[" in line:
+                low, high = (int(part, 16) for part in line.split()[0].split("-"))
+                total += (high - low) // 1024
+    return total
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("backend", ["libpcap", "rawsocket"])
+@pytest.mark.parametrize("immediate", [False, True])
+def test_buffer_size_maps_the_ring_tcpdump_maps(lab, tmp_path, backend, immediate):
+    mode = ["--immediate-mode"] if immediate else []
+    sides = {"tcpdump": _start(lab, ["tcpdump", "-i", lab.vm_if, "-Z", "root", "-B", "4096",
+                                     *mode, "-w", "b.pcap"], str(tmp_path / "tcpdump")),
+             "ours": _start(lab, [sys.executable, "-m", "capture_engine", "-i", lab.vm_if,
+                                  "--backend", backend, "-B", "4096", *mode, "-w", "b.pcap",
+                                  "--time-limit", "60"], str(tmp_path / "ours")),
+             "default": _start(lab, [sys.executable, "-m", "capture_engine", "-i", lab.vm_if,
+                                     "--backend", backend, "-w", "b.pcap",
+                                     "--time-limit", "60"], str(tmp_path / "default"))}
+    try:
+        sizes = {name: _ring_kib(side.proc.pid) for name, side in sides.items()}
+    finally:
+        for side in sides.values():
+            _stop(side)
+    assert sizes["default"] == 32768, f"the default ring is 32 MiB: {sizes}"
+    if backend == "libpcap" or not immediate:
+        assert sizes["ours"] == sizes["tcpdump"], f"-B 4096 maps what tcpdump maps: {sizes}"
+    else:  # libpcap doubles its ring in immediate mode (TPACKET_V2); ours stays at -B
+        assert sizes["ours"] == 4096, sizes
+
+
+def _latencies(lab, path: str, count: int) -> List[float]:
+    """Seconds from sending each of `count` lone datagrams to its record in the file."""
+    seen, result = os.path.getsize(path), []
+    with traffic.bound(lab, "vm", "10.199.1.1", socket.SOCK_DGRAM, PORT), \
+            traffic.bound(lab, "peer", "10.199.1.2", socket.SOCK_DGRAM) as out:
+        for n in range(count):
+            time.sleep(0.05 + 0.037 * n)  # at different points of a 200 ms block period
+            sent = time.monotonic()
+            out.sendto(b"x" * 64, ("10.199.1.1", PORT))
+            deadline = sent + 2
+            while os.path.getsize(path) == seen and time.monotonic() < deadline:
+                time.sleep(0.002)
+            result.append(time.monotonic() - sent)
+            seen = os.path.getsize(path)
+    return result
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("backend", ["libpcap", "rawsocket"])
+def test_immediate_mode_writes_each_packet_at_once(lab, tmp_path, backend):
+    side = _ours(lab, ["-w", "i.pcap", "--time-limit", "60"], str(tmp_path / "i"), backend)
+    try:
+        latencies = _latencies(lab, str(tmp_path / "i" / "i.pcap"), 8)
+    finally:
+        _stop(side)
+    # Without it a packet waits for its ring block to be retired (200 ms) and a nap (50 ms):
+    # eight packets sent at different points of that period cannot all beat 100 ms.
+    assert max(latencies) < 0.1, f"latencies {[round(x, 3) for x in latencies]}"
+    assert len(helpers.read_pcap(str(tmp_path / "i" / "i.pcap"))) == 8
+
+
+@pytest.mark.root
+def test_failing_postrotate_command_is_reported_not_fatal(lab, tmp_path):
+    folder = tmp_path / "z"
+    side = _ours(lab, ["-C", "1", "-z", "false", "-w", "z.pcap", "--time-limit", "60"],
+                 str(folder), "rawsocket")
+    try:
+        traffic.blast(lab, 1500, PAYLOAD, port=PORT)
+        time.sleep(0.5)
+    finally:
+        _stop(side)
+    err = side.err.decode()
+    assert side.proc.returncode == 0, err
+    assert sorted(os.listdir(folder)) == ["z.pcap", "z.pcap1", "z.pcap2"], os.listdir(folder)
+    assert err.count("warning: -z false") == 2 and "exited with 1" in err, err
+    assert sum(len(helpers.read_pcap(str(folder / n))) for n in os.listdir(folder)) == 1500
