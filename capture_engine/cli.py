@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -53,7 +54,8 @@ def _capture_flags(p: argparse.ArgumentParser) -> None:
                    help="the kernel capture buffer, in KiB (default 32768)")
     g.add_argument("--immediate-mode", action="store_true",
                    help="hand each packet over at once instead of per buffer block")
-    g.add_argument("--backend", choices=BACKENDS, default="auto")
+    g.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="libpcap, or raw AF_PACKET sockets (auto: libpcap when installed)")
     g.add_argument("--netns", help="open the capture inside this network namespace")
 
 
@@ -65,12 +67,14 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
                         "millions of bytes: FILE, FILE1, FILE2...")
     g.add_argument("-G", dest="rotate_seconds", metavar="rotate_seconds",
                    help="start a new file on the first packet this many seconds after the "
-                        "current one began; FILE is an strftime(3) pattern")
+                        "current one began; FILE is an strftime(3) pattern (with -C: each "
+                        "interval's files numbered from none, or 0 with -W)")
     g.add_argument("-W", dest="filecount", metavar="filecount",
-                   help="with -C: a ring of this many files, FILE0...; with -G alone: exit "
-                        "after this many files")
+                   help="with -C: a ring of this many files FILE0... (leading zeros); with "
+                        "-G alone: exit after this many files")
     g.add_argument("-z", dest="postrotate", metavar="postrotate-command",
-                   help="run 'postrotate-command FILE' on each file a rotation closed")
+                   help="run 'postrotate-command FILE' on each file a rotation closed, "
+                        "beside the capture (e.g. -z gzip); a failure is a warning")
 
 
 def _stop_flags(p: argparse.ArgumentParser) -> None:
@@ -78,7 +82,7 @@ def _stop_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("-c", "--count", type=int, help="stop after this many packets")
     g.add_argument("--time-limit", type=float, metavar="SECONDS",
                    help=f"stop after this many seconds (default {DEFAULT_TIME_LIMIT:g}; "
-                        f"with -C/-G a week)")
+                        "with -C/-G a week: until Ctrl-C)")
     g.add_argument("--max-bytes", type=int, metavar="BYTES",
                    help="stop before writing past this many bytes (default 1 GiB; with "
                         "-C/-G: all files together, no default)")
@@ -212,10 +216,9 @@ def build_request(args: argparse.Namespace) -> CaptureRequest:
     _check_numbers(args, rotating, problems)
     source = _source(args, problems)
     problems.raise_if_any()
-    ring = RingSettings(args.ring, args.file_size, int(args.time_limit or DEFAULT_TIME_LIMIT)) \
-        if args.ring else None
     time_limit = args.time_limit if args.time_limit is not None else \
         ROTATING_TIME_LIMIT if rotation else DEFAULT_TIME_LIMIT
+    ring = RingSettings(args.ring, args.file_size, math.ceil(time_limit)) if args.ring else None
     return CaptureRequest(
         name=os.path.splitext(os.path.basename(path))[0] or "capture",
         bytes_per_packet=args.snaplen, total_bytes=args.max_bytes or DEFAULT_MAX_BYTES,
