@@ -192,7 +192,7 @@ def _rotation(args: argparse.Namespace, path: str, problems: ProblemList) -> Opt
 
 def _source(args: argparse.Namespace, problems: ProblemList) -> SourceOptions:
     """-Q, -B (KiB, as tcpdump), --immediate-mode."""
-    direction = args.direction or "inout"
+    direction = (args.direction or "inout").lower()  # tcpdump takes -Q IN too
     if direction not in DIRECTIONS:
         problems.add("-Q", f"must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
     buffer_kib = _whole(problems, "-B", args.buffer_size, 1, 2_097_151)  # an int of bytes

@@ -154,7 +154,7 @@ def test_stop_conditions_keep_their_own_names():
 
 
 def test_capture_control_flags_reach_the_request():
-    request = _request("-Q", "in", "-B", "4096", "--immediate-mode")
+    request = _request("-Q", "IN", "-B", "4096", "--immediate-mode")
     assert request.source.direction == "in" and request.source.immediate
     assert request.source.buffer_bytes == 4096 * 1024, "-B is in KiB"
 
