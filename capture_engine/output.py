@@ -113,12 +113,11 @@ class Recorder:
     most fileCount names) and counters, nothing per deleted file.
     """
 
-    def __init__(self, plan: OutputPlan, sink: Sink, wall: Callable[[], float] = time.time,
-                 on_rotated: Optional[Callable[[str], None]] = None) -> None:
+    def __init__(self, plan: OutputPlan, sink: Sink,
+                 wall: Callable[[], float] = time.time) -> None:
         self.plan = plan
         self.sink = sink
         self._wall = wall  # -G reads the time here (tests drive it)
-        self._on_rotated = on_rotated  # a file closed by a rotation (tcpdump -z)
         self._interval = self._size_count = self._time_rotations = 0  # tcpdump rotation
         self.base = plan.path  # the name actually used (free_base: never overwrite)
         self.files: deque[str] = deque()
@@ -132,6 +131,8 @@ class Recorder:
         self._good = 0  # file offset known to be on disk at a record boundary
         self._current: Optional[tuple[str, int, int]] = None  # path, st_dev, st_ino
         self.claim: Optional[Claim] = None
+        # Told of each file a rotation closed (the CLI's -z runs on it); not of the last.
+        self.on_closed: Optional[Callable[[str], None]] = None
 
     @property
     def done(self) -> bool:
@@ -171,7 +172,9 @@ class Recorder:
         rotating = bool(self.files)
         self._current = None  # check_file: no file while they change
         if rotating:
-            self._close_rotated()
+            self.sink.close()
+            if self.on_closed is not None:
+                self.on_closed(self.files[-1])
         self.seq += 1
         if path is None:
             path = self.plan.file_path(self.seq, self.base)
@@ -192,11 +195,6 @@ class Recorder:
             self.deleted_count += 1
         if rotating:
             crashpoint("capture.rotated")
-
-    def _close_rotated(self) -> None:
-        self.sink.close()
-        if self._on_rotated is not None and self.files:
-            self._on_rotated(self.files[-1])
 
     def _forget(self, path: str) -> None:
         """tcpdump reuses a name (-W wraps, -G without a time format): the old file goes."""
@@ -292,7 +290,9 @@ class Recorder:
         if self._time_due(rotation):
             self._interval, self._time_rotations = int(self._wall()), self._time_rotations + 1
             if rotation.ends_at(self._time_rotations):
-                self._close_rotated()
+                self.sink.close()
+                if self.on_closed is not None:
+                    self.on_closed(self.files[-1])
                 self.done_reason = STOP_FILES
                 return
             self._size_count = 0

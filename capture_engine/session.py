@@ -163,7 +163,8 @@ class _Session:
         self.update(backend=backend.name, interfaces=tuple(interfaces))
         plan = output_plan(self.request)
         self.recorder = recorder = Recorder(plan, backend.make_sink(),
-                                            lambda: self.clock.now().timestamp(), self.on_rotated)
+                                            lambda: self.clock.now().timestamp())
+        recorder.on_closed = self.on_rotated
         try:
             os.makedirs(os.path.dirname(plan.path) or ".", exist_ok=True)
             recorder.start()

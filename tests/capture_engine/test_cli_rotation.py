@@ -37,7 +37,8 @@ class Wall:
 def _recorder(tmp_path, wall: Wall, closed: list, **rotation) -> Recorder:
     plan_rotation = Rotation(str(tmp_path / rotation.pop("pattern", "f.pcap")), **rotation)
     plan = OutputPlan(plan_rotation.pattern, 65535, 0, rotation=plan_rotation)
-    recorder = Recorder(plan, FdSink(), wall=wall, on_rotated=closed.append)
+    recorder = Recorder(plan, FdSink(), wall=wall)
+    recorder.on_closed = closed.append
     recorder.start()
     return recorder
 
