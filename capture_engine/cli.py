@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from capture_engine import bpf, pcaplib
 from capture_engine.errors import (
@@ -234,6 +234,13 @@ def _print_filter(request: CaptureRequest) -> None:
     print(bpf.render(program_for(request)))
 
 
+def _as_given(post: PostRotate, written: str) -> Callable[[str], None]:
+    """-z gets the file named as -w named it (relative when it was), as tcpdump's does."""
+    if os.path.isabs(written):
+        return post.submit
+    return lambda path: post.submit(os.path.relpath(path))
+
+
 def _warn(text: str) -> None:
     """A problem that does not stop the capture (a -z command that failed)."""
     print(f"warning: {text}", file=sys.stderr, flush=True)
@@ -260,7 +267,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with view:
         result = run_capture(request, stop_event=stop, on_progress=view.update,
                              backend=args.backend, netns=args.netns, progress_interval=0.5,
-                             on_rotated=post.submit if post else None)
+                             on_rotated=_as_given(post, args.write) if post else None)
     if post is not None:
         post.close()
     status: dict[str, object] = result.querystatus()
