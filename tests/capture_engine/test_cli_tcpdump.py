@@ -25,10 +25,10 @@ BUFFER_KIB = "32768"
 CONFIGS = {
     "C": ["-C", "1", "-w", "f.pcap"],
     "CW": ["-C", "1", "-W", "2", "-w", "f.pcap"],
-    "G": ["-G", "1", "-w", "g-%H%M%S.pcap"],
-    "GW": ["-G", "1", "-W", "3", "-w", "g-%H%M%S.pcap"],
-    "GC": ["-G", "1", "-C", "1", "-w", "g-%H%M%S.pcap"],
-    "GCW": ["-G", "1", "-C", "1", "-W", "2", "-w", "g-%H%M%S.pcap"],
+    "G": ["-G", "2", "-w", "g-%H%M%S.pcap"],
+    "GW": ["-G", "2", "-W", "3", "-w", "g-%H%M%S.pcap"],
+    "GC": ["-G", "2", "-C", "1", "-w", "g-%H%M%S.pcap"],
+    "GCW": ["-G", "2", "-C", "1", "-W", "2", "-w", "g-%H%M%S.pcap"],
     "CZ": ["-C", "1", "-z", "gzip", "-w", "z.pcap"],
 }
 TIMED = ("G", "GW", "GC", "GCW")
@@ -75,23 +75,26 @@ def _start(lab, argv: List[str], folder: str) -> Side:
     return side
 
 
-def _tcpdump(lab, args: List[str], folder: str) -> Side:
+def _tcpdump(lab, args: List[str], folder: str, *mode: str) -> Side:
     return _start(lab, ["tcpdump", "-i", lab.vm_if, "-n", "-Z", "root", "-B", BUFFER_KIB,
-                        "--immediate-mode", *args, *EXPRESSION], folder)
+                        *mode, *args, *EXPRESSION], folder)
 
 
-def _ours(lab, args: List[str], folder: str, backend: str) -> Side:
+def _ours(lab, args: List[str], folder: str, backend: str, *mode: str) -> Side:
     return _start(lab, [sys.executable, "-m", "capture_engine", "-i", lab.vm_if, "--json",
-                        "--backend", backend, "-B", BUFFER_KIB, "--immediate-mode", *args,
-                        *EXPRESSION], folder)
+                        "--backend", backend, "-B", BUFFER_KIB, *mode, *args, *EXPRESSION],
+                  folder)
 
 
 def _bursts(lab) -> None:
-    """BURSTS short bursts, each at x.2 s and 2 s apart: every one starts a -G 1 file, and
-    is over (and read) long before the next second, in both captures."""
-    time.sleep(1.0)
-    for _ in range(BURSTS):
-        time.sleep(1.2 - time.time() % 1 + 1)
+    """BURSTS bursts, each at x.2 s, the first 2 s after every capture began and the others
+    3 s apart: each starts a -G 2 file in both captures. A burst's first ring blocks fill at
+    once, so its first packet is read within the second it was sent; its last, in a partly
+    filled block, may be read up to 1 s later (tcpdump's default timeout), still too early
+    for the next -G 2 file."""
+    time.sleep(2.0)
+    for n in range(BURSTS):
+        time.sleep(1.2 - time.time() % 1 + (2 if n else 0))
         traffic.blast(lab, BURST_PACKETS, PAYLOAD, port=PORT)
 
 
@@ -115,7 +118,7 @@ def run(request, lab, tmp_path_factory) -> Run:
             result.ours[name] = _ours(lab, args, os.path.join(base, "ours", name),
                                       request.param)
         _bursts(lab)
-        time.sleep(0.8)
+        time.sleep(2.0)  # tcpdump reads a partly filled ring block after its 1 s timeout
     finally:
         for side in [*result.tcpdump.values(), *result.ours.values()]:
             _stop(side)
@@ -191,10 +194,10 @@ def _src_macs(path: str) -> set:
 @pytest.mark.parametrize("direction", ["in", "out"])
 def test_direction_matches_tcpdump(lab, tmp_path, direction):
     sides = {"tcpdump": _tcpdump(lab, ["-Q", direction, "-w", "d.pcap"],
-                                 str(tmp_path / "tcpdump"))}
+                                 str(tmp_path / "tcpdump"), "--immediate-mode")}
     for backend in ("libpcap", "rawsocket"):
         sides[backend] = _ours(lab, ["-Q", direction, "-w", "d.pcap", "--time-limit", "60"],
-                               str(tmp_path / backend), backend)
+                               str(tmp_path / backend), backend, "--immediate-mode")
     try:
         traffic.udp(lab, "vm", "10.199.1.1", 40001, "10.199.1.2", PORT, 4)
         traffic.udp(lab, "peer", "10.199.1.2", 40002, "10.199.1.1", PORT, 6)
@@ -269,7 +272,8 @@ def _latencies(lab, path: str, count: int) -> List[float]:
 @pytest.mark.root
 @pytest.mark.parametrize("backend", ["libpcap", "rawsocket"])
 def test_immediate_mode_writes_each_packet_at_once(lab, tmp_path, backend):
-    side = _ours(lab, ["-w", "i.pcap", "--time-limit", "60"], str(tmp_path / "i"), backend)
+    side = _ours(lab, ["-w", "i.pcap", "--time-limit", "60"], str(tmp_path / "i"), backend,
+                 "--immediate-mode")
     try:
         latencies = _latencies(lab, str(tmp_path / "i" / "i.pcap"), 8)
     finally:
