@@ -131,7 +131,8 @@ def _start(ns, folder: str, rate: int, ext_dir: str,
     for name, (backend, library, from_zip) in OURS.items():
         out = os.path.join(folder, f"{name}-{tag}.cap")
         argv = [sys.executable, "-m", "capture_engine", "--netns", ns.name, "-i", "cap0", "-w",
-                out, "--backend", backend, "--json", "-G", "120", "--filter", json.dumps(FILTER)]
+                out, "--backend", backend, "--json", "--time-limit", "120", "--filter",
+                json.dumps(FILTER)]
         env = dict(os.environ, CAPTURE_LIBPCAP=library)
         if from_zip:
             env["PYTHONPATH"] = ext_dir

@@ -24,7 +24,7 @@ from capture_engine.pollloop import (
     Service,
     serve,
 )
-from capture_engine.seams import PacketRecorder
+from capture_engine.seams import PacketRecorder, SourceOptions
 
 BUFFER_BYTES = 32 * 1024 * 1024
 PCAP_ERROR_BREAK = -2
@@ -157,9 +157,11 @@ class LibpcapBackend:
 
     name = "libpcap"
 
-    def __init__(self, buffer_bytes: int = BUFFER_BYTES) -> None:
+    def __init__(self, buffer_bytes: int = BUFFER_BYTES,
+                 options: SourceOptions = SourceOptions()) -> None:
         self.lib = pcaplib.load()
-        self.buffer_bytes = buffer_bytes
+        self.buffer_bytes = options.buffer_bytes or buffer_bytes
+        self.options = options
         self.handles: list[_Handle] = []
         self.optional: AbstractSet[str] = frozenset()
         self._program: Sequence[Insn] = ()
@@ -206,6 +208,7 @@ class LibpcapBackend:
         lib.pcap_set_promisc(handle, 0)
         lib.pcap_set_timeout(handle, BLOCK_TIMEOUT_MS)
         lib.pcap_set_buffer_size(handle, self.buffer_bytes)
+        lib.pcap_set_immediate_mode(handle, int(self.options.immediate))
         set_protocol = pcaplib.optional(lib, "pcap_set_protocol_linux")
         quiet = set_protocol is not None and set_protocol(handle, QUIET_PROTOCOL) == 0
         status = lib.pcap_activate(handle)
@@ -217,6 +220,10 @@ class LibpcapBackend:
         if lib.pcap_datalink(handle) != pcaplib.DLT_EN10MB:
             raise UnsupportedLinkTypeError(
                 f"{name} is not an Ethernet interface (link type {lib.pcap_datalink(handle)})")
+        direction = pcaplib.PCAP_DIRECTIONS[self.options.direction]
+        if direction and lib.pcap_setdirection(handle, direction) != 0:
+            raise CaptureFailedError(f"cannot capture only {self.options.direction}bound "
+                                     f"packets on {name}: {self._error(handle)}")
         compiled = pcaplib.make_program(self._userland)  # pcap_setfilter keeps its own copy
         if lib.pcap_setfilter(handle, ctypes.byref(compiled)) != 0:
             raise CaptureFailedError(f"cannot set the filter on {name}: {self._error(handle)}")
@@ -286,7 +293,7 @@ class LibpcapBackend:
         """The dispatch loop (its own thread): until stop(), a limit, or a failure."""
         self._recorder = recorder
         serve(lambda: self._sources(recorder), self._wake_r, lambda: self._running(recorder),
-              self.refresh_stats, changed=self._housekeeping)
+              self.refresh_stats, changed=self._housekeeping, naps=not self.options.immediate)
 
     def _sources(self, recorder: PacketRecorder) -> dict[int, Service]:
         return {entry.fd: self._servicer(entry, recorder) for entry in self.handles}

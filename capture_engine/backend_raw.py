@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 from typing import AbstractSet, Optional, Sequence
 
-from capture_engine import kernel_filter
+from capture_engine import bpf, kernel_filter
 from capture_engine.attach import Insn
 from capture_engine.errors import (
     CaptureFailedError,
@@ -27,7 +27,7 @@ from capture_engine.pollloop import (
     Service,
     serve,
 )
-from capture_engine.seams import PacketRecorder
+from capture_engine.seams import PacketRecorder, SourceOptions
 
 SOL_PACKET = 263
 PACKET_RX_RING, PACKET_STATISTICS, PACKET_VERSION = 5, 6, 10
@@ -42,6 +42,7 @@ RING_BYTES = 32 * 1024 * 1024
 STALL_SECONDS = 25.0
 MIN_BLOCK_BYTES = 64 * 1024
 FRAME_BYTES = 2048
+IMMEDIATE_TIMEOUT_MS = 1  # --immediate-mode: a block is handed over 1 ms after its first packet
 
 BLOCK_HDR = struct.Struct("<II")          # num_pkts, offset_to_first_pkt (at +12)
 PKT_HDR = struct.Struct("<IIIIIIH")       # next, sec, nsec, snaplen, len, status, mac
@@ -50,11 +51,13 @@ RECORD = struct.Struct("<IIII")
 U32 = struct.Struct("<I")
 
 
-def ring_geometry(ring_bytes: int = RING_BYTES,
-                  stall_seconds: float = STALL_SECONDS) -> tuple[int, int]:
+def ring_geometry(ring_bytes: int = RING_BYTES, stall_seconds: float = STALL_SECONDS,
+                  timeout_ms: int = BLOCK_TIMEOUT_MS) -> tuple[int, int]:
     """(block bytes, blocks): enough blocks to outlast a stall of `stall_seconds` when each
-    is retired nearly empty, each as large as the byte budget allows (a power of two)."""
-    blocks = max(math.ceil(stall_seconds * 1000 / BLOCK_TIMEOUT_MS), 2)
+    is retired nearly empty, each as large as the byte budget allows (a power of two); no
+    more blocks of the smallest size than `ring_bytes` holds (-B, --immediate-mode)."""
+    blocks = max(math.ceil(stall_seconds * 1000 / timeout_ms), 2)
+    blocks = min(blocks, max(ring_bytes // MIN_BLOCK_BYTES, 2))
     block = 1 << max((ring_bytes // blocks).bit_length() - 1, 0)
     block = max(block, MIN_BLOCK_BYTES)
     return block, max(ring_bytes // block, blocks)
@@ -85,8 +88,12 @@ class RawSocketBackend:
 
     name = "rawsocket"
 
-    def __init__(self, ring_bytes: int = RING_BYTES) -> None:
-        self.block_bytes, self.blocks = ring_geometry(ring_bytes)
+    def __init__(self, ring_bytes: int = RING_BYTES,
+                 options: SourceOptions = SourceOptions()) -> None:
+        self.options = options
+        self.timeout_ms = IMMEDIATE_TIMEOUT_MS if options.immediate else BLOCK_TIMEOUT_MS
+        self.block_bytes, self.blocks = ring_geometry(options.buffer_bytes or ring_bytes,
+                                                      timeout_ms=self.timeout_ms)
         self.rings: list[_Ring] = []
         self.optional: AbstractSet[str] = frozenset()
         self._program: Sequence[Insn] = ()
@@ -103,7 +110,8 @@ class RawSocketBackend:
              userland: Optional[Sequence[Insn]] = None) -> None:
         """`program` is attached before bind(): no packet is seen without it (`userland`,
         for libpcap's own re-filter, has no use here)."""
-        self._program, self.optional = program, optional
+        self._program = bpf.direction_rule(program, self.options.direction)
+        self.optional = optional
         for name in interfaces:
             self.rings.append(self._open_one(name))
 
@@ -122,7 +130,7 @@ class RawSocketBackend:
             sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
             request = struct.pack("7I", self.block_bytes, self.blocks, FRAME_BYTES,
                                   self.block_bytes // FRAME_BYTES * self.blocks,
-                                  BLOCK_TIMEOUT_MS, 0, 0)
+                                  self.timeout_ms, 0, 0)
             sock.setsockopt(SOL_PACKET, PACKET_RX_RING, request)
             ring = mmap.mmap(sock.fileno(), self.block_bytes * self.blocks, mmap.MAP_SHARED,
                              mmap.PROT_READ | mmap.PROT_WRITE)
@@ -174,7 +182,8 @@ class RawSocketBackend:
         self._recorder = recorder
         serve(lambda: self._sources(recorder), self._wake_r,
               lambda: self._running(recorder), self.refresh_stats,
-              select.POLLIN | select.POLLERR, self._housekeeping)
+              select.POLLIN | select.POLLERR, self._housekeeping,
+              naps=not self.options.immediate)
 
     def _sources(self, recorder: PacketRecorder) -> dict[int, Service]:
         return {ring.sock.fileno(): self._servicer(ring, recorder) for ring in self.rings}

@@ -301,6 +301,18 @@ def loopback_rule(program: Sequence[Insn]) -> list[Insn]:
             *program]
 
 
+def direction_rule(program: Sequence[Insn], direction: str) -> list[Insn]:
+    """tcpdump -Q: `in` drops the packets the host sends (skb->pkt_type PACKET_OUTGOING),
+    `out` keeps only those, `inout` keeps `program` as it is."""
+    if direction == "inout":
+        return list(program)
+    sent = (0, 1) if direction == "in" else (1, 0)  # (jt, jf): where a sent packet goes
+    return [(LD_W, 0, 0, (SKF_AD_OFF + SKF_AD_PKTTYPE) & 0xFFFFFFFF),
+            (JEQ, *sent, PACKET_OUTGOING),
+            (RET_K, 0, 0, 0),
+            *program]
+
+
 def render(program: Sequence[Insn]) -> str:
     """The program in `tcpdump -dd` notation, for debugging and the CLI."""
     return "\n".join("{ 0x%x, %d, %d, 0x%08x }," % insn for insn in program)

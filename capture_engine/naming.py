@@ -1,8 +1,11 @@
-"""Capture file names: the ring's numbered files, and a new name instead of overwriting."""
+"""Capture file names: the ring's numbered files, a new name instead of overwriting, and
+tcpdump's -C/-G/-W rotation (the CLI)."""
 from __future__ import annotations
 
 import os
 import re
+import time
+from dataclasses import dataclass
 from typing import Optional
 
 from capture_engine.errors import LocalFileError
@@ -81,3 +84,45 @@ def free_base(base: str, ring: bool) -> str:
             return candidate
     raise LocalFileError(f"{base} and {MAX_GENERATIONS - 1} more names like it already exist: "
                          "delete old captures (action=delete) or choose another file name")
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """tcpdump's -C/-G/-W rotation: when the next file starts, and its name.
+
+    A new file starts before a record once the current one is larger than `file_bytes`
+    (-C, so a file ends just past it), and before the first record at least `seconds` (-G)
+    after the current interval began (tcpdump's whole-second time(3)); never without a record.
+    """
+
+    pattern: str            # -w; with -G an strftime(3) pattern
+    file_bytes: int = 0     # -C x 1,000,000; 0 = no size rotation
+    seconds: int = 0        # -G; 0 = no time rotation
+    file_count: int = 0     # -W; 0 = none
+    max_total_bytes: Optional[int] = None  # --max-bytes: all files together
+
+    @property
+    def digits(self) -> int:
+        """tcpdump's getWflagChars: the digits of W - 1, none without -W (or -W 1)."""
+        return len(str(self.file_count - 1)) if self.file_count > 1 else 0
+
+    def name(self, interval_start: int, count: int = 0) -> str:
+        """tcpdump's MakeFilename: `file`, `file1`, `file2`... with -C; with -C -W, `file0`
+        upward with W - 1's digits; with -G the pattern through strftime at the interval's
+        start (-G alone: one name per interval, no number)."""
+        base = time.strftime(self.pattern, time.localtime(interval_start)) if self.seconds \
+            else self.pattern
+        digits = self.digits if self.file_bytes else 0
+        if count == 0 and digits == 0:
+            return base
+        return f"{base}{count:0{digits}d}"
+
+    def wrap(self, count: int) -> int:
+        """The -C number after `count`: back to 0 at W (-W makes a ring of W names)."""
+        count += 1
+        return 0 if self.file_count and count >= self.file_count else count
+
+    def ends_at(self, rotations: int) -> bool:
+        """-G with -W and without -C: tcpdump exits at the W-th time rotation (W files)."""
+        return bool(self.seconds and self.file_count and not self.file_bytes
+                    and rotations >= self.file_count)

@@ -30,10 +30,14 @@ from capture_engine.output import RECORD_HEADER, STOP_COUNT, FdSink, OutputPlan,
 from capture_engine.pcapng import PcapngFormat
 from capture_engine.result import STOPPED_BY_REQUEST
 from capture_engine.savefile import Packet, SaveFile
+from capture_engine.settings import DEFAULT_TOTAL_BYTES
 from plumbing.redact import redact_patterns
 
 BATCH_BYTES = 256 * 1024
-LIVE_ONLY = (("interface", "-i"), ("ring", "--ring"), ("netns", "--netns"))
+LIVE_ONLY = (("interface", "-i"), ("ring", "--ring"), ("netns", "--netns"),
+             ("file_size_millions", "-C"), ("rotate_seconds", "-G"), ("filecount", "-W"),
+             ("postrotate", "-z"), ("direction", "-Q"), ("buffer_size", "-B"),
+             ("immediate_mode", "--immediate-mode"), ("time_limit", "--time-limit"))
 END_OF_FILE = "EndOfFile"
 
 
@@ -81,8 +85,8 @@ def job_from_args(args: argparse.Namespace, filters: Sequence[CaptureFilter],
                      "expression says its own direction (ether src ...)", InvalidSettingsError)
     output = _output(args.write, problems)
     problems.raise_if_any()
-    return OfflineJob(args.read, output, args.snaplen, args.max_bytes, args.count,
-                      args.pcapng, tuple(filters), expression, mac)
+    return OfflineJob(args.read, output, args.snaplen, args.max_bytes or DEFAULT_TOTAL_BYTES,
+                      args.count, args.pcapng, tuple(filters), expression, mac)
 
 
 def _output(write: Optional[str], problems: ProblemList) -> Optional[str]:

@@ -5,12 +5,13 @@ import contextlib
 import errno
 import os
 import struct
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Protocol
 
 from capture_engine.errors import CaptureFileLostError, InvalidLimitError, LocalFileError
-from capture_engine.naming import free_base, ring_path
+from capture_engine.naming import Rotation, free_base, ring_path
 from capture_engine.owners import Claim, Owners
 from capture_engine.seams import Sink
 from plumbing.crashpoints import crashpoint
@@ -22,6 +23,8 @@ LINKTYPE_ETHERNET = 1
 HEADER_SIZE = FILE_HEADER.size  # 24
 STOP_BYTES = "ByteLimitReached"
 STOP_COUNT = "PacketCountReached"
+STOP_FILES = "FileCountReached"  # tcpdump -G with -W: the W-th file is done
+MAX_LISTED = 1000  # tcpdump rotation: the newest files named in the status (none deleted)
 
 
 def file_header(snaplen: int, linktype: int = LINKTYPE_ETHERNET) -> bytes:
@@ -85,6 +88,7 @@ class OutputPlan:
     max_packets: Optional[int] = None
     owner: Optional[str] = None     # the capture's name: claim the files for it (owners.py)
     capture_root: str = ""          # where the claims are kept
+    rotation: Optional[Rotation] = None  # the CLI's tcpdump -C/-G/-W (then ring_files is 0)
 
     def owners(self) -> Optional[Owners]:
         return Owners(self.capture_root) if self.owner is not None else None
@@ -145,10 +149,13 @@ class Recorder:
     most fileCount names) and counters, nothing per deleted file.
     """
 
-    def __init__(self, plan: OutputPlan, sink: Sink, fmt: RecordFormat = PCAP) -> None:
+    def __init__(self, plan: OutputPlan, sink: Sink, fmt: RecordFormat = PCAP,
+                 wall: Callable[[], float] = time.time) -> None:
         self.plan = plan
         self.sink = sink
         self.format = fmt
+        self._wall = wall  # -G reads the time here (tests drive it)
+        self._interval = self._size_count = self._time_rotations = 0  # tcpdump rotation
         self._header = HEADER_SIZE  # each file's header bytes, once the first is open
         self.base = plan.path  # the name actually used (free_base: never overwrite)
         self.files: deque[str] = deque()
@@ -162,8 +169,9 @@ class Recorder:
         self._good = 0  # file offset known to be on disk at a record boundary
         self._current: Optional[tuple[str, int, int]] = None  # path, st_dev, st_ino
         self.claim: Optional[Claim] = None
-        # Streaming to storage (streaming.py): told when a ring file is complete; a retired
-        # ring file it wants kept (not uploaded yet) is left for it to delete once uploaded.
+        # Told of each file a rotation closed, not of the last (streaming.py uploads it; the
+        # CLI's -z runs on it). A retired ring file `keep` wants (streaming: not uploaded yet)
+        # is left for it to delete once uploaded.
         self.on_closed: Optional[Callable[[str], None]] = None
         self.keep: Optional[Callable[[str], bool]] = None
 
@@ -180,6 +188,13 @@ class Recorder:
         """Pick a name no file uses, claim it for the capture (write ahead: the claim is on
         disk before the file), create the first file - all under the owners' lock."""
         ring, owners = bool(self.plan.ring_files), self.plan.owners()
+        rotation = self.plan.rotation
+        if rotation is not None:  # the CLI: tcpdump's names, no claims, overwrite like it
+            self._interval = int(self._wall())
+            self._next_file(rotation.name(self._interval))
+            crashpoint("capture.file_opened")
+            self._check_header_room()
+            return
         with owners.lock() if owners else contextlib.nullcontext():
             self.base = free_base(self.plan.path, ring)
             if owners is not None:
@@ -187,6 +202,9 @@ class Recorder:
                 crashpoint("capture.claimed")
             self._next_file()
         crashpoint("capture.file_opened")
+        self._check_header_room()
+
+    def _check_header_room(self) -> None:
         if self.format is not PCAP and self._header + self.format.min_record >= \
                 self.plan.max_file_bytes:
             self.close()
@@ -206,14 +224,20 @@ class Recorder:
             if owners is not None and self.claim is not None:
                 owners.release(self.claim)
 
-    def _next_file(self) -> None:
+    def _next_file(self, path: Optional[str] = None) -> None:
+        """Close the current file (if any) and open the next: the ring's next number, or
+        `path` (tcpdump rotation), which replaces any file of that name as tcpdump does."""
         rotating = bool(self.files)
+        self._current = None  # check_file: no file while they change
         if rotating:
             self.sink.close()
             if self.on_closed is not None:
                 self.on_closed(self.files[-1])
         self.seq += 1
-        path = self.plan.file_path(self.seq, self.base)
+        if path is None:
+            path = self.plan.file_path(self.seq, self.base)
+        else:
+            self._forget(path)
         self.sink.open(path, self.plan.snaplen)
         self._header = self.sink.offset()
         stat = os.stat(path)
@@ -232,6 +256,15 @@ class Recorder:
                 pass
         if rotating:
             crashpoint("capture.rotated")
+
+    def _forget(self, path: str) -> None:
+        """tcpdump reuses a name (-W wraps, -G without a time format): the old file goes."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        with contextlib.suppress(ValueError):
+            self.files.remove(path)
+        while len(self.files) >= MAX_LISTED:
+            self.files.popleft()  # only no longer named; tcpdump rotation deletes nothing
 
     def check_file(self) -> None:
         """Called from another thread: the file being written must still be where it was
@@ -263,9 +296,7 @@ class Recorder:
         """Records were written straight to the sink (libpcap's pcap_dump) since `start`."""
         try:
             end = self.sink.offset()
-            over_count = self.plan.max_packets is not None and \
-                self.packets + count > self.plan.max_packets
-            if self.cutoff_us is None and end <= self.plan.max_file_bytes and not over_count:
+            if self.cutoff_us is None and self._fits(start, end - start, count):
                 self.sink.flush()
                 self._count(count, end - start, end)
                 return
@@ -288,18 +319,60 @@ class Recorder:
             data = b"".join(bytes(data[a:b]) for a, b, ts in self.format.records(data)
                             if ts <= self.cutoff_us)
             count = None
-        room = self.plan.max_file_bytes - self.sink.offset()
-        fast = len(data) <= room and count is not None and (
-            self.plan.max_packets is None or self.packets + count <= self.plan.max_packets)
         try:
-            if fast and count is not None:
+            if count is not None and self._fits(self.sink.offset(), len(data), count):
                 self.sink.append(data)
                 self.sink.flush()
                 self._count(count, len(data), self.sink.offset())
+            elif self.plan.rotation is not None:
+                self._append_rotating(data, self.plan.rotation)
             else:
                 self._append_slowly(data)
         except OSError as exc:
             self._fail(exc)
+
+    def _fits(self, offset: int, size: int, count: int) -> bool:
+        """`count` records of `size` bytes go whole into the file at `offset`: no limit,
+        count or rotation falls inside them."""
+        if self.plan.max_packets is not None and self.packets + count > self.plan.max_packets:
+            return False
+        rotation = self.plan.rotation
+        if rotation is None:
+            return offset + size <= self.plan.max_file_bytes
+        total = rotation.max_total_bytes
+        return not self._time_due(rotation) and \
+            (not rotation.file_bytes or offset + size <= rotation.file_bytes) and \
+            (total is None or self.bytes_written + size <= total)
+
+    def _time_due(self, rotation: Rotation) -> bool:
+        return bool(rotation.seconds) and int(self._wall()) - self._interval >= rotation.seconds
+
+    def _append_rotating(self, data: bytes, rotation: Rotation) -> None:
+        """tcpdump's order for each record: the time rotation (once per batch: tcpdump reads
+        the clock per packet, all of a batch arrive together), the size rotation, then the
+        write; and ours: the packet count and --max-bytes over all files."""
+        if self._time_due(rotation):
+            self._interval, self._time_rotations = int(self._wall()), self._time_rotations + 1
+            if rotation.ends_at(self._time_rotations):
+                self.sink.close()
+                if self.on_closed is not None:
+                    self.on_closed(self.files[-1])
+                self.done_reason = STOP_FILES
+                return
+            self._size_count = 0
+            self._next_file(rotation.name(self._interval))
+        total = rotation.max_total_bytes
+        for a, b, _ in self.format.records(data):
+            if rotation.file_bytes and self.sink.offset() > rotation.file_bytes:
+                self._size_count = rotation.wrap(self._size_count)
+                self._next_file(rotation.name(self._interval, self._size_count))
+            if total is not None and self.bytes_written + (b - a) > total:
+                self.done_reason = STOP_BYTES
+            if self._count_full(0) or self.done:
+                break
+            self.sink.append(data[a:b])
+            self._count(1, b - a, self.sink.offset())
+        self.sink.flush()
 
     def _append_slowly(self, data: bytes) -> None:
         pending = list(self.format.records(data))
@@ -337,7 +410,7 @@ class Recorder:
         self._good = offset
         if self.plan.max_packets is not None and self.packets >= self.plan.max_packets:
             self.done_reason = STOP_COUNT
-        elif not self.plan.ring_files and \
+        elif not self.plan.ring_files and self.plan.rotation is None and \
                 offset + self.format.min_record > self.plan.max_file_bytes:
             self.done_reason = STOP_BYTES  # not even an empty record would fit
 

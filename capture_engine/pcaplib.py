@@ -22,6 +22,7 @@ CHOICE_ENV = "CAPTURE_LIBPCAP"
 CHOICES = ("auto", "system", "bundled")
 DLT_EN10MB = 1
 PCAP_ERRBUF_SIZE = 256
+PCAP_DIRECTIONS = {"inout": 0, "in": 1, "out": 2}  # pcap_direction_t: tcpdump -Q
 
 
 class BpfInsn(ctypes.Structure):
@@ -53,6 +54,8 @@ _SIGNATURES = {
     "pcap_set_promisc": (ctypes.c_int, [_P, ctypes.c_int]),
     "pcap_set_timeout": (ctypes.c_int, [_P, ctypes.c_int]),
     "pcap_set_buffer_size": (ctypes.c_int, [_P, ctypes.c_int]),
+    "pcap_set_immediate_mode": (ctypes.c_int, [_P, ctypes.c_int]),
+    "pcap_setdirection": (ctypes.c_int, [_P, ctypes.c_int]),
     "pcap_activate": (ctypes.c_int, [_P]),
     "pcap_geterr": (ctypes.c_char_p, [_P]),
     "pcap_statustostr": (ctypes.c_char_p, [ctypes.c_int]),

@@ -71,10 +71,12 @@ def _poller(sources: Mapping[int, Service], wake_fd: int, events: int) -> select
 
 def serve(sources: Callable[[], Mapping[int, Service]], wake_fd: int,
           running: Callable[[], bool], refresh_stats: Callable[[], None],
-          events: int = select.POLLIN, changed: Callable[[], bool] = lambda: False) -> None:
+          events: int = select.POLLIN, changed: Callable[[], bool] = lambda: False,
+          naps: bool = True) -> None:
     """Until `running()` is false: poll the sources and the wake pipe, service what is
     ready, nap after small batches, refresh the kernel's counters every second.
     `changed()` (called each round) says the set of sources changed: `sources()` is re-read.
+    `naps=False` (--immediate-mode): never nap, each packet is written as soon as it is read.
     """
     current = dict(sources())
     poller = _poller(current, wake_fd, events)
@@ -89,7 +91,7 @@ def serve(sources: Callable[[], Mapping[int, Service]], wake_fd: int,
                 os.read(wake_fd, 64)
             elif fd in current:
                 handled += current[fd](ready)
-        if 0 < handled < NAP_BELOW_PACKETS:
+        if naps and 0 < handled < NAP_BELOW_PACKETS:
             nap(wake_fd)
         if time.monotonic() >= next_stats:
             refresh_stats()

@@ -1,9 +1,21 @@
 """The capture's seams: a backend, the recorder it feeds, and the pcap file sink it writes."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import AbstractSet, Optional, Protocol, Sequence
 
 from capture_engine.attach import Insn
+
+DIRECTIONS = ("in", "out", "inout")
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """tcpdump's -Q, -B and --immediate-mode, for a backend (the CLI's; defaults otherwise)."""
+
+    direction: str = "inout"             # in: received only; out: sent only (DIRECTIONS)
+    buffer_bytes: Optional[int] = None   # the kernel buffer; None: the backend's own
+    immediate: bool = False              # hand packets over at once, not per ring block
 
 
 class Sink(Protocol):

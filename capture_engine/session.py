@@ -23,11 +23,18 @@ from capture_engine.errors import (
 )
 from capture_engine.interfaces import LinkTable, in_netns, resolve_interfaces
 from capture_engine.linkwatch import CHECK_EVERY, GONE, UP, LinkChange, LinkWatch
-from capture_engine.output import STOP_BYTES, STOP_COUNT, FdSink, OutputPlan, Recorder
+from capture_engine.output import (
+    STOP_BYTES,
+    STOP_COUNT,
+    STOP_FILES,
+    FdSink,
+    OutputPlan,
+    Recorder,
+)
 from capture_engine.owners import Owners
 from capture_engine.pcapng import PcapngFormat
 from capture_engine.result import CaptureResult
-from capture_engine.seams import CaptureBackend
+from capture_engine.seams import CaptureBackend, SourceOptions
 from capture_engine.settings import LIMITS, CaptureRequest
 from capture_engine.streaming import Streamer
 from capture_engine.streamstate import StreamTuning
@@ -46,7 +53,7 @@ NOTES_KEPT = 5
 DEFAULT_TIME_LIMIT = LIMITS["timeLimitInSeconds"][0]
 
 
-def make_backend(name: str = "auto") -> CaptureBackend:
+def make_backend(name: str = "auto", options: SourceOptions = SourceOptions()) -> CaptureBackend:
     """The libpcap backend when libpcap loads (or is asked for), else the raw-socket one."""
     from capture_engine.backend_libpcap import LibpcapBackend
     from capture_engine.backend_raw import RawSocketBackend
@@ -54,8 +61,8 @@ def make_backend(name: str = "auto") -> CaptureBackend:
     if name not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {name!r} (use {', '.join(BACKENDS)})")
     if name == "rawsocket" or (name == "auto" and not pcaplib.available()):
-        return RawSocketBackend()
-    return LibpcapBackend()
+        return RawSocketBackend(options=options)
+    return LibpcapBackend(options=options)
 
 
 def program_for(request: CaptureRequest, backend: str = "rawsocket",
@@ -93,14 +100,16 @@ def output_plan(request: CaptureRequest) -> OutputPlan:
         (request.total_bytes, 0)
     return OutputPlan(request.output_path(), snaplen, size, count, request.packet_count,
                       owner=request.name if request.claim_files else None,
-                      capture_root=request.capture_root)
+                      capture_root=request.capture_root, rotation=request.rotation)
 
 
 class _Session:
     def __init__(self, request: CaptureRequest, stop_event: threading.Event,
                  on_progress: Optional[Progress], clock: Clock, netns: Optional[str],
-                 progress_interval: float = PROGRESS_EVERY) -> None:
+                 progress_interval: float = PROGRESS_EVERY,
+                 on_rotated: Optional[Callable[[str], None]] = None) -> None:
         self.request, self.stop_event, self.clock, self.netns = request, stop_event, clock, netns
+        self.on_rotated = on_rotated
         self.progress_interval = progress_interval
         self.on_progress = on_progress or (lambda status: None)
         # The caller's read-only `target` (the VM's resource id) is echoed, never checked.
@@ -161,7 +170,7 @@ class _Session:
                 table.close()
                 raise
             self.watch = watch = LinkWatch(table, links, interfaces)
-            self.backend = backend = make_backend(backend_name)
+            self.backend = backend = make_backend(backend_name, self.request.source)
             program = program_for(self.request, backend.name)
             backend.open(interfaces, program, self.request.bytes_per_packet,
                          frozenset(watch.optional),
@@ -170,11 +179,13 @@ class _Session:
         if backend.name == "libpcap":  # the VM's own, or the one the package carries
             self.note(f"libpcap: {pcaplib.loaded().describe()}")
         plan = output_plan(self.request)
+        wall = lambda: self.clock.now().timestamp()  # noqa: E731 - -G's clock
         if self.request.pcapng:  # Python writes it: the backend hands over its batches
             fmt = PcapngFormat(interfaces)
-            self.recorder = recorder = Recorder(plan, FdSink(fmt.file_header), fmt)
+            self.recorder = recorder = Recorder(plan, FdSink(fmt.file_header), fmt, wall)
         else:
-            self.recorder = recorder = Recorder(plan, backend.make_sink())
+            self.recorder = recorder = Recorder(plan, backend.make_sink(), wall=wall)
+        recorder.on_closed = self.on_rotated
         try:
             os.makedirs(os.path.dirname(plan.path) or ".", exist_ok=True)
             recorder.start()
@@ -278,6 +289,8 @@ class _Session:
             return R.BYTE_LIMIT
         if rec.done_reason == STOP_COUNT:
             return R.PACKET_COUNT
+        if rec.done_reason == STOP_FILES:
+            return STOP_FILES  # the CLI's -G with -W
         # The backend failed: an interface that went away, or a read error.
         gone = [change for change in watch.check() if change.required]
         if gone:
@@ -332,7 +345,8 @@ def run_capture(request: CaptureRequest, *, blob_store: Optional[BlockStager] = 
                 backend: str = "auto",
                 netns: Optional[str] = None,
                 progress_interval: float = PROGRESS_EVERY,
-                stream_tuning: Optional[StreamTuning] = None) -> CaptureResult:
+                stream_tuning: Optional[StreamTuning] = None,
+                on_rotated: Optional[Callable[[str], None]] = None) -> CaptureResult:
     """Capture, write and upload one session; never raises for run-time failures.
 
     Long-running (up to the time limit plus the upload): call it in a worker.
@@ -340,9 +354,12 @@ def run_capture(request: CaptureRequest, *, blob_store: Optional[BlockStager] = 
     `netns` opens the capture sockets inside that network namespace (tests, containers).
     With a storagePath the capture is uploaded as it goes (streaming.py); `stream_tuning`
     lowers its thresholds (tests only: the handler keeps the defaults).
+    `on_rotated(path)` is called (in the capture thread: it must not block) with each file a
+    rotation closed (the CLI's -z).
     """
     session = _Session(request, stop_event or threading.Event(), on_progress,
-                       SystemClock() if clock is None else clock, netns, progress_interval)
+                       SystemClock() if clock is None else clock, netns, progress_interval,
+                       on_rotated)
     try:
         session.open(backend)
         if request.storage_path:

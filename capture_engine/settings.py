@@ -19,7 +19,8 @@ from capture_engine.fields import PRINTABLE, SPACE, Fields, blank, read_fields, 
 from capture_engine.filters import CaptureFilter, parse_filters
 from capture_engine.locations import sas_token as parse_sas_token
 from capture_engine.locations import storage_location
-from capture_engine.naming import ring_seq, ring_suffix
+from capture_engine.naming import Rotation, ring_seq, ring_suffix
+from capture_engine.seams import SourceOptions
 from plumbing.redact import strip_query
 
 U32_MAX = 4_294_967_295
@@ -86,6 +87,8 @@ class CaptureRequest:
     bpf_expression: Optional[str] = None   # CLI only: a tcpdump expression instead of filters
     packet_count: Optional[int] = None     # CLI only: stop after this many packets
     pcapng: bool = False                   # CLI only: pcapng, the interface of each packet
+    rotation: Optional[Rotation] = None    # CLI only: tcpdump -C/-G/-W (in place of `ring`)
+    source: SourceOptions = SourceOptions()  # CLI only: tcpdump -Q, -B, --immediate-mode
     target: Optional[str] = None           # the VM's resource id, echoed in the status
     claim_files: bool = False              # settings: record the files as this capture's
     sas_token: Optional[str] = field(default=None, repr=False)  # protected storageSasToken

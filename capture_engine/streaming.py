@@ -69,7 +69,13 @@ class Streamer:
         """Record (durably) that this capture streams, then hook the recorder's rotation."""
         self.journal.save(self.record)
         crashpoint("capture.stream.recorded")
-        self.recorder.on_closed, self.recorder.keep = self.file_closed, self.keep
+        earlier = self.recorder.on_closed  # the caller's own (the CLI's -z) still runs
+
+        def closed(path: str) -> None:
+            self.file_closed(path)
+            if earlier is not None:
+                earlier(path)
+        self.recorder.on_closed, self.recorder.keep = closed, self.keep
         self._thread.start()
 
     def file_closed(self, path: str) -> None:

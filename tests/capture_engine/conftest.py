@@ -80,7 +80,7 @@ def _start_engine(lab, case: str, filters: List[dict], snaplen: int, folder: str
 def _start_cli(lab, case: str, filters: List[dict], snaplen: int, folder: str):
     argv = [sys.executable, "-m", "capture_engine", "--netns", lab.vm.name, "-i", lab.vm_if,
             "-w", os.path.join(folder, f"raw-{case}.cap"), "-s", str(snaplen),
-            "--backend", "rawsocket", "--json", "-G", "120"]
+            "--backend", "rawsocket", "--json", "--time-limit", "120"]
     for f in filters:
         argv += ["--filter", json.dumps(f)]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

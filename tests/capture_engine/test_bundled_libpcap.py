@@ -54,7 +54,7 @@ def _capture_without_system_libpcap(vm: Namespace, peer: Namespace, cwd: Path,
     argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
             HIDE_SYSTEM_LIBPCAP, "sh", *system_libpcap_files(), "--",
             sys.executable, "-m", "capture_engine", "--netns", vm.name, "-i", "cap0",
-            "-w", str(out), "-c", str(PACKETS), "-G", "30", "--json"]
+            "-w", str(out), "-c", str(PACKETS), "--time-limit", "30", "--json"]
     env = {k: v for k, v in os.environ.items() if k != "CAPTURE_LIBPCAP"}
     env["PYTHONPATH"] = str(cwd)
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
@@ -106,7 +106,7 @@ def test_a_forced_choice_that_cannot_load_is_a_coded_error(value: str, tmp_path)
     what was tried; the libpcap backend then refuses to start with its code."""
     env = dict(os.environ, CAPTURE_LIBPCAP=value)
     done = subprocess.run([sys.executable, "-m", "capture_engine", "-i", "lo", "-w",
-                           str(tmp_path / "x.cap"), "--backend", "libpcap", "--json", "-G", "1"],
+                           str(tmp_path / "x.cap"), "--backend", "libpcap", "--json", "--time-limit", "1"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert "Traceback" not in done.stderr, done.stderr
     status = json.loads(done.stdout)

@@ -27,7 +27,7 @@ def _cli(lab, args, **kwargs):
 @pytest.mark.root
 def test_count_and_expression_with_json_summary(lab, tmp_path):
     out = str(tmp_path / "c.cap")
-    proc = _cli(lab, ["-w", out, "-c", "5", "-G", "20", "--json", "udp"],
+    proc = _cli(lab, ["-w", out, "-c", "5", "--time-limit", "20", "--json", "udp"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     traffic.generate(lab)
     stdout, stderr = proc.communicate(timeout=30)
@@ -42,7 +42,7 @@ def test_count_and_expression_with_json_summary(lab, tmp_path):
 
 @pytest.mark.root
 def test_silent_when_not_on_a_terminal(lab, tmp_path):
-    proc = _cli(lab, ["-w", str(tmp_path / "q.cap"), "-G", "1", "--protocol", "TCP"],
+    proc = _cli(lab, ["-w", str(tmp_path / "q.cap"), "--time-limit", "1", "--protocol", "TCP"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0 and stdout == b"" and stderr == b"", (stdout, stderr)
@@ -51,8 +51,9 @@ def test_silent_when_not_on_a_terminal(lab, tmp_path):
 @pytest.mark.root
 def test_live_progress_on_a_terminal(lab, tmp_path):
     master, slave = pty.openpty()
-    proc = _cli(lab, ["-w", str(tmp_path / "t.cap"), "-G", "2"], stdin=slave, stdout=slave,
-                stderr=slave, env={**os.environ, "COLUMNS": "120", "TERM": "xterm"})
+    proc = _cli(lab, ["-w", str(tmp_path / "t.cap"), "--time-limit", "2"], stdin=slave,
+                stdout=slave, stderr=slave,
+                env={**os.environ, "COLUMNS": "120", "TERM": "xterm"})
     os.close(slave)
     traffic.generate(lab)
     screen = b""

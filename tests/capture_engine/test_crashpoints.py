@@ -54,7 +54,7 @@ def test_a_kill_at_a_rotation_leaves_readable_ring_files(lab, tmp_path):
                               TRACE_VARIABLE: str(tmp_path / "trace")})
     proc = subprocess.Popen(
         [sys.executable, "-m", "capture_engine", "--netns", lab.vm.name, "-i", lab.vm_if,
-         "-w", str(base), "--ring", "5", "--file-size", "2000", "-G", "30", "--backend",
+         "-w", str(base), "--ring", "5", "--file-size", "2000", "--time-limit", "30", "--backend",
          "libpcap"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         start_new_session=True)
     try:

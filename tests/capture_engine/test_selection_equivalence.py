@@ -110,7 +110,7 @@ def send_both_ways(vm: Namespace, peer: Namespace, frames: List[bytes]) -> None:
 def _start_ours(vm: Namespace, tool: str, choice: str, backend: str, filters: List[dict],
                 out: str, ext_dir: Path) -> subprocess.Popen:
     argv = [sys.executable, "-m", "capture_engine", "--netns", vm.name, "-i", VM_IF, "-w", out,
-            "--backend", backend, "--json", "-G", "120"]
+            "--backend", backend, "--json", "--time-limit", "120"]
     for f in filters:
         argv += ["--filter", json.dumps(f)]
     env = dict(os.environ, CAPTURE_LIBPCAP=choice)

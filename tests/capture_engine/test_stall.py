@@ -24,7 +24,7 @@ STALL = 10.0
 
 def _cli(lab, backend: str, path: str) -> subprocess.Popen:
     argv = [sys.executable, "-m", "capture_engine", "--netns", lab.vm.name, "-i", lab.vm_if,
-            "-w", path, "--backend", backend, "--json", "-G", "60",
+            "-w", path, "--backend", backend, "--json", "--time-limit", "60",
             "--filter", json.dumps({"protocol": "UDP", "localPort": str(PORT)})]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
