@@ -231,6 +231,9 @@ def build_request(args: argparse.Namespace) -> CaptureRequest:
                      "expression, not both")
     if not args.write and not args.print_filter:
         problems.add("-w", "give the output file with -w FILE", InvalidFilePathError)
+    elif args.write and (args.write.endswith(os.sep) or os.path.isdir(args.write)):
+        problems.add("-w", f"{args.write!r} is a folder: name the file to write in it",
+                     InvalidFilePathError)
     path = os.path.abspath(args.write or "capture.cap")
     rotation = _rotation(args, path, problems)
     rotating = args.file_size_millions is not None or args.rotate_seconds is not None

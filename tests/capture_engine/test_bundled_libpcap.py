@@ -106,7 +106,8 @@ def test_a_forced_choice_that_cannot_load_is_a_coded_error(value: str, tmp_path)
     what was tried; the libpcap backend then refuses to start with its code."""
     env = dict(os.environ, CAPTURE_LIBPCAP=value)
     done = subprocess.run([sys.executable, "-m", "capture_engine", "-i", "lo", "-w",
-                           str(tmp_path / "x.cap"), "--backend", "libpcap", "--json", "--time-limit", "1"],
+                           str(tmp_path / "x.cap"), "--backend", "libpcap", "--json",
+                           "--time-limit", "1"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert "Traceback" not in done.stderr, done.stderr
     status = json.loads(done.stdout)

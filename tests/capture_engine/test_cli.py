@@ -97,3 +97,13 @@ def test_bad_flags_exit_2_with_a_code(args, code, tmp_path):
     done = subprocess.run(CLI + args, cwd=str(tmp_path), capture_output=True, timeout=30,
                           env={**os.environ, "PYTHONPATH": ROOT})
     assert done.returncode == 2 and code in done.stderr.decode(), done.stderr.decode()
+
+
+@pytest.mark.parametrize("target", ["folder", "folder/"])
+def test_w_naming_a_folder_is_refused_not_written_beside_it(target, tmp_path):
+    (tmp_path / "folder").mkdir()
+    done = subprocess.run(CLI + ["-w", target, "--time-limit", "1", "udp"], cwd=str(tmp_path),
+                          capture_output=True, timeout=30, env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 2 and "error 106" in done.stderr.decode() and \
+        "-w" in done.stderr.decode(), done.stderr.decode()
+    assert sorted(os.listdir(tmp_path)) == ["folder"] and not os.listdir(tmp_path / "folder")

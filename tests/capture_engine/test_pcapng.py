@@ -161,7 +161,8 @@ def test_two_nic_capture_keeps_the_nic_of_each_packet(two_nics, tmp_path, backen
     vm, peer = two_nics
     out = str(tmp_path / "two.pcapng")
     argv = [sys.executable, "-m", "capture_engine", "--netns", vm.name, "-i", "nica", "-i",
-            "nicb", "-w", out, "--pcapng", "--backend", backend, "--json", "--time-limit", "60", "udp"]
+            "nicb", "-w", out, "--pcapng", "--backend", backend, "--json", "--time-limit", "60",
+            "udp"]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
     helpers.wait_packet_socket(proc, vm.name, count=2)
