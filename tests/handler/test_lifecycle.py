@@ -192,8 +192,10 @@ def test_a_status_blob_failing_after_the_start_is_recorded_locally(agent, ext_di
     silent.bind(("127.0.0.1", 0))
     silent.listen(0)  # never accepts: each probe runs to its timeout, the check outlives the SAS
     try:
-        short = azurite.blob_sas_uri("status", "short.status", expires_in=timedelta(seconds=3))
-        agent.write_settings(ext_dir, 1, check_settings(silent.getsockname()[1], probes=6),
+        # 8 s: enough for enable's first write on a loaded machine (3 s was not: the SAS, cut
+        # to the second, had expired before it), and 15 probes of 1 s each outlive it.
+        short = azurite.blob_sas_uri("status", "short.status", expires_in=timedelta(seconds=8))
+        agent.write_settings(ext_dir, 1, check_settings(silent.getsockname()[1], probes=15),
                              {"statusBlobUri": short})
         assert agent.run(ext_dir, "enable", 1).returncode == 0, "the first write succeeded"
         assert json.loads(azurite.read_blob("status", "short.status"))[0]["status"][
