@@ -5,6 +5,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -167,7 +168,8 @@ def _whole(problems: ProblemList, flag: str, text: Optional[str], low: int,
     """A flag's whole number in low..high (0 when absent or wrong: the problem is listed)."""
     if text is None:
         return 0
-    value = int(text) if text.strip().isdigit() else None
+    # isdecimal, not isdigit: '²' is a digit int() refuses
+    value = int(text) if text.strip().isdecimal() else None
     if value is None or not low <= value <= high:
         problems.add(flag, f"{text!r} is not a whole number in {low} - {high:,}",
                      InvalidLimitError)
@@ -197,6 +199,10 @@ def _rotation(args: argparse.Namespace, path: str, problems: ProblemList) -> Opt
     for flag, given in (("-W", args.filecount), ("-z", args.postrotate)):
         if given is not None and not rotating:
             problems.add(flag, f"{flag} works with -C or -G: give one of them, or drop {flag}")
+    if args.postrotate is not None and shutil.which(args.postrotate) is None:
+        problems.add("-z", f"{args.postrotate!r} is not a program on PATH or an executable "
+                     "file: -z takes one program, without arguments (tcpdump's); for "
+                     "arguments, name a script that runs the command")
     if args.ring and (rotating or args.filecount is not None):
         problems.add("--ring", "--ring is the extension's ring: use it or tcpdump's "
                      "-C/-G/-W, not both")
@@ -213,7 +219,8 @@ def _rotation(args: argparse.Namespace, path: str, problems: ProblemList) -> Opt
 
 def _source(args: argparse.Namespace, problems: ProblemList) -> SourceOptions:
     """-Q, -B (KiB, as tcpdump), --immediate-mode."""
-    direction = (args.direction or "inout").lower()  # tcpdump takes -Q IN too
+    given = args.direction
+    direction = "inout" if given is None else given.lower()  # tcpdump takes -Q IN too
     if direction not in DIRECTIONS:
         problems.add("-Q", f"must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
     buffer_kib = _whole(problems, "-B", args.buffer_size, 1, 2_097_151)  # an int of bytes
