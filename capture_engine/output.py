@@ -231,7 +231,9 @@ class Recorder:
         self._current = None  # check_file: no file while they change
         if rotating:
             self.sink.close()
-            if self.on_closed is not None:
+            # A name reused at once (-W 1, -G without a time format) replaces the closed file
+            # now: a -z command would get the new live file (and gzip would delete it).
+            if self.on_closed is not None and path != self.files[-1]:
                 self.on_closed(self.files[-1])
         self.seq += 1
         if path is None:
@@ -359,20 +361,32 @@ class Recorder:
                     self.on_closed(self.files[-1])
                 self.done_reason = STOP_FILES
                 return
+            first = next(iter(self.format.records(data)), (0, 0, 0))
+            if not self._total_room(rotation, first[1] - first[0], True):
+                return
             self._size_count = 0
             self._next_file(rotation.name(self._interval))
-        total = rotation.max_total_bytes
         for a, b, _ in self.format.records(data):
-            if rotation.file_bytes and self.sink.offset() > rotation.file_bytes:
+            rotate = bool(rotation.file_bytes) and self.sink.offset() > rotation.file_bytes
+            if not self._total_room(rotation, b - a, rotate) or self._count_full(0) or \
+                    self.done:
+                break
+            if rotate:
                 self._size_count = rotation.wrap(self._size_count)
                 self._next_file(rotation.name(self._interval, self._size_count))
-            if total is not None and self.bytes_written + (b - a) > total:
-                self.done_reason = STOP_BYTES
-            if self._count_full(0) or self.done:
-                break
             self.sink.append(data[a:b])
             self._count(1, b - a, self.sink.offset())
         self.sink.flush()
+
+    def _total_room(self, rotation: Rotation, size: int, new_file: bool) -> bool:
+        """--max-bytes over all files has room for a record of `size` (after a new file's
+        header when it starts one: never a header-only file past the cap); else stop."""
+        total = rotation.max_total_bytes
+        need = size + (self._header if new_file else 0)
+        if total is not None and self.bytes_written + need > total:
+            self.done_reason = STOP_BYTES
+            return False
+        return True
 
     def _append_slowly(self, data: bytes) -> None:
         pending = list(self.format.records(data))
