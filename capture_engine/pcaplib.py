@@ -5,6 +5,7 @@ import ctypes
 import ctypes.util
 import os
 import platform
+import struct
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -17,6 +18,10 @@ SONAMES = ("libpcap.so.0.8", "libpcap.so.1", "libpcap.so")
 BUNDLED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_libpcap")
 BUNDLED_NAME = "libpcap.so.1"
 ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+ELF_MACHINES = {"x86_64": 62, "aarch64": 183}  # e_machine of each bundled build
+ELF_HEADER = struct.Struct("<16sHHIQQQIHHHHHH")  # Elf64_Ehdr, little-endian
+PROGRAM_HEADER = struct.Struct("<IIQQQQQQ")      # Elf64_Phdr
+PT_LOAD = 1
 # Which libpcap to load: auto (the system's, else the bundled one), system, or bundled.
 CHOICE_ENV = "CAPTURE_LIBPCAP"
 CHOICES = ("auto", "system", "bundled")
@@ -153,20 +158,54 @@ def loaded() -> Loaded:
     if _loaded is not None:
         return _loaded
     choice = _choice()
-    tried = candidates(choice)
+    tried, broken, absent = candidates(choice), [], []
     for origin, name in tried:
         if origin == "bundled" and not os.path.isfile(name):
-            continue  # a source tree, or a CPU the package has no build for
-        try:
-            lib = ctypes.CDLL(name, use_errno=True)
-        except OSError:
+            absent.append(name)  # a source tree, or a CPU the package has no build for
             continue
-        _loaded = Loaded(_typed(lib), origin, name)
-        return _loaded
-    names = ", ".join(name for _, name in tried) or "nothing for this CPU"
+        problem = _damaged(name) if origin == "bundled" else None
+        if problem is None:
+            try:  # a library that opens but lacks a function is not libpcap (or too old)
+                _loaded = Loaded(_typed(ctypes.CDLL(name, use_errno=True)), origin, name)
+                return _loaded
+            except (OSError, AttributeError) as exc:
+                problem = str(exc).split(": ", 1)[-1]  # dlerror: "<file>: <why>"
+        if "No such file" in problem:
+            absent.append(name)
+        else:
+            broken.append(f"{name} ({problem})")
+    names = ", ".join(broken + absent) or "nothing for this CPU"  # what went wrong first
     raise BackendUnavailableError(
-        f"libpcap is not available ({CHOICE_ENV}={choice}; tried {names}): install "
+        f"libpcap is not available: tried {names} ({CHOICE_ENV}={choice}): install "
         "libpcap0.8 (Debian) or libpcap (RHEL), or use the raw-socket backend")
+
+
+def _damaged(path: str) -> Optional[str]:
+    """What makes the bundled file unloadable, or None: dlopen of an ELF file cut short
+    maps past its end and the process dies of SIGBUS, so every loaded segment, the program
+    and section headers must lie within the file (a zip unpacked on a full disk)."""
+    try:
+        with open(path, "rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            header = stream.read(ELF_HEADER.size)
+            if len(header) < ELF_HEADER.size or header[:6] != b"\x7fELF\x02\x01":
+                return "not a 64-bit little-endian ELF file"
+            fields = ELF_HEADER.unpack(header)
+            machine, phoff, shoff, phsize, phnum, shsize, shnum = \
+                fields[2], fields[5], fields[6], fields[9], fields[10], fields[11], fields[12]
+            if ELF_MACHINES.get(ARCHES.get(platform.machine().lower(), "")) != machine:
+                return f"built for another CPU (ELF machine {machine})"
+            if phoff + phsize * phnum > size or shoff + shsize * shnum > size:
+                return f"truncated ({size} bytes)"
+            stream.seek(phoff)
+            for _ in range(phnum):
+                kind, _flags, offset, _v, _p, filesz, _m, _a = \
+                    PROGRAM_HEADER.unpack(stream.read(PROGRAM_HEADER.size))
+                if kind == PT_LOAD and offset + filesz > size:
+                    return f"truncated ({size} bytes, a segment ends at {offset + filesz})"
+    except (OSError, struct.error) as exc:
+        return f"unreadable: {exc}"
+    return None
 
 
 def load() -> ctypes.CDLL:
@@ -180,11 +219,16 @@ def optional(lib: ctypes.CDLL, name: str) -> Optional[Callable[..., int]]:
 
 
 def available() -> bool:
+    return unavailable_reason() is None
+
+
+def unavailable_reason() -> Optional[str]:
+    """Why no libpcap loads (what was wrong with each file tried first), or None."""
     try:
         load()
-        return True
-    except BackendUnavailableError:
-        return False
+        return None
+    except BackendUnavailableError as exc:
+        return exc.message.replace("libpcap is not available: ", "", 1)
 
 
 def make_program(insns: Sequence[Insn]) -> BpfProgram:
