@@ -178,6 +178,8 @@ class _Session:
         self.update(backend=backend.name, interfaces=tuple(interfaces))
         if backend.name == "libpcap":  # the VM's own, or the one the package carries
             self.note(f"libpcap: {pcaplib.loaded().describe()}")
+        elif backend_name == "auto":  # raw sockets cost 3x the CPU: say why
+            self.note(f"libpcap not used: {pcaplib.unavailable_reason()}")
         plan = output_plan(self.request)
         wall = lambda: self.clock.now().timestamp()  # noqa: E731 - -G's clock
         if self.request.pcapng:  # Python writes it: the backend hands over its batches
