@@ -135,3 +135,23 @@ def test_postrotate_close_says_which_files_it_gave_up_on(tmp_path) -> None:
     assert time.monotonic() - started < 5, "close() outlived its wait"
     assert any("at exit" in text for text in reports), \
         f"giving up on the queued files is not reported: {reports}"
+
+
+def test_a_wrapped_name_that_is_a_link_never_clobbers_its_target(tmp_path) -> None:
+    """-C -W 2 reuses f.pcap0: a symlink or a hard link put at that name (to /etc/shadow,
+    say) is replaced by a new file; the file it points at is never written."""
+    precious = tmp_path / "precious"
+    precious.write_text("keep me")
+    other = tmp_path / "hard"
+    other.write_text("keep me too")
+    base = tmp_path / "f.pcap"
+    os.symlink(precious, str(base) + "0")
+    os.link(other, str(base) + "1")
+    recorder = _recorder(base, Rotation(str(base), file_bytes=1000, file_count=2))
+    recorder.accept_batch(_records(12), 12)
+    recorder.close()
+    assert precious.read_text() == "keep me" and other.read_text() == "keep me too"
+    for name in ("f.pcap0", "f.pcap1"):
+        assert not os.path.islink(tmp_path / name) and \
+            os.stat(tmp_path / name).st_ino not in (precious.stat().st_ino,
+                                                     other.stat().st_ino), name
