@@ -4,13 +4,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import stat
 from dataclasses import dataclass
 from typing import Optional
 
-from capture_engine.naming import ring_seq
+from capture_engine.naming import ring_seq, ring_suffix
 from capture_engine.output import HEADER_SIZE, RECORD_HEADER
 from capture_engine.owners import Owners
-from capture_engine.settings import CaptureRequest, file_url, public_url
+from capture_engine.settings import CaptureRequest, public_url, storage_url
 from capture_engine.streamstate import Journal, StreamRecord
 from plumbing.blobstore import BlobError, BlobUploader
 from plumbing.crashpoints import crashpoint
@@ -37,7 +38,32 @@ class Recovered:
 def pending_uploads(request: CaptureRequest) -> list[str]:
     """The local files of capture `request.name` that a dead worker never sent."""
     return [path for record in Journal(request.capture_root).records(request.name)
-            for path in record.pending_files()]
+            for path in _sendable(record, request.capture_root)]
+
+
+def _sendable(record: StreamRecord, capture_root: str) -> list[str]:
+    """The record's unsent files that a capture can have written: regular files under the
+    capture root. A record naming anything else (a symlink, /etc/shadow) was not written by
+    a capture: nothing of it is sent, nor cut."""
+    root = os.path.realpath(capture_root) + os.sep
+    found = []
+    for path in record.pending_files():
+        with contextlib.suppress(OSError):
+            if os.path.realpath(path).startswith(root) and \
+                    stat.S_ISREG(os.lstat(path).st_mode):
+                found.append(path)
+    return found
+
+
+def _blob_url(request: CaptureRequest, record: StreamRecord, path: str,
+              sas_token: Optional[str]) -> str:
+    """The blob the file streamed to: the record's storagePath (an earlier start of the same
+    name may have used another one), with this request's token."""
+    target = request
+    if record.storage and record.storage != public_url(request.storage_path or ""):
+        target = dataclasses.replace(request, storage_path=record.storage)
+    suffix = ring_suffix(ring_seq(path) or 0) if record.ring else ""
+    return storage_url(target, sas_token, suffix)
 
 
 def recover_uploads(request: CaptureRequest, store: BlobUploader,
@@ -47,10 +73,10 @@ def recover_uploads(request: CaptureRequest, store: BlobUploader,
     journal, sent = Journal(request.capture_root), []
     for record in journal.records(request.name):
         try:
-            for path in record.pending_files():
+            for path in _sendable(record, request.capture_root):
                 if not record.ring:
                     cut_after_last_record(path, record.committed)
-                url = file_url(request, path, sas_token)
+                url = _blob_url(request, record, path, sas_token)
                 store.upload_file(url, path)
                 crashpoint("capture.stream.recovered_file")
                 sent.append(public_url(url))
@@ -69,7 +95,7 @@ def recover_uploads(request: CaptureRequest, store: BlobUploader,
 def cut_after_last_record(path: str, start: int) -> int:
     """Truncate a file its writer died writing after its last complete record; `start` is a
     record boundary (what was committed), so only the part after it is read."""
-    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
         size, offset = os.fstat(fd).st_size, max(start, HEADER_SIZE)
         while offset + RECORD_HEADER.size <= size:

@@ -44,7 +44,8 @@ class Streamer:
         self.journal = Journal(request.capture_root)
         self.record = StreamRecord(request.name, os.path.abspath(recorder.base),
                                    bool(request.ring),
-                                   not (request.file_path or request.local_path))
+                                   not (request.file_path or request.local_path),
+                                   storage=public_url(request.storage_path or ""))
         self._cond = threading.Condition()
         self._queue: deque[str] = deque()  # closed ring files not uploaded yet, oldest first
         self._states: dict[str, str] = {}  # the files kept locally, by age, and their state

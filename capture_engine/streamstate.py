@@ -69,6 +69,7 @@ class StreamRecord:
     committed: int = 0
     dropped: int = 0
     done: bool = False
+    storage: str = ""         # the storagePath it streamed to, without its query (no SAS)
 
     def pending_files(self) -> list[str]:
         """The local files not in storage yet, oldest first."""
@@ -111,8 +112,28 @@ class Journal:
     def _read(self, entry: str) -> Optional[StreamRecord]:
         try:
             with open(os.path.join(self.folder, entry), encoding="utf-8") as source:
-                data = json.load(source)
-            return StreamRecord(**{f.name: data[f.name]
-                                   for f in dataclasses.fields(StreamRecord)})
-        except (OSError, ValueError, KeyError, TypeError):
+                return _record_from(json.load(source))
+        except (OSError, ValueError):
             return None  # not a record (records are renamed into place whole)
+
+
+def _record_from(data: object) -> Optional[StreamRecord]:
+    """A record from its JSON, or None when any field is missing or of another type (a file
+    no capture wrote: acting on it could send or cut any file)."""
+    if not isinstance(data, dict):
+        return None
+    values: dict[str, object] = {}
+    for field in dataclasses.fields(StreamRecord):
+        value = data.get(field.name, field.default)
+        kind = _FIELD_TYPES[field.name]
+        if type(value) is not kind or (kind is int and value < 0):  # type: ignore[operator]
+            return None
+        values[field.name] = value
+    if not os.path.isabs(str(values["base"])):
+        return None
+    return StreamRecord(**values)  # type: ignore[arg-type]
+
+
+_FIELD_TYPES: dict[str, type] = {
+    "name": str, "base": str, "ring": bool, "pending_only": bool, "uploaded_seq": int,
+    "committed": int, "dropped": int, "done": bool, "storage": str}
