@@ -251,9 +251,34 @@ class Streamer:
 
     def _commit(self, path: str, end: int) -> None:
         """Stage the bytes after the last full block (the short tail again, under its own id)
-        and commit: the blob is then the file up to `end`, a record boundary."""
-        url, size = self._url(path), self._block_bytes
-        ids, start = list(self._blocks), self._tail_start
+        and commit: the blob is then the file up to `end`, a record boundary. A blob someone
+        deleted or replaced meanwhile has lost our blocks: it is sent whole again."""
+        url = self._url(path)
+        ids = self._stage(path, url, list(self._blocks), self._tail_start, end)
+        crashpoint("capture.stream.before_commit")
+        try:
+            self.store.commit_block_list(url, ids)
+        except BlobError as exc:
+            if exc.error_code != "InvalidBlockList" or not self._blocks:
+                raise
+            self._note("the blob was deleted or replaced by someone else: sending the whole "
+                       "file again")
+            self._blocks, self._tail_start = [], 0
+            ids = self._stage(path, url, [], 0, end)
+            self.store.commit_block_list(url, ids)
+        crashpoint("capture.stream.after_commit")
+        size = self._block_bytes
+        full = (end - self._tail_start) // size
+        self._blocks = ids[:len(self._blocks) + full]
+        self._tail_start += full * size
+        with self._cond:
+            self.sent_bytes, self.uploaded, self.urls = end, 1, [public_url(url)]
+            self.record = dataclasses.replace(self.record, committed=end)
+        self.journal.save(self.record)
+
+    def _stage(self, path: str, url: str, ids: list[str], start: int, end: int) -> list[str]:
+        """Stage the file from `start` (a block boundary) to `end`, after blocks `ids`."""
+        size = self._block_bytes
         with open(path, "rb") as source:
             while start < end or not ids:
                 piece = min(size, end - start)
@@ -266,16 +291,7 @@ class Streamer:
                 start += piece
                 if piece < size:
                     break
-        crashpoint("capture.stream.before_commit")
-        self.store.commit_block_list(url, ids)
-        crashpoint("capture.stream.after_commit")
-        full = (end - self._tail_start) // size
-        self._blocks = ids[:len(self._blocks) + full]
-        self._tail_start += full * size
-        with self._cond:
-            self.sent_bytes, self.uploaded, self.urls = end, 1, [public_url(url)]
-            self.record = dataclasses.replace(self.record, committed=end)
-        self.journal.save(self.record)
+        return ids
 
     # -- status -----------------------------------------------------------------------------
     def fields(self) -> dict[str, Any]:
