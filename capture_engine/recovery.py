@@ -12,8 +12,8 @@ from capture_engine.naming import ring_seq, ring_suffix
 from capture_engine.output import HEADER_SIZE, RECORD_HEADER
 from capture_engine.owners import Owners
 from capture_engine.settings import CaptureRequest, public_url, storage_url
-from capture_engine.streamstate import Journal, StreamRecord
-from plumbing.blobstore import BlobError, BlobUploader
+from capture_engine.streamstate import Journal, StreamRecord, StreamTuning, block_id
+from plumbing.blobstore import BlobError, BlockStager
 from plumbing.crashpoints import crashpoint
 
 
@@ -66,7 +66,7 @@ def _blob_url(request: CaptureRequest, record: StreamRecord, path: str,
     return storage_url(target, sas_token, suffix)
 
 
-def recover_uploads(request: CaptureRequest, store: BlobUploader,
+def recover_uploads(request: CaptureRequest, store: BlockStager,
                     sas_token: Optional[str] = None) -> Recovered:
     """Upload every file a dead worker left unsent, to the blob it would have used: a single
     file whole (cut after its last complete record), ring files each to its own blob."""
@@ -77,7 +77,10 @@ def recover_uploads(request: CaptureRequest, store: BlobUploader,
                 if not record.ring:
                     cut_after_last_record(path, record.committed)
                 url = _blob_url(request, record, path, sas_token)
-                store.upload_file(url, path)
+                if record.ring:
+                    store.upload_file(url, path)
+                else:
+                    send_in_blocks(store, url, path)
                 crashpoint("capture.stream.recovered_file")
                 sent.append(public_url(url))
                 if record.ring:
@@ -90,6 +93,27 @@ def recover_uploads(request: CaptureRequest, store: BlobUploader,
         if record.pending_only:
             _drop(request, record)
     return Recovered(tuple(sent))
+
+
+def send_in_blocks(store: BlockStager, url: str, path: str) -> None:
+    """Upload a single file whole, in blocks named as the streamer names them: blocks a
+    killed streamer staged and never committed stay on the blob for days, and storage refuses
+    a block whose id has another length (the SDK's own chunked upload: 400 InvalidBlobOrBlock).
+    Each id staged again replaces that leftover block."""
+    size = os.path.getsize(path)
+    if size == 0:
+        store.upload_file(url, path)  # one Put Blob: nothing to stage
+        return
+    block = StreamTuning().block_bytes(size)
+    ids: list[str] = []
+    with open(path, "rb") as source:
+        for _ in range(0, size, block):
+            data = source.read(block)
+            if not data:
+                break
+            ids.append(block_id(len(ids)))
+            store.stage_block(url, ids[-1], data)
+    store.commit_block_list(url, ids)
 
 
 def cut_after_last_record(path: str, start: int) -> int:

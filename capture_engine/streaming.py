@@ -22,6 +22,7 @@ from capture_engine.streamstate import (
     Journal,
     StreamRecord,
     StreamTuning,
+    block_id,
     free_bytes,
 )
 from plumbing.blobstore import BlobError, BlockStager
@@ -286,7 +287,7 @@ class Streamer:
                 data = source.read(piece)
                 if len(data) != piece:
                     raise OSError(f"{path} is shorter than the capture wrote")
-                ids.append(f"{len(ids):06d}")
+                ids.append(block_id(len(ids)))
                 self.store.stage_block(url, ids[-1], data)
                 start += piece
                 if piece < size:

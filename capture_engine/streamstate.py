@@ -50,6 +50,12 @@ class StreamTuning:
         return max(self.commit_bytes, -(-max_file_bytes // BLOCK_BUDGET))
 
 
+def block_id(index: int) -> str:
+    """The id of a single file's `index`-th block. Every id of a blob has this one length:
+    storage refuses a block whose id is longer or shorter than its staged blocks' ids."""
+    return f"{index:06d}"
+
+
 def free_bytes(folder: str) -> int:
     stat = os.statvfs(folder)
     return stat.f_bavail * stat.f_frsize
