@@ -61,6 +61,11 @@ class Streamer:
         self.notes: list[str] = []
         self._blocks: list[str] = []  # a single file's full blocks, committed
         self._tail_start = 0          # where its last (short, re-staged) block starts
+        # Each commit stages its blocks under ids of its own generation (a random start: not
+        # those of an earlier process either). A request storage executes late, after we gave
+        # up on it, then never mixes with ours: a late stage is a block no list names, a late
+        # commit names blocks the next commit discarded, and fails (InvalidBlockList).
+        self._generation = int.from_bytes(os.urandom(4), "big")
         self._last_commit = clock.monotonic()
         self._next_try, self._wait = 0.0, self.tuning.retry_seconds
         self._block_bytes = self.tuning.block_bytes(recorder.plan.max_file_bytes)
@@ -255,6 +260,7 @@ class Streamer:
         and commit: the blob is then the file up to `end`, a record boundary. A blob someone
         deleted or replaced meanwhile has lost our blocks: it is sent whole again."""
         url = self._url(path)
+        self._generation += 1
         ids = self._stage(path, url, list(self._blocks), self._tail_start, end)
         crashpoint("capture.stream.before_commit")
         try:
@@ -265,6 +271,7 @@ class Streamer:
             self._note("the blob was deleted or replaced by someone else: sending the whole "
                        "file again")
             self._blocks, self._tail_start = [], 0
+            self._generation += 1
             ids = self._stage(path, url, [], 0, end)
             self.store.commit_block_list(url, ids)
         crashpoint("capture.stream.after_commit")
@@ -287,7 +294,7 @@ class Streamer:
                 data = source.read(piece)
                 if len(data) != piece:
                     raise OSError(f"{path} is shorter than the capture wrote")
-                ids.append(block_id(len(ids)))
+                ids.append(block_id(len(ids), self._generation))
                 self.store.stage_block(url, ids[-1], data)
                 start += piece
                 if piece < size:

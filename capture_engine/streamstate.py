@@ -50,10 +50,11 @@ class StreamTuning:
         return max(self.commit_bytes, -(-max_file_bytes // BLOCK_BUDGET))
 
 
-def block_id(index: int) -> str:
-    """The id of a single file's `index`-th block. Every id of a blob has this one length:
-    storage refuses a block whose id is longer or shorter than its staged blocks' ids."""
-    return f"{index:06d}"
+def block_id(index: int, generation: int = 0) -> str:
+    """The id of a single file's `index`-th block, staged by commit `generation`. Every id of
+    a blob has this one length: storage refuses a block whose id is longer or shorter than
+    its staged blocks' ids."""
+    return f"{index:06d}{generation:010d}"
 
 
 def free_bytes(folder: str) -> int:
