@@ -95,6 +95,14 @@ def recover_uploads(request: CaptureRequest, store: BlockStager,
     return Recovered(tuple(sent))
 
 
+def forget_streams(request: CaptureRequest) -> None:
+    """action=delete: the capture's files are gone, and with them what it had left to send
+    (a later start of the name, local only, must not be taken for this one)."""
+    journal = Journal(request.capture_root)
+    for record in journal.records(request.name):
+        journal.remove(record)
+
+
 def send_in_blocks(store: BlockStager, url: str, path: str) -> None:
     """Upload a single file whole, in blocks named as the streamer names them: blocks a
     killed streamer staged and never committed stay on the blob for days, and storage refuses
