@@ -61,10 +61,11 @@ class Streamer:
         self.notes: list[str] = []
         self._blocks: list[str] = []  # a single file's full blocks, committed
         self._tail_start = 0          # where its last (short, re-staged) block starts
-        # Each commit stages its blocks under ids of its own generation (a random start: not
-        # those of an earlier process either). A request storage executes late, after we gave
-        # up on it, then never mixes with ours: a late stage is a block no list names, a late
-        # commit names blocks the next commit discarded, and fails (InvalidBlockList).
+        # Each commit stages its last block under an id of its own generation (a random start:
+        # not those of an earlier process either). A commit storage executes late, after we
+        # gave up on it, names a block the next commit discarded: it fails (InvalidBlockList)
+        # instead of taking the blob back to an older list. Full blocks keep one id each, so
+        # refused commits never pile up staged blocks.
         self._generation = int.from_bytes(os.urandom(4), "big")
         self._last_commit = clock.monotonic()
         self._next_try, self._wait = 0.0, self.tuning.retry_seconds
@@ -285,7 +286,9 @@ class Streamer:
         self.journal.save(self.record)
 
     def _stage(self, path: str, url: str, ids: list[str], start: int, end: int) -> list[str]:
-        """Stage the file from `start` (a block boundary) to `end`, after blocks `ids`."""
+        """Stage the file from `start` (a block boundary) to `end`, after blocks `ids`: each
+        full block under one id whatever the try (staged again, it replaces itself), the last
+        block under this commit's generation."""
         size = self._block_bytes
         with open(path, "rb") as source:
             while start < end or not ids:
@@ -294,10 +297,11 @@ class Streamer:
                 data = source.read(piece)
                 if len(data) != piece:
                     raise OSError(f"{path} is shorter than the capture wrote")
-                ids.append(block_id(len(ids), self._generation))
-                self.store.stage_block(url, ids[-1], data)
                 start += piece
-                if piece < size:
+                last = start >= end or piece < size
+                ids.append(block_id(len(ids), self._generation if last else 0))
+                self.store.stage_block(url, ids[-1], data)
+                if last:
                     break
         return ids
 

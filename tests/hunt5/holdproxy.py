@@ -25,6 +25,8 @@ class HoldProxy:
         self.held = threading.Event()     # a commit is being held
         self._release = threading.Event()
         self.delivered = threading.Event()  # the held commit reached storage
+        self.refuse_commits = False  # answer every commit 500 (storage that takes blocks only)
+        self.refused = 0
         self._threads: List[threading.Thread] = []
         self._start(self._accept)
 
@@ -74,8 +76,13 @@ class HoldProxy:
                     data = None
                 except OSError:
                     data = b""
-                if data and requests and held is None and self._armed.is_set() and \
-                        b"comp=blocklist" in data.split(b"\r\n", 1)[0]:
+                commit = bool(data) and b"comp=blocklist" in data.split(b"\r\n", 1)[0]
+                if commit and requests and self.refuse_commits:
+                    source.sendall(b"HTTP/1.1 500 Internal Server Error\r\n"
+                                   b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+                    self.refused += 1
+                    return
+                if commit and requests and held is None and self._armed.is_set():
                     self._armed.clear()
                     held = bytearray()
                     self.held.set()

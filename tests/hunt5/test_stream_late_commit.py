@@ -62,3 +62,35 @@ def test_a_commit_executed_late_never_shrinks_the_blob(tmp_path, azurite):
         whole = source.read()
     assert stored() == whole, \
         f"the late commit took the blob back to {len(stored())} of {len(whole)} bytes"
+
+
+def test_commits_refused_for_long_never_pile_up_staged_blocks(tmp_path, azurite):
+    """Storage takes every block but refuses every commit: each try stages again, and the
+    blocks left uncommitted stay about the file's block count (Azure keeps at most 100,000)."""
+    uri = azurite.blob_sas_uri("late", "refused.cap")
+    blob = azurite.service().get_blob_client("late", "refused.cap")
+    proxy = HoldProxy(azurite.port)
+    proxy.refuse_commits = True
+    path, token = proxy.rewrite(uri).split("?", 1)
+    local = str(tmp_path / "refused.cap")
+    request = CaptureRequest(name="refused", storage_path=path, file_path=local,
+                             capture_root=str(tmp_path), total_bytes=10_000_000)
+    recorder = Recorder(OutputPlan(local, 65535, request.total_bytes), FdSink())
+    recorder.start()
+    clock = ManualClock()
+    tuning = StreamTuning(commit_bytes=16 * 1024, floor_bytes=0, floor_fraction=0.0,
+                          retry_seconds=1.0, retry_max_seconds=1.0)
+    store = BlobStore(timeout=2, policy=dataclasses.replace(DEFAULT_POLICY, attempts=1))
+    streamer = Streamer(request, recorder, store, token, clock, tuning)
+    streamer.start()
+    recorder.accept_batch(records(0, 100), 100)  # about 100 KB: 7 blocks
+    try:
+        for attempt in range(1, 13):
+            clock.sleep(31)
+            wait_for(f"commit {attempt} refused", lambda n=attempt: proxy.refused >= n)
+        blocks = blob.get_block_list("uncommitted")[1]
+    finally:
+        streamer.abandon()
+        recorder.close()
+        proxy.close()
+    assert len(blocks) <= 7 + 12, f"{len(blocks)} uncommitted blocks after 12 refused commits"
