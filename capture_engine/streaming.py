@@ -31,6 +31,7 @@ from plumbing.crashpoints import crashpoint
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
+ABANDON_SECONDS = 5.0  # a failed session waits this long at most for an upload under way
 FILES_SHOWN, PATH_CHARS = 6, 240
 
 
@@ -119,12 +120,15 @@ class Streamer:
             crashpoint("capture.stream.done")
 
     def abandon(self) -> None:
-        """The session failed unexpectedly: stop now; the record lets a restart send the rest."""
+        """The session failed unexpectedly: stop now; the record lets a restart send the rest.
+        An upload under way (storage that hangs: minutes under the store's retry policy) is
+        waited for ABANDON_SECONDS at most, so the failure is reported now; the thread, a
+        daemon, ends after that file or commit."""
         with self._cond:
             self._abandoned = True
             self._cond.notify_all()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(ABANDON_SECONDS)
 
     # -- the uploader thread --------------------------------------------------------------
     def _run(self) -> None:
@@ -178,7 +182,7 @@ class Streamer:
         """Upload the closed ring files, oldest first; one that fails stays first in line."""
         while True:
             with self._cond:
-                if not self._queue:
+                if not self._queue or self._abandoned:
                     return
                 path = self._sending = self._queue[0]
                 self._states[path] = UPLOADING
