@@ -170,6 +170,16 @@ class Streamer:
             self._note("storage reachable again: sending the files kept meanwhile")
         self.storage_problem, self._wait = None, self.tuning.retry_seconds
 
+    def _save_record(self) -> None:
+        """Record what storage holds now. A disk too full to take the record (the capture's
+        own disk, filled) is not storage failing: it is noted, and the sending goes on - a
+        restart then sends again what was sent since the last record, to the same blobs."""
+        try:
+            self.journal.save(self.record)
+        except OSError as exc:
+            if not any(note.startswith("cannot record") for note in self.notes):
+                self._note(f"cannot record the upload progress: {exc.strerror or exc}")
+
     def _note(self, text: str) -> None:
         log.info("capture %s: %s", self.request.name, text)
         with self._cond:
@@ -212,7 +222,7 @@ class Streamer:
             if retired:
                 del self._states[path]
             self.record = dataclasses.replace(self.record, uploaded_seq=ring_seq(path) or 0)
-        self.journal.save(self.record)
+        self._save_record()
         if retired:  # the ring let it go already: it was kept only until uploaded
             os.unlink(path)
             crashpoint("capture.stream.retired_removed")
@@ -287,7 +297,7 @@ class Streamer:
         with self._cond:
             self.sent_bytes, self.uploaded, self.urls = end, 1, [public_url(url)]
             self.record = dataclasses.replace(self.record, committed=end)
-        self.journal.save(self.record)
+        self._save_record()
 
     def _stage(self, path: str, url: str, ids: list[str], start: int, end: int) -> list[str]:
         """Stage the file from `start` (a block boundary) to `end`, after blocks `ids`: each
