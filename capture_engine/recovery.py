@@ -69,13 +69,17 @@ def _blob_url(request: CaptureRequest, record: StreamRecord, path: str,
 def recover_uploads(request: CaptureRequest, store: BlockStager,
                     sas_token: Optional[str] = None) -> Recovered:
     """Upload every file a dead worker left unsent, to the blob it would have used: a single
-    file whole (cut after its last complete record), ring files each to its own blob."""
+    file whole (cut after its last complete record), ring files each to its own blob (the
+    newest, the one being written, cut likewise)."""
     journal, sent = Journal(request.capture_root), []
     for record in journal.records(request.name):
         try:
-            for path in _sendable(record, request.capture_root):
+            files = _sendable(record, request.capture_root)
+            for path in files:
                 if not record.ring:
                     cut_after_last_record(path, record.committed)
+                elif path == files[-1]:  # the ring file being written when the worker died
+                    cut_after_last_record(path, 0)
                 url = _blob_url(request, record, path, sas_token)
                 if record.ring:
                     store.upload_file(url, path)
