@@ -66,4 +66,9 @@ def test_a_sas_expiring_mid_capture_ends_141_with_every_unsent_file_kept(h11b_la
     assert pending_uploads(request), "no record left for a later enable to send the rest"
     signature = token.split("sig=")[1].split("&")[0]
     assert signature not in json.dumps(statuses + [status]), "the SAS signature leaked"
+    streams = os.path.join(root, ".streams")
+    for name in os.listdir(streams):
+        with open(os.path.join(streams, name), encoding="utf-8") as record:
+            text = record.read()
+        assert signature not in text and "sig=" not in text, f"a SAS in the record: {text}"
     assert sum(len(numbers(open(os.path.join(root, n), "rb").read())) for n in local) > 0
