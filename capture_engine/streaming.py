@@ -269,6 +269,10 @@ class Streamer:
         if due or (final and (new > 0 or not self.record.committed)):
             self._commit(path, end)
             self._last_commit = now
+        with self._cond:  # part of it in storage: uploading; all of it, at the end: uploaded
+            if self.record.committed:
+                self._states[path] = UPLOADED if final and self.record.committed == end \
+                    else UPLOADING
 
     def _commit(self, path: str, end: int) -> None:
         """Stage the bytes after the last full block (the short tail again, under its own id)
