@@ -44,7 +44,12 @@ def pending_uploads(request: CaptureRequest) -> list[str]:
 def _sendable(record: StreamRecord, capture_root: str) -> list[str]:
     """The record's unsent files that a capture can have written: regular files under the
     capture root. A record naming anything else (a symlink, /etc/shadow) was not written by
-    a capture: nothing of it is sent, nor cut."""
+    a capture: nothing of it is sent, nor cut. Nor are files a later start of the name
+    claimed anew (the record's own files removed by hand): they are not the record's."""
+    if record.claimed_ns and not any(
+            (claim.path, claim.claimed_ns) == (record.base, record.claimed_ns)
+            for claim in Owners(capture_root).claims(record.name)):
+        return []
     root = os.path.realpath(capture_root) + os.sep
     found = []
     for path in record.pending_files():

@@ -47,7 +47,9 @@ class Streamer:
         self.record = StreamRecord(request.name, os.path.abspath(recorder.base),
                                    bool(request.ring),
                                    not (request.file_path or request.local_path),
-                                   storage=public_url(request.storage_path or ""))
+                                   storage=public_url(request.storage_path or ""),
+                                   claimed_ns=recorder.claim.claimed_ns if recorder.claim
+                                   else 0)
         self._cond = threading.Condition()
         self._queue: deque[str] = deque()  # closed ring files not uploaded yet, oldest first
         self._states: dict[str, str] = {}  # the files kept locally, by age, and their state

@@ -77,6 +77,7 @@ class StreamRecord:
     dropped: int = 0
     done: bool = False
     storage: str = ""         # the storagePath it streamed to, without its query (no SAS)
+    claimed_ns: int = 0       # its claim of `base` (owners.py): which start of the name
 
     def pending_files(self) -> list[str]:
         """The local files not in storage yet, oldest first."""
@@ -143,4 +144,4 @@ def _record_from(data: object) -> Optional[StreamRecord]:
 
 _FIELD_TYPES: dict[str, type] = {
     "name": str, "base": str, "ring": bool, "pending_only": bool, "uploaded_seq": int,
-    "committed": int, "dropped": int, "done": bool, "storage": str}
+    "committed": int, "dropped": int, "done": bool, "storage": str, "claimed_ns": int}

@@ -100,3 +100,32 @@ def test_a_ring_record_sends_its_files_to_the_blobs_it_streamed_to(tmp_path, azu
     recovered = recover_uploads(request, BlobStore(), token)
     assert recovered.error is None, recovered
     assert _blobs(azurite, "samering") == ["old/r_00002.cap"], _blobs(azurite, "samering")
+
+
+def test_a_record_of_files_deleted_by_hand_is_not_a_later_local_captures(tmp_path):
+    """Capture `again` streamed r.cap and left a record (storage down); its files were
+    removed by hand; a new start of `again`, local only, took r.cap anew. Its files are not
+    the record's: a worker death must not send them to the old capture's storage."""
+    from capture_engine.owners import Owners
+
+    root = str(tmp_path)
+    base = str(tmp_path / "r.cap")
+    owners = Owners(root)
+    with owners.lock():
+        old = owners.claim("again", base, ring=True)
+    journal = Journal(root)
+    journal.save(StreamRecord("again", base, True, False, uploaded_seq=0,
+                              storage="http://127.0.0.1:9/devstoreaccount1/c/vm/r.cap"))
+    record_file = os.path.join(journal.folder, os.listdir(journal.folder)[0])
+    with open(record_file, encoding="utf-8") as source:
+        data = json.load(source)
+    data["claimed_ns"] = old.claimed_ns  # which start of the name streamed these files
+    with open(record_file, "w", encoding="utf-8") as out:
+        json.dump(data, out)
+    with owners.lock():  # the files were removed by hand; a new start claims r.cap again
+        owners.claim("again", base, ring=True)
+    with open(ring_path(base, 1), "wb") as out:
+        out.write(file_header(65535) + records(0, 2))
+    local_only = CaptureRequest(name="again", local_path=base, capture_root=root,
+                                ring=RingSettings(3, 10_000))
+    assert pending_uploads(local_only) == [], "a later start's files taken for the record's"
