@@ -12,7 +12,13 @@ from capture_engine.naming import ring_seq, ring_suffix
 from capture_engine.output import HEADER_SIZE, RECORD_HEADER
 from capture_engine.owners import Owners
 from capture_engine.settings import CaptureRequest, public_url, storage_url
-from capture_engine.streamstate import Journal, StreamRecord, StreamTuning, block_id
+from capture_engine.streamstate import (
+    INVALID_BLOCK,
+    Journal,
+    StreamRecord,
+    StreamTuning,
+    block_id,
+)
 from plumbing.blobstore import BlobError, BlockStager
 from plumbing.crashpoints import crashpoint
 
@@ -116,11 +122,23 @@ def send_in_blocks(store: BlockStager, url: str, path: str) -> None:
     """Upload a single file whole, in blocks named as the streamer names them: blocks a
     killed streamer staged and never committed stay on the blob for days, and storage refuses
     a block whose id has another length (the SDK's own chunked upload: 400 InvalidBlobOrBlock).
-    Each id staged again replaces that leftover block."""
-    size = os.path.getsize(path)
-    if size == 0:
+    Each id staged again replaces that leftover block; leftovers of another upload (ids of
+    another length) are dropped first."""
+    if os.path.getsize(path) == 0:
         store.upload_file(url, path)  # one Put Blob: nothing to stage
         return
+    try:
+        ids = _stage_file(store, url, path)
+    except BlobError as exc:
+        if exc.error_code != INVALID_BLOCK:
+            raise
+        store.discard_staged(url)
+        ids = _stage_file(store, url, path)
+    store.commit_block_list(url, ids)
+
+
+def _stage_file(store: BlockStager, url: str, path: str) -> list[str]:
+    size = os.path.getsize(path)
     block = StreamTuning().block_bytes(size)
     ids: list[str] = []
     with open(path, "rb") as source:
@@ -130,7 +148,7 @@ def send_in_blocks(store: BlockStager, url: str, path: str) -> None:
                 break
             ids.append(block_id(len(ids)))
             store.stage_block(url, ids[-1], data)
-    store.commit_block_list(url, ids)
+    return ids
 
 
 def cut_after_last_record(path: str, start: int) -> int:

@@ -16,6 +16,7 @@ from capture_engine.result import _cut
 from capture_engine.settings import CaptureRequest, file_url, public_url
 from capture_engine.streamstate import (
     DROPPED,
+    INVALID_BLOCK,
     LOCAL,
     UPLOADED,
     UPLOADING,
@@ -70,6 +71,7 @@ class Streamer:
         # instead of taking the blob back to an older list. Full blocks keep one id each, so
         # refused commits never pile up staged blocks.
         self._generation = int.from_bytes(os.urandom(4), "big")
+        self._discarded = False  # an earlier upload's staged blocks dropped (once)
         self._last_commit = clock.monotonic()
         self._next_try, self._wait = 0.0, self.tuning.retry_seconds
         self._block_bytes = self.tuning.block_bytes(recorder.plan.max_file_bytes)
@@ -282,7 +284,16 @@ class Streamer:
         deleted or replaced meanwhile has lost our blocks: it is sent whole again."""
         url = self._url(path)
         self._generation += 1
-        ids = self._stage(path, url, list(self._blocks), self._tail_start, end)
+        try:
+            ids = self._stage(path, url, list(self._blocks), self._tail_start, end)
+        except BlobError as exc:
+            if exc.error_code != INVALID_BLOCK or self._discarded:
+                raise
+            self._discarded = True  # once: a block refused for another reason stays refused
+            self._note("the blob held blocks an earlier upload staged and never committed, "
+                       "refusing ours: they were dropped")
+            self.store.discard_staged(url)
+            ids = self._stage(path, url, list(self._blocks), self._tail_start, end)
         crashpoint("capture.stream.before_commit")
         try:
             self.store.commit_block_list(url, ids)

@@ -25,6 +25,8 @@ FLOOR_BYTES = 256 * 1024 * 1024
 FLOOR_FRACTION = 0.05
 RETRY_SECONDS, RETRY_MAX_SECONDS = 2.0, 30.0  # waits after a failed upload, doubling
 STREAMS_DIR = ".streams"
+# Storage's answer to a block whose id length differs from the blob's staged blocks' ids.
+INVALID_BLOCK = "InvalidBlobOrBlock"
 # Per-file states shown in the status.
 LOCAL, UPLOADING, UPLOADED, DROPPED = "local", "uploading", "uploaded", "dropped"
 
