@@ -16,12 +16,14 @@ from capture_engine.result import _cut
 from capture_engine.settings import CaptureRequest, file_url, public_url
 from capture_engine.streamstate import (
     DROPPED,
+    INVALID_BLOCK,
     LOCAL,
     UPLOADED,
     UPLOADING,
     Journal,
     StreamRecord,
     StreamTuning,
+    block_id,
     free_bytes,
 )
 from plumbing.blobstore import BlobError, BlockStager
@@ -30,6 +32,7 @@ from plumbing.crashpoints import crashpoint
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
+ABANDON_SECONDS = 5.0  # a failed session waits this long at most for an upload under way
 FILES_SHOWN, PATH_CHARS = 6, 240
 
 
@@ -44,7 +47,10 @@ class Streamer:
         self.journal = Journal(request.capture_root)
         self.record = StreamRecord(request.name, os.path.abspath(recorder.base),
                                    bool(request.ring),
-                                   not (request.file_path or request.local_path))
+                                   not (request.file_path or request.local_path),
+                                   storage=public_url(request.storage_path or ""),
+                                   claimed_ns=recorder.claim.claimed_ns if recorder.claim
+                                   else 0)
         self._cond = threading.Condition()
         self._queue: deque[str] = deque()  # closed ring files not uploaded yet, oldest first
         self._states: dict[str, str] = {}  # the files kept locally, by age, and their state
@@ -59,6 +65,13 @@ class Streamer:
         self.notes: list[str] = []
         self._blocks: list[str] = []  # a single file's full blocks, committed
         self._tail_start = 0          # where its last (short, re-staged) block starts
+        # Each commit stages its last block under an id of its own generation (a random start:
+        # not those of an earlier process either). A commit storage executes late, after we
+        # gave up on it, names a block the next commit discarded: it fails (InvalidBlockList)
+        # instead of taking the blob back to an older list. Full blocks keep one id each, so
+        # refused commits never pile up staged blocks.
+        self._generation = int.from_bytes(os.urandom(4), "big")
+        self._discarded = False  # an earlier upload's staged blocks dropped (once)
         self._last_commit = clock.monotonic()
         self._next_try, self._wait = 0.0, self.tuning.retry_seconds
         self._block_bytes = self.tuning.block_bytes(recorder.plan.max_file_bytes)
@@ -117,12 +130,15 @@ class Streamer:
             crashpoint("capture.stream.done")
 
     def abandon(self) -> None:
-        """The session failed unexpectedly: stop now; the record lets a restart send the rest."""
+        """The session failed unexpectedly: stop now; the record lets a restart send the rest.
+        An upload under way (storage that hangs: minutes under the store's retry policy) is
+        waited for ABANDON_SECONDS at most, so the failure is reported now; the thread, a
+        daemon, ends after that file or commit."""
         with self._cond:
             self._abandoned = True
             self._cond.notify_all()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(ABANDON_SECONDS)
 
     # -- the uploader thread --------------------------------------------------------------
     def _run(self) -> None:
@@ -164,6 +180,16 @@ class Streamer:
             self._note("storage reachable again: sending the files kept meanwhile")
         self.storage_problem, self._wait = None, self.tuning.retry_seconds
 
+    def _save_record(self) -> None:
+        """Record what storage holds now. A disk too full to take the record (the capture's
+        own disk, filled) is not storage failing: it is noted, and the sending goes on - a
+        restart then sends again what was sent since the last record, to the same blobs."""
+        try:
+            self.journal.save(self.record)
+        except OSError as exc:
+            if not any(note.startswith("cannot record") for note in self.notes):
+                self._note(f"cannot record the upload progress: {exc.strerror or exc}")
+
     def _note(self, text: str) -> None:
         log.info("capture %s: %s", self.request.name, text)
         with self._cond:
@@ -176,7 +202,7 @@ class Streamer:
         """Upload the closed ring files, oldest first; one that fails stays first in line."""
         while True:
             with self._cond:
-                if not self._queue:
+                if not self._queue or self._abandoned:
                     return
                 path = self._sending = self._queue[0]
                 self._states[path] = UPLOADING
@@ -206,7 +232,7 @@ class Streamer:
             if retired:
                 del self._states[path]
             self.record = dataclasses.replace(self.record, uploaded_seq=ring_seq(path) or 0)
-        self.journal.save(self.record)
+        self._save_record()
         if retired:  # the ring let it go already: it was kept only until uploaded
             os.unlink(path)
             crashpoint("capture.stream.retired_removed")
@@ -253,12 +279,54 @@ class Streamer:
         if due or (final and (new > 0 or not self.record.committed)):
             self._commit(path, end)
             self._last_commit = now
+        with self._cond:  # part of it in storage: uploading; all of it, at the end: uploaded
+            if self.record.committed:
+                self._states[path] = UPLOADED if final and self.record.committed == end \
+                    else UPLOADING
 
     def _commit(self, path: str, end: int) -> None:
         """Stage the bytes after the last full block (the short tail again, under its own id)
-        and commit: the blob is then the file up to `end`, a record boundary."""
-        url, size = self._url(path), self._block_bytes
-        ids, start = list(self._blocks), self._tail_start
+        and commit: the blob is then the file up to `end`, a record boundary. A blob someone
+        deleted or replaced meanwhile has lost our blocks: it is sent whole again."""
+        url = self._url(path)
+        self._generation += 1
+        try:
+            ids = self._stage(path, url, list(self._blocks), self._tail_start, end)
+        except BlobError as exc:
+            if exc.error_code != INVALID_BLOCK or self._discarded:
+                raise
+            self._discarded = True  # once: a block refused for another reason stays refused
+            self._note("the blob held blocks an earlier upload staged and never committed, "
+                       "refusing ours: they were dropped")
+            self.store.discard_staged(url)
+            ids = self._stage(path, url, list(self._blocks), self._tail_start, end)
+        crashpoint("capture.stream.before_commit")
+        try:
+            self.store.commit_block_list(url, ids)
+        except BlobError as exc:
+            if exc.error_code != "InvalidBlockList" or not self._blocks:
+                raise
+            self._note("the blob was deleted or replaced by someone else: sending the whole "
+                       "file again")
+            self._blocks, self._tail_start = [], 0
+            self._generation += 1
+            ids = self._stage(path, url, [], 0, end)
+            self.store.commit_block_list(url, ids)
+        crashpoint("capture.stream.after_commit")
+        size = self._block_bytes
+        full = (end - self._tail_start) // size
+        self._blocks = ids[:len(self._blocks) + full]
+        self._tail_start += full * size
+        with self._cond:
+            self.sent_bytes, self.uploaded, self.urls = end, 1, [public_url(url)]
+            self.record = dataclasses.replace(self.record, committed=end)
+        self._save_record()
+
+    def _stage(self, path: str, url: str, ids: list[str], start: int, end: int) -> list[str]:
+        """Stage the file from `start` (a block boundary) to `end`, after blocks `ids`: each
+        full block under one id whatever the try (staged again, it replaces itself), the last
+        block under this commit's generation."""
+        size = self._block_bytes
         with open(path, "rb") as source:
             while start < end or not ids:
                 piece = min(size, end - start)
@@ -266,21 +334,13 @@ class Streamer:
                 data = source.read(piece)
                 if len(data) != piece:
                     raise OSError(f"{path} is shorter than the capture wrote")
-                ids.append(f"{len(ids):06d}")
-                self.store.stage_block(url, ids[-1], data)
                 start += piece
-                if piece < size:
+                last = start >= end or piece < size
+                ids.append(block_id(len(ids), self._generation if last else 0))
+                self.store.stage_block(url, ids[-1], data)
+                if last:
                     break
-        crashpoint("capture.stream.before_commit")
-        self.store.commit_block_list(url, ids)
-        crashpoint("capture.stream.after_commit")
-        full = (end - self._tail_start) // size
-        self._blocks = ids[:len(self._blocks) + full]
-        self._tail_start += full * size
-        with self._cond:
-            self.sent_bytes, self.uploaded, self.urls = end, 1, [public_url(url)]
-            self.record = dataclasses.replace(self.record, committed=end)
-        self.journal.save(self.record)
+        return ids
 
     # -- status -----------------------------------------------------------------------------
     def fields(self) -> dict[str, Any]:

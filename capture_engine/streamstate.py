@@ -25,6 +25,8 @@ FLOOR_BYTES = 256 * 1024 * 1024
 FLOOR_FRACTION = 0.05
 RETRY_SECONDS, RETRY_MAX_SECONDS = 2.0, 30.0  # waits after a failed upload, doubling
 STREAMS_DIR = ".streams"
+# Storage's answer to a block whose id length differs from the blob's staged blocks' ids.
+INVALID_BLOCK = "InvalidBlobOrBlock"
 # Per-file states shown in the status.
 LOCAL, UPLOADING, UPLOADED, DROPPED = "local", "uploading", "uploaded", "dropped"
 
@@ -50,6 +52,13 @@ class StreamTuning:
         return max(self.commit_bytes, -(-max_file_bytes // BLOCK_BUDGET))
 
 
+def block_id(index: int, generation: int = 0) -> str:
+    """The id of a single file's `index`-th block, staged by commit `generation`. Every id of
+    a blob has this one length: storage refuses a block whose id is longer or shorter than
+    its staged blocks' ids."""
+    return f"{index:06d}{generation:010d}"
+
+
 def free_bytes(folder: str) -> int:
     stat = os.statvfs(folder)
     return stat.f_bavail * stat.f_frsize
@@ -69,6 +78,8 @@ class StreamRecord:
     committed: int = 0
     dropped: int = 0
     done: bool = False
+    storage: str = ""         # the storagePath it streamed to, without its query (no SAS)
+    claimed_ns: int = 0       # its claim of `base` (owners.py): which start of the name
 
     def pending_files(self) -> list[str]:
         """The local files not in storage yet, oldest first."""
@@ -111,8 +122,28 @@ class Journal:
     def _read(self, entry: str) -> Optional[StreamRecord]:
         try:
             with open(os.path.join(self.folder, entry), encoding="utf-8") as source:
-                data = json.load(source)
-            return StreamRecord(**{f.name: data[f.name]
-                                   for f in dataclasses.fields(StreamRecord)})
-        except (OSError, ValueError, KeyError, TypeError):
+                return _record_from(json.load(source))
+        except (OSError, ValueError):
             return None  # not a record (records are renamed into place whole)
+
+
+def _record_from(data: object) -> Optional[StreamRecord]:
+    """A record from its JSON, or None when any field is missing or of another type (a file
+    no capture wrote: acting on it could send or cut any file)."""
+    if not isinstance(data, dict):
+        return None
+    values: dict[str, object] = {}
+    for field in dataclasses.fields(StreamRecord):
+        value = data.get(field.name, field.default)
+        kind = _FIELD_TYPES[field.name]
+        if type(value) is not kind or (kind is int and value < 0):  # type: ignore[operator]
+            return None
+        values[field.name] = value
+    if not os.path.isabs(str(values["base"])):
+        return None
+    return StreamRecord(**values)  # type: ignore[arg-type]
+
+
+_FIELD_TYPES: dict[str, type] = {
+    "name": str, "base": str, "ring": bool, "pending_only": bool, "uploaded_seq": int,
+    "committed": int, "dropped": int, "done": bool, "storage": str, "claimed_ns": int}

@@ -160,6 +160,8 @@ class BlockStager(BlobUploader, Protocol):
     def commit_block_list(self, uri: str, block_ids: Sequence[str],
                           content_type: str = "application/octet-stream") -> None: ...
 
+    def discard_staged(self, uri: str) -> None: ...
+
 
 class BlobStore:
     """Writes, reads and snapshots blobs addressed by SAS URIs."""
@@ -246,6 +248,16 @@ class BlobStore:
             lambda: self._client(uri).commit_block_list(
                 blocks, content_settings=ContentSettings(content_type=content_type),
                 timeout=self._server_timeout())))
+
+    def discard_staged(self, uri: str) -> None:
+        """Drop the blocks staged on a blob and never committed (an interrupted upload's:
+        storage keeps them a week, and meanwhile refuses any block whose id has another
+        length, 400 InvalidBlobOrBlock): the blob's committed block list is committed again,
+        so a blob made of blocks stays as it is (one written whole has no list: it empties)."""
+        committed = self._with_retry("get block list", uri, self._walled(
+            lambda: self._client(uri).get_block_list(
+                "committed", timeout=self._server_timeout())[0]))
+        self.commit_block_list(uri, [str(block.id) for block in committed])
 
     def read_bytes(self, uri: str) -> bytes:
         return self._with_retry("download", uri, self._walled(

@@ -120,6 +120,7 @@ class PacketCapture(Operation["CaptureRequest"]):
         job of that name is marked first (write ahead), so a re-run of an interrupted delete
         knows the files it no longer finds were its own."""
         from capture_engine.errors import CaptureNotFoundError
+        from capture_engine.recovery import forget_streams
         from capture_engine.session import delete_capture_files
 
         if running is not None:
@@ -142,6 +143,7 @@ class PacketCapture(Operation["CaptureRequest"]):
                 record.status, record.code, record.message = "error", exc.code, str(exc)
                 return record
             removed = []
+        forget_streams(target)
         record.status, record.message = "success", (
             f"capture {request.name!r} deleted: " + (', '.join(removed) if removed else
                                                       "no local file was left")
