@@ -6,8 +6,6 @@ import dataclasses
 import json
 import os
 import time
-from datetime import datetime, timezone
-from typing import Callable
 
 import pytest
 
@@ -27,53 +25,16 @@ from plumbing.blobstore import (
     BlobErrorKind,
     BlobStore,
 )
-
-RECORD = 1000
-
-
-class ManualClock:
-    """Time that moves only when the test moves it."""
-
-    def __init__(self) -> None:
-        self.seconds = 1000.0
-
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc)
-
-    def monotonic(self) -> float:
-        return self.seconds
-
-    def sleep(self, seconds: float) -> None:
-        self.seconds += seconds
-
-
-def records(first: int, count: int) -> bytes:
-    """`count` pcap records of RECORD bytes, numbered from `first`."""
-    return b"".join(n.to_bytes(4, "little") + bytes(4) + RECORD.to_bytes(4, "little") * 2 +
-                    n.to_bytes(4, "big") + bytes(RECORD - 4) for n in range(first, first + count))
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"never: {what}")
+from plumbing.clock import ManualClock
+from tests.capture_engine.streamkit import records, stream_single_file, wait_for
 
 
 def test_a_growing_file_is_committed_at_record_boundaries_in_few_blocks(tmp_path, azurite):
     path, token = azurite.blob_sas_uri("blocks", "grow.cap").split("?", 1)
     blob = azurite.service().get_blob_client("blocks", "grow.cap")
     local = str(tmp_path / "grow.cap")
-    request = CaptureRequest(name="grow", storage_path=path, file_path=local,
-                             capture_root=str(tmp_path), total_bytes=10_000_000)
-    recorder = Recorder(OutputPlan(local, 65535, request.total_bytes), FdSink())
-    recorder.start()
-    clock = ManualClock()
-    tuning = StreamTuning(commit_bytes=64 * 1024, floor_bytes=0, floor_fraction=0.0)
-    streamer = Streamer(request, recorder, BlobStore(), token, clock, tuning)
-    streamer.start()
+    recorder, streamer, clock = stream_single_file(
+        path, token, local, BlobStore(), commit_bytes=64 * 1024)
 
     def stored() -> bytes:
         return azurite.read_blob("blocks", "grow.cap") if blob.exists() else b""

@@ -11,7 +11,7 @@ from capture_engine.recovery import pending_uploads, recover_uploads
 from capture_engine.settings import CaptureRequest, RingSettings
 from capture_engine.streamstate import Journal, StreamRecord
 from plumbing.blobstore import BlobStore
-from tests.capture_engine.test_streaming_blocks import records
+from tests.capture_engine.streamkit import records
 
 
 def test_ring_files_after_the_last_uploaded_one_go_up_each_to_its_blob(tmp_path, azurite):

@@ -12,7 +12,7 @@ from capture_engine.streaming import Streamer
 from capture_engine.streamstate import StreamTuning
 from plumbing.blobstore import BlobStore
 from plumbing.clock import SystemClock
-from tests.capture_engine.test_streaming_blocks import records
+from tests.capture_engine.streamkit import records
 
 
 def main() -> None:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import time
 
-from capture_engine.output import FdSink, OutputPlan, Recorder
-from capture_engine.settings import CaptureRequest
-from capture_engine.streaming import ABANDON_SECONDS, Streamer
-from capture_engine.streamstate import Journal, StreamTuning
+from capture_engine.streaming import ABANDON_SECONDS
+from capture_engine.streamstate import Journal
 from devtools.stallproxy import StallProxy
 from plumbing.blobstore import BlobStore
-from tests.capture_engine.test_streaming_blocks import ManualClock, records, wait_for
+from tests.capture_engine.streamkit import records, stream_single_file, wait_for
 
 
 def test_abandon_returns_within_its_bound_while_storage_hangs(tmp_path, azurite):
@@ -19,14 +17,8 @@ def test_abandon_returns_within_its_bound_while_storage_hangs(tmp_path, azurite)
     with StallProxy("127.0.0.1", azurite.port) as proxy:
         path, token = proxy.rewrite(uri).split("?", 1)
         local = str(tmp_path / "hang.cap")
-        request = CaptureRequest(name="hang", storage_path=path, file_path=local,
-                                 capture_root=str(tmp_path), total_bytes=10_000_000)
-        recorder = Recorder(OutputPlan(local, 65535, request.total_bytes), FdSink())
-        recorder.start()
-        clock = ManualClock()
-        tuning = StreamTuning(commit_bytes=16 * 1024, floor_bytes=0, floor_fraction=0.0)
-        streamer = Streamer(request, recorder, BlobStore(timeout=10), token, clock, tuning)
-        streamer.start()
+        recorder, streamer, clock = stream_single_file(
+            path, token, local, BlobStore(timeout=10), commit_bytes=16 * 1024)
         proxy.stall()
         recorder.accept_batch(records(0, 30), 30)
         wait_for("a stage under way", lambda: any(

@@ -6,12 +6,8 @@ import os
 
 import pytest
 
-from capture_engine.output import FdSink, OutputPlan, Recorder
-from capture_engine.settings import CaptureRequest
-from capture_engine.streaming import Streamer
-from capture_engine.streamstate import StreamTuning
 from plumbing.blobstore import BlobStore
-from tests.capture_engine.test_streaming_blocks import ManualClock, records, wait_for
+from tests.capture_engine.streamkit import records, stream_single_file, wait_for
 
 
 @pytest.mark.parametrize("how", ["deleted", "overwritten"])
@@ -20,15 +16,9 @@ def test_a_blob_removed_mid_stream_is_whole_again_at_the_next_commit(tmp_path, a
     path, token = azurite.blob_sas_uri("replaced", blob_name).split("?", 1)
     blob = azurite.service().get_blob_client("replaced", blob_name)
     local = str(tmp_path / "grow.cap")
-    request = CaptureRequest(name="grow", storage_path=path, file_path=local,
-                             capture_root=str(tmp_path), total_bytes=10_000_000)
-    recorder = Recorder(OutputPlan(local, 65535, request.total_bytes), FdSink())
-    recorder.start()
-    clock = ManualClock()
-    tuning = StreamTuning(commit_bytes=16 * 1024, floor_bytes=0, floor_fraction=0.0,
-                          retry_seconds=0.2, retry_max_seconds=0.5)
-    streamer = Streamer(request, recorder, BlobStore(timeout=5), token, clock, tuning)
-    streamer.start()
+    recorder, streamer, clock = stream_single_file(
+        path, token, local, BlobStore(timeout=5), commit_bytes=16 * 1024, retry_seconds=0.2,
+        retry_max_seconds=0.5)
 
     def whole_file_stored() -> bool:
         with open(local, "rb") as source:

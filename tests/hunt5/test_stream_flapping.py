@@ -7,13 +7,9 @@ import dataclasses
 import threading
 import time
 
-from capture_engine.output import FdSink, OutputPlan, Recorder
-from capture_engine.settings import CaptureRequest
-from capture_engine.streaming import Streamer
-from capture_engine.streamstate import StreamTuning
 from devtools.stallproxy import StallProxy
 from plumbing.blobstore import DEFAULT_POLICY, BlobStore
-from tests.capture_engine.test_streaming_blocks import ManualClock, records
+from tests.capture_engine.streamkit import records, stream_single_file
 from tests.hunt5.test_stream_crashes import tshark_ok
 
 
@@ -22,17 +18,11 @@ def test_a_single_file_through_flapping_storage_ends_whole(tmp_path, azurite):
     with StallProxy("127.0.0.1", azurite.port) as proxy:
         path, token = proxy.rewrite(uri).split("?", 1)
         local = str(tmp_path / "flap.cap")
-        request = CaptureRequest(name="flap", storage_path=path, file_path=local,
-                                 capture_root=str(tmp_path), total_bytes=50_000_000)
-        recorder = Recorder(OutputPlan(local, 65535, request.total_bytes), FdSink())
-        recorder.start()
-        clock = ManualClock()
-        tuning = StreamTuning(commit_seconds=1, commit_bytes=16 * 1024, floor_bytes=0,
-                              floor_fraction=0.0, retry_seconds=0.3, retry_max_seconds=0.3)
         store = BlobStore(timeout=1, policy=dataclasses.replace(DEFAULT_POLICY, attempts=2,
                                                                 base_delay=0.1))
-        streamer = Streamer(request, recorder, store, token, clock, tuning)
-        streamer.start()
+        recorder, streamer, clock = stream_single_file(
+            path, token, local, store, total_bytes=50_000_000, commit_seconds=1,
+            commit_bytes=16 * 1024, retry_seconds=0.3, retry_max_seconds=0.3)
         halt = threading.Event()
 
         def flap() -> None:

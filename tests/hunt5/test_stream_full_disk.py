@@ -7,13 +7,9 @@ import os
 
 import pytest
 
-from capture_engine.output import FdSink, OutputPlan, Recorder
-from capture_engine.settings import CaptureRequest
-from capture_engine.streaming import Streamer
-from capture_engine.streamstate import StreamTuning
 from devtools.loopfs import LoopFilesystems
 from plumbing.blobstore import BlobStore
-from tests.capture_engine.test_streaming_blocks import ManualClock, records, wait_for
+from tests.capture_engine.streamkit import records, stream_single_file, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -23,15 +19,9 @@ def test_a_file_that_fills_the_disk_is_still_sent_and_said_sent(tmp_path, azurit
     with LoopFilesystems(tmp_path) as filesystems:
         mount = filesystems.make("ext4", size_mb=8).mountpoint
         local = os.path.join(mount, "full.cap")
-        request = CaptureRequest(name="full", storage_path=path, file_path=local,
-                                 capture_root=mount, total_bytes=100_000_000)
-        recorder = Recorder(OutputPlan(local, 65535, request.total_bytes), FdSink())
-        recorder.start()
-        clock = ManualClock()
-        tuning = StreamTuning(commit_bytes=1024 * 1024, floor_bytes=0, floor_fraction=0.0,
-                              retry_seconds=0.2, retry_max_seconds=0.5)
-        streamer = Streamer(request, recorder, BlobStore(timeout=10), token, clock, tuning)
-        streamer.start()
+        recorder, streamer, clock = stream_single_file(
+            path, token, local, BlobStore(timeout=10), total_bytes=100_000_000,
+            commit_bytes=1024 * 1024, retry_seconds=0.2, retry_max_seconds=0.5)
         try:
             batch = 0
             while recorder.error is None and batch < 100:  # 100 MB through an 8 MB disk

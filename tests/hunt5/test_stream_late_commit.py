@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from capture_engine.output import FdSink, OutputPlan, Recorder
-from capture_engine.settings import CaptureRequest
-from capture_engine.streaming import Streamer
-from capture_engine.streamstate import StreamTuning
 from plumbing.blobstore import DEFAULT_POLICY, BlobStore
-from tests.capture_engine.test_streaming_blocks import ManualClock, records, wait_for
+from tests.capture_engine.streamkit import records, stream_single_file, wait_for
 from tests.hunt5.holdproxy import HoldProxy
 
 
@@ -20,16 +16,9 @@ def test_a_commit_executed_late_never_shrinks_the_blob(tmp_path, azurite):
     proxy = HoldProxy(azurite.port)
     path, token = proxy.rewrite(uri).split("?", 1)
     local = str(tmp_path / "late.cap")
-    request = CaptureRequest(name="late", storage_path=path, file_path=local,
-                             capture_root=str(tmp_path), total_bytes=10_000_000)
-    recorder = Recorder(OutputPlan(local, 65535, request.total_bytes), FdSink())
-    recorder.start()
-    clock = ManualClock()
-    tuning = StreamTuning(commit_bytes=16 * 1024, floor_bytes=0, floor_fraction=0.0,
-                          retry_seconds=1.0, retry_max_seconds=1.0)
     store = BlobStore(timeout=1, policy=dataclasses.replace(DEFAULT_POLICY, attempts=1))
-    streamer = Streamer(request, recorder, store, token, clock, tuning)
-    streamer.start()
+    recorder, streamer, clock = stream_single_file(
+        path, token, local, store, commit_bytes=16 * 1024, retry_seconds=1.0, retry_max_seconds=1.0)
 
     def stored() -> bytes:
         return azurite.read_blob("late", "late.cap") if blob.exists() else b""
@@ -73,16 +62,9 @@ def test_commits_refused_for_long_never_pile_up_staged_blocks(tmp_path, azurite)
     proxy.refuse_commits = True
     path, token = proxy.rewrite(uri).split("?", 1)
     local = str(tmp_path / "refused.cap")
-    request = CaptureRequest(name="refused", storage_path=path, file_path=local,
-                             capture_root=str(tmp_path), total_bytes=10_000_000)
-    recorder = Recorder(OutputPlan(local, 65535, request.total_bytes), FdSink())
-    recorder.start()
-    clock = ManualClock()
-    tuning = StreamTuning(commit_bytes=16 * 1024, floor_bytes=0, floor_fraction=0.0,
-                          retry_seconds=1.0, retry_max_seconds=1.0)
     store = BlobStore(timeout=2, policy=dataclasses.replace(DEFAULT_POLICY, attempts=1))
-    streamer = Streamer(request, recorder, store, token, clock, tuning)
-    streamer.start()
+    recorder, streamer, clock = stream_single_file(
+        path, token, local, store, commit_bytes=16 * 1024, retry_seconds=1.0, retry_max_seconds=1.0)
     recorder.accept_batch(records(0, 100), 100)  # about 100 KB: 7 blocks
     try:
         for attempt in range(1, 13):

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 
-from capture_engine.output import FdSink, OutputPlan, Recorder, file_header
+from capture_engine.output import file_header
 from capture_engine.recovery import recover_uploads
 from capture_engine.settings import CaptureRequest
-from capture_engine.streaming import Streamer
-from capture_engine.streamstate import Journal, StreamRecord, StreamTuning
+from capture_engine.streamstate import Journal, StreamRecord
 from plumbing.blobstore import BlobStore
-from tests.capture_engine.test_streaming_blocks import ManualClock, records, wait_for
+from tests.capture_engine.streamkit import records, stream_single_file, wait_for
 
 
 def _leftover(azurite, blob_name: str) -> None:
@@ -24,14 +23,9 @@ def test_a_capture_streams_over_blocks_an_interrupted_upload_left(tmp_path, azur
     path, token = azurite.blob_sas_uri("leftover", "stream.cap").split("?", 1)
     _leftover(azurite, "stream.cap")
     local = str(tmp_path / "stream.cap")
-    request = CaptureRequest(name="left", storage_path=path, file_path=local,
-                             capture_root=str(tmp_path), total_bytes=10_000_000)
-    recorder = Recorder(OutputPlan(local, 65535, request.total_bytes), FdSink())
-    recorder.start()
-    tuning = StreamTuning(commit_bytes=16 * 1024, floor_bytes=0, floor_fraction=0.0,
-                          retry_seconds=0.2, retry_max_seconds=0.5)
-    streamer = Streamer(request, recorder, BlobStore(timeout=10), token, ManualClock(), tuning)
-    streamer.start()
+    recorder, streamer, clock = stream_single_file(
+        path, token, local, BlobStore(timeout=10), commit_bytes=16 * 1024, retry_seconds=0.2,
+        retry_max_seconds=0.5)
     try:
         recorder.accept_batch(records(0, 30), 30)
         wait_for("a commit or a problem", lambda: streamer.record.committed > 0 or

@@ -12,7 +12,8 @@ from capture_engine.streaming import Streamer
 from capture_engine.streamstate import LOCAL, StreamTuning
 from devtools.azurite import free_port
 from plumbing.blobstore import DEFAULT_POLICY, BlobStore
-from tests.capture_engine.test_streaming_blocks import ManualClock, records
+from plumbing.clock import ManualClock
+from tests.capture_engine.streamkit import records
 
 FILES = 2000
 

@@ -12,7 +12,7 @@ from capture_engine.recovery import pending_uploads, recover_uploads
 from capture_engine.settings import CaptureRequest, RingSettings
 from capture_engine.streamstate import Journal, StreamRecord
 from plumbing.blobstore import BlobStore
-from tests.capture_engine.test_streaming_blocks import records
+from tests.capture_engine.streamkit import records
 
 
 def _blobs(azurite, container: str) -> list:

@@ -9,7 +9,7 @@ from capture_engine.recovery import recover_uploads
 from capture_engine.settings import CaptureRequest, RingSettings
 from capture_engine.streamstate import Journal, StreamRecord
 from plumbing.blobstore import BlobStore
-from tests.capture_engine.test_streaming_blocks import records
+from tests.capture_engine.streamkit import records
 from tests.hunt5.test_stream_crashes import tshark_ok
 
 

@@ -2,25 +2,16 @@
 storage, `uploaded` once the last commit holds all of it - never `local` once sent."""
 from __future__ import annotations
 
-from capture_engine.output import FdSink, OutputPlan, Recorder
-from capture_engine.settings import CaptureRequest
-from capture_engine.streaming import Streamer
-from capture_engine.streamstate import LOCAL, UPLOADED, UPLOADING, StreamTuning
+from capture_engine.streamstate import LOCAL, UPLOADED, UPLOADING
 from plumbing.blobstore import BlobStore
-from tests.capture_engine.test_streaming_blocks import ManualClock, records, wait_for
+from tests.capture_engine.streamkit import records, stream_single_file, wait_for
 
 
 def test_a_single_files_state_is_uploading_then_uploaded(tmp_path, azurite):
     path, token = azurite.blob_sas_uri("states", "one.cap").split("?", 1)
     local = str(tmp_path / "one.cap")
-    request = CaptureRequest(name="one", storage_path=path, file_path=local,
-                             capture_root=str(tmp_path), total_bytes=10_000_000)
-    recorder = Recorder(OutputPlan(local, 65535, request.total_bytes), FdSink())
-    recorder.start()
-    clock = ManualClock()
-    tuning = StreamTuning(commit_bytes=16 * 1024, floor_bytes=0, floor_fraction=0.0)
-    streamer = Streamer(request, recorder, BlobStore(timeout=10), token, clock, tuning)
-    streamer.start()
+    recorder, streamer, clock = stream_single_file(
+        path, token, local, BlobStore(timeout=10), commit_bytes=16 * 1024)
     try:
         before = streamer.fields()["stream"]["fileStates"]
         recorder.accept_batch(records(0, 30), 30)
