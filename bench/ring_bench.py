@@ -20,7 +20,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from capture_engine.output import HEADER_SIZE, FdSink, OutputPlan, Recorder  # noqa: E402
+from capture_engine.output import OutputPlan, Recorder  # noqa: E402
+from capture_engine.pcapfile import HEADER_SIZE, FdSink  # noqa: E402
 from capture_engine.result import CaptureResult  # noqa: E402
 
 PAYLOAD = 60

@@ -19,7 +19,7 @@ from capture_engine.errors import (
     InterfaceNotFoundError,
     UnsupportedLinkTypeError,
 )
-from capture_engine.output import FdSink
+from capture_engine.pcapfile import FdSink
 from capture_engine.pollloop import (
     BLOCK_TIMEOUT_MS,
     PendingChanges,

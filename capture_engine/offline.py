@@ -26,7 +26,8 @@ from capture_engine.errors import (
     ProblemList,
 )
 from capture_engine.filters import INBOUND, OUTBOUND, CaptureFilter, tcpdump_expression
-from capture_engine.output import RECORD_HEADER, STOP_COUNT, FdSink, OutputPlan, Recorder
+from capture_engine.output import STOP_COUNT, OutputPlan, Recorder
+from capture_engine.pcapfile import RECORD_HEADER, FdSink
 from capture_engine.pcapng import PcapngFormat
 from capture_engine.result import STOPPED_BY_REQUEST
 from capture_engine.savefile import Packet, SaveFile

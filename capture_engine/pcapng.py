@@ -14,8 +14,8 @@ import struct
 from typing import Iterator, Optional, Sequence
 
 from capture_engine import pcaplib
-from capture_engine.output import HEADER_SIZE as CLASSIC_FILE_HEADER
-from capture_engine.output import LINKTYPE_ETHERNET, iter_records
+from capture_engine.pcapfile import HEADER_SIZE as CLASSIC_FILE_HEADER
+from capture_engine.pcapfile import LINKTYPE_ETHERNET, iter_records
 
 SHB, IDB, EPB = 0x0A0D0D0A, 0x00000001, 0x00000006
 BYTE_ORDER_MAGIC = 0x1A2B3C4D

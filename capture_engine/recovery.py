@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from capture_engine.naming import ring_seq, ring_suffix
-from capture_engine.output import HEADER_SIZE, RECORD_HEADER
 from capture_engine.owners import Owners
+from capture_engine.pcapfile import HEADER_SIZE, RECORD_HEADER
 from capture_engine.settings import CaptureRequest, public_url, storage_url
 from capture_engine.streamstate import (
     INVALID_BLOCK,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Optional
 
 from capture_engine.errors import InputFileError, UnsupportedLinkTypeError
-from capture_engine.output import LINKTYPE_ETHERNET
+from capture_engine.pcapfile import LINKTYPE_ETHERNET
 from plumbing.redact import redact_patterns
 
 PCAP_MAGICS = {0xA1B2C3D4: 1, 0xA1B23C4D: 1000}  # -> timestamp units per µs fraction

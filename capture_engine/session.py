@@ -23,15 +23,9 @@ from capture_engine.errors import (
 )
 from capture_engine.interfaces import LinkTable, in_netns, resolve_interfaces
 from capture_engine.linkwatch import CHECK_EVERY, GONE, UP, LinkChange, LinkWatch
-from capture_engine.output import (
-    STOP_BYTES,
-    STOP_COUNT,
-    STOP_FILES,
-    FdSink,
-    OutputPlan,
-    Recorder,
-)
+from capture_engine.output import STOP_BYTES, STOP_COUNT, STOP_FILES, OutputPlan, Recorder
 from capture_engine.owners import Owners
+from capture_engine.pcapfile import FdSink
 from capture_engine.pcapng import PcapngFormat
 from capture_engine.result import CaptureResult
 from capture_engine.seams import CaptureBackend, SourceOptions

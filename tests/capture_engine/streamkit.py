@@ -6,7 +6,8 @@ import os
 import time
 from typing import Any, Callable
 
-from capture_engine.output import FdSink, OutputPlan, Recorder
+from capture_engine.output import OutputPlan, Recorder
+from capture_engine.pcapfile import FdSink
 from capture_engine.settings import CaptureRequest
 from capture_engine.streaming import Streamer
 from capture_engine.streamstate import StreamTuning

@@ -10,7 +10,8 @@ import pytest
 
 from capture_engine import cli
 from capture_engine.naming import Rotation
-from capture_engine.output import FdSink, OutputPlan, Recorder
+from capture_engine.output import OutputPlan, Recorder
+from capture_engine.pcapfile import FdSink
 from capture_engine.postrotate import PostRotate
 from tests.capture_engine import helpers
 from tests.capture_engine.conftest import ROOT

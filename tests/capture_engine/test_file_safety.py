@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from capture_engine.output import FdSink, OutputPlan, Recorder
+from capture_engine.output import OutputPlan, Recorder
+from capture_engine.pcapfile import FdSink
 from capture_engine.session import delete_capture_files
 from capture_engine.settings import parse_capture_settings
 from plumbing.blobstore import BlobStore

@@ -19,7 +19,7 @@ import pytest
 
 from capture_engine.errors import ProblemList
 from capture_engine.filters import INBOUND, OUTBOUND, parse_filters, tcpdump_expression
-from capture_engine.output import RECORD_HEADER, file_header
+from capture_engine.pcapfile import RECORD_HEADER, file_header
 from capture_engine.pcapng import PcapngFormat
 from tests.capture_engine import craft, helpers
 from tests.capture_engine.conftest import ROOT

@@ -18,7 +18,8 @@ import dpkt
 import pytest
 
 from capture_engine.errors import InvalidLimitError
-from capture_engine.output import RECORD_HEADER, STOP_BYTES, FdSink, OutputPlan, Recorder
+from capture_engine.output import STOP_BYTES, OutputPlan, Recorder
+from capture_engine.pcapfile import RECORD_HEADER, FdSink
 from capture_engine.pcapng import PcapngFormat
 from devtools.netns import Topology, veth
 from tests.capture_engine import craft, helpers

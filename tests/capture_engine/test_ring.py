@@ -6,8 +6,9 @@ import tracemalloc
 
 import pytest
 
-from capture_engine.output import FdSink, OutputPlan, Recorder
+from capture_engine.output import OutputPlan, Recorder
 from capture_engine.owners import Owners
+from capture_engine.pcapfile import FdSink
 from capture_engine.session import capture_files
 from capture_engine.settings import file_url, parse_capture_settings
 from tests.capture_engine.session_util import start_session

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from capture_engine.output import RECORD_HEADER, file_header
+from capture_engine.pcapfile import RECORD_HEADER, file_header
 from tests.capture_engine import helpers
 from tests.hunt4 import pcapng_craft as ng
 from tests.hunt4.test_pcapng_input import CLI, ROOT

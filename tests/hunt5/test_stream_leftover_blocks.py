@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from capture_engine.output import file_header
+from capture_engine.pcapfile import file_header
 from capture_engine.recovery import recover_uploads
 from capture_engine.settings import CaptureRequest
 from capture_engine.streamstate import Journal, StreamRecord

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from capture_engine.output import FdSink, OutputPlan, Recorder
+from capture_engine.output import OutputPlan, Recorder
+from capture_engine.pcapfile import FdSink
 from capture_engine.result import STATUS_BYTES, CaptureResult
 from capture_engine.settings import CaptureRequest, RingSettings
 from capture_engine.streaming import Streamer

@@ -7,7 +7,7 @@ import json
 import os
 
 from capture_engine.naming import ring_path
-from capture_engine.output import file_header
+from capture_engine.pcapfile import file_header
 from capture_engine.recovery import pending_uploads, recover_uploads
 from capture_engine.settings import CaptureRequest, RingSettings
 from capture_engine.streamstate import Journal, StreamRecord

@@ -4,7 +4,7 @@ record - a valid pcap - not as it is."""
 from __future__ import annotations
 
 from capture_engine.naming import ring_path
-from capture_engine.output import file_header
+from capture_engine.pcapfile import file_header
 from capture_engine.recovery import recover_uploads
 from capture_engine.settings import CaptureRequest, RingSettings
 from capture_engine.streamstate import Journal, StreamRecord

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import List
 
 from capture_engine.naming import Rotation
-from capture_engine.output import FdSink, OutputPlan, Recorder
+from capture_engine.output import OutputPlan, Recorder
+from capture_engine.pcapfile import FdSink
 from capture_engine.postrotate import PostRotate
 
 PAYLOAD = 200
