@@ -69,10 +69,14 @@ def test_commits_refused_for_long_never_pile_up_staged_blocks(tmp_path, azurite)
     try:
         for attempt in range(1, 13):
             clock.sleep(31)
-            wait_for(f"commit {attempt} refused", lambda n=attempt: proxy.refused >= n)
+            # A try that failed otherwise (a stage timing out on a loaded machine) is retried
+            # once the clock passes its 1 s back-off: move it on while waiting.
+            wait_for(f"commit {attempt} refused",
+                     lambda n=attempt: proxy.refused >= n or clock.sleep(2) is not None)
         blocks = blob.get_block_list("uncommitted")[1]
     finally:
         streamer.abandon()
         recorder.close()
         proxy.close()
-    assert len(blocks) <= 7 + 12, f"{len(blocks)} uncommitted blocks after 12 refused commits"
+    assert len(blocks) <= 7 + proxy.refused, \
+        f"{len(blocks)} uncommitted blocks after {proxy.refused} refused commits"
