@@ -337,14 +337,16 @@ def _safe(name: str) -> str:
 
 
 def _capture_codes() -> set[int]:
-    """The capture engine's table: the code of every CaptureError subclass, however deep
-    (ALL_ERRORS lists only the parser's; the runtime's 122, 131, 132 are not in it)."""
+    """The capture engine's table: the code each CaptureError subclass declares, however deep
+    (ALL_ERRORS lists only the parser's; the runtime's 122, 131, 132 are not in it). One that
+    declares none (CaptureSettingsError) inherits the base's 1, which is not counted."""
     from capture_engine.errors import CaptureError
 
     found: set[int] = set()
     todo: list[type[CaptureError]] = list(CaptureError.__subclasses__())
     while todo:
         cls = todo.pop()
-        found.add(cls.code)
+        if "code" in vars(cls):
+            found.add(cls.code)
         todo += cls.__subclasses__()
     return found

@@ -70,3 +70,4 @@ def test_every_capture_error_code_is_labelled_packet_capture() -> None:
     wrong = {code: op.status_code(code).capability for code in sorted(_capture_codes() - {1})
              if op.status_code(code).capability != "packetCapture"}
     assert not wrong, f"capture codes labelled as another table's: {wrong}"
+    assert op.status_code(1).capability == "handler", "1, internal in both, stays the handler's"
