@@ -191,7 +191,9 @@ def _firewall(obs: Observations, before: Ruleset, deadline: Deadline) -> None:
 def _result(obs: Observations, issues: list[Issue]) -> ConnectivityResult:
     failed = sum(1 for p in obs.probes if not p.ok)
     sent = len(obs.probes)
-    status = "Reachable" if failed == 0 else "Degraded" if failed < sent else "Unreachable"
+    # No probe sent (the machine stalled the check past its deadline first) verified
+    # nothing: Unreachable, never a Reachable of zero probes; the Unknown warning says why.
+    status = "Unreachable" if failed == sent else "Reachable" if failed == 0 else "Degraded"
     code = {"Reachable": E.REACHABLE, "Degraded": E.DEGRADED}.get(status, E.UNREACHABLE)
     latencies = tuple(p.rtt_ms for p in obs.probes if p.ok and p.rtt_ms is not None)
     if obs.trace_error:

@@ -328,7 +328,9 @@ class Runtime:
         """One upload outside the lock; the failure as it is recorded, or None."""
         crashpoint(f"handler.blob.{what}")
         try:
-            self.blob_store.until(deadline).put_bytes(post.uri, post.data, post.content_type)
+            # `deadline` is an instant of self.clock (the commands take it from there)
+            self.blob_store.until(deadline, self.clock.monotonic).put_bytes(
+                post.uri, post.data, post.content_type)
             return None
         except BlobError as exc:
             code = self.code_for(command, StatusBlobError(

@@ -143,10 +143,22 @@ class PostgresHooks:
             if ready:
                 data = os.read(self._psql.stdout.fileno(), 65536)
                 if not data:
-                    raise RuntimeError(f"psql exited with {self._psql.wait()}")
+                    raise RuntimeError(self._ended(deadline))
                 self._buffer += data
         answer, _, self._buffer = self._buffer.partition(marker.encode() + b"\n")
         return [line for line in answer.decode("utf-8", "replace").splitlines() if line]
+
+    def _ended(self, deadline: float) -> str:
+        """Why psql's output ended: its exit status, waited for within what is left of the
+        statement's timeout (a psql, or a wrapper, that closed its output may linger)."""
+        assert self._psql is not None
+        while True:
+            left = deadline - self.clock.monotonic()
+            try:  # sliced, as the answer's wait: the timeout is read from the clock
+                return f"psql exited with {self._psql.wait(max(0.0, min(left, WAIT_SLICE)))}"
+            except subprocess.TimeoutExpired:
+                if left <= WAIT_SLICE:
+                    return "psql closed its output and did not exit"
 
     def _close(self) -> None:
         psql, self._psql = self._psql, None

@@ -54,12 +54,10 @@ class PacketCapture(Operation["CaptureRequest"]):
         return self._root_override or CAPTURE_ROOT
 
     def status_code(self, code: int) -> StatusCode:
-        """The capture's own codes (100-150, its errors table) are reported as they are; the
-        rest are the handler's (151 CaptureStateError, 13, 50...; 1 is internal in both)."""
-        from capture_engine.errors import ALL_ERRORS
-
-        capture = code in {error.code for error in ALL_ERRORS}
-        return StatusCode(PACKET_CAPTURE if capture else HANDLER, code)
+        """The capture's own codes (every CaptureError class's, 100-150: its errors table) are
+        reported as they are; the rest are the handler's (151 CaptureStateError, 13, 50...;
+        1 is internal in both and labelled the handler's: the number cannot tell them apart)."""
+        return StatusCode(PACKET_CAPTURE if code in _capture_codes() else HANDLER, code)
 
     def parse(self, public: Mapping[str, Any], protected: Mapping[str, Any]) -> CaptureRequest:
         from capture_engine.errors import CaptureSettingsError
@@ -336,3 +334,19 @@ def _summary(status: Mapping[str, Any]) -> str:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64]
+
+
+def _capture_codes() -> set[int]:
+    """The capture engine's table: the code each CaptureError subclass declares, however deep
+    (ALL_ERRORS lists only the parser's; the runtime's 122, 131, 132 are not in it). One that
+    declares none (CaptureSettingsError) inherits the base's 1, which is not counted."""
+    from capture_engine.errors import CaptureError
+
+    found: set[int] = set()
+    todo: list[type[CaptureError]] = list(CaptureError.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        if "code" in vars(cls):
+            found.add(cls.code)
+        todo += cls.__subclasses__()
+    return found
