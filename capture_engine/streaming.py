@@ -343,6 +343,15 @@ class Streamer:
         return ids
 
     # -- status -----------------------------------------------------------------------------
+    def _state(self, counts: dict[str, int]) -> str:
+        """`streaming` (or `storageUnreachable`) while it runs; once it has ended, `complete`
+        when every file is in storage, else `incomplete` (the record lets an enable resume)."""
+        if (self._final or self._abandoned) and not self._thread.is_alive():
+            whole = self.error is None and self.storage_problem is None and \
+                not counts[LOCAL] and not counts[UPLOADING]
+            return "complete" if whole else "incomplete"
+        return "storageUnreachable" if self.storage_problem else "streaming"
+
     def fields(self) -> dict[str, Any]:
         """CaptureResult fields: what is in storage, and each local file's state."""
         with self._cond:
@@ -355,7 +364,7 @@ class Streamer:
                       for state in (LOCAL, UPLOADING, UPLOADED)}
             counts[DROPPED] = self.record.dropped
             stream: dict[str, object] = {
-                "state": "storageUnreachable" if self.storage_problem else "streaming",
+                "state": self._state(counts),
                 "fileStates": counts,
                 "files": [{"file": _cut(p, PATH_CHARS), "state": s,
                            "blob": _cut(public_url(self._url(p)), PATH_CHARS)}

@@ -17,6 +17,7 @@ def test_a_single_files_state_is_uploading_then_uploaded(tmp_path, azurite):
         recorder.accept_batch(records(0, 30), 30)
         wait_for("a commit", lambda: streamer.record.committed > 0)
         during = streamer.fields()["stream"]["fileStates"]
+        running = streamer.fields()["stream"]["state"]
     finally:
         recorder.close()
         streamer.finish()
@@ -26,3 +27,5 @@ def test_a_single_files_state_is_uploading_then_uploaded(tmp_path, azurite):
     assert after["fileStates"][UPLOADED] == 1 and after["fileStates"][LOCAL] == 0, \
         f"after the last commit: {after['fileStates']}"
     assert after["files"][-1]["state"] == UPLOADED, after["files"]
+    # The stream's own state says it is over: not still "streaming" in a terminal status.
+    assert running == "streaming" and after["state"] == "complete", (running, after["state"])
