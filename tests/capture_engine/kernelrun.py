@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import socket
 import struct
+import time
 from typing import Dict, Iterator, List, Sequence
 
 from devtools.netns import Namespace
@@ -40,6 +41,14 @@ class KernelRun:
         ns.ip("link", "add", self.near, "type", "veth", "peer", "name", self.far)
         for name in (self.near, self.far):
             ns.ip("link", "set", name, "up")
+        # Until the kernel's link watch marks both ends UP (it may wait a second, longer while
+        # other tests churn interfaces) the pair's queue is the no-op one: every frame sent is
+        # dropped (a CI run saw 0 of 805 frames go through).
+        deadline = time.monotonic() + 15
+        while any("state UP" not in ns.ip("-o", "link", "show", name)
+                  for name in (self.near, self.far)):
+            assert time.monotonic() < deadline, f"{self.near}/{self.far} never came up"
+            time.sleep(0.05)
 
     def _socket(self, interface: str, program: Sequence[tuple]) -> socket.socket:
         with self.ns.enter():
