@@ -127,6 +127,7 @@ class Watchdog:
         self._pending = pending
         self._events: list[str] = []  # `done`/`linger` read, not yet acted on
         self._settled = False  # a claim was resolved since the loop last looked
+        self._signal: Optional[str] = None  # a signal noted while the lines before it are read
         self._writers: list[threading.Thread] = []
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -199,6 +200,9 @@ class Watchdog:
             event = self._take_lines(tolerant)
             if event:
                 return event
+            if self._signal is not None:
+                signal_event, self._signal = self._signal, None
+                return signal_event
             if self._settled and self.forced:
                 self._settled = False
                 return "settled"
@@ -207,7 +211,11 @@ class Watchdog:
             if self._wake_r in ready:
                 signums = os.read(self._wake_r, 64)
                 if signums:
-                    return f"signal {signums[0]}"
+                    # Lines the worker wrote before the signal count first (a `skip I` in the
+                    # pipe means claim I is not ours: it must not be thawed).
+                    self._signal = f"signal {signums[0]}"
+                    self._read_ready_lines()
+                    continue
             if 0 in ready:
                 data = os.read(0, 4096)
                 if not data:
@@ -216,6 +224,14 @@ class Watchdog:
                 continue  # the worker's lines count before the clock does
             if left == 0.0:
                 return "timeout"
+
+    def _read_ready_lines(self) -> None:
+        """What the worker has written and we have not read yet, without waiting for more."""
+        while select.select([0], [], [], 0)[0]:
+            data = os.read(0, 4096)
+            if not data:
+                return  # EOF: the next wait reports it
+            self._pending += data
 
     def _take_lines(self, tolerant: bool) -> str:
         """Apply every claim line read so far before acting on an event: what a forced thaw
