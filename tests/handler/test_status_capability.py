@@ -4,35 +4,22 @@ settings-file error and VMSnapshot's parameter error)."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
 
 from capture_engine.errors import CaptureFailedError
-from handler.environment import HandlerEnvironment
 from handler.errors import CONNECTIVITY_CODE_BASE, SettingsFileError
-from handler.events import EventWriter
 from handler.operations.registry import build_registry
-from handler.runtime import MemoryLog, Runtime
+from handler.runtime import Runtime
 from handler.state import JobRecord, OperationRecord
-from plumbing.blobstore import BlobStore
-from plumbing.redact import Redactor
 from snapshot.errors import Code
+from tests.handler.runtimes import local_runtime
 
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Runtime:
-    ext = tmp_path / "ext"
-    folders = {name: ext / name for name in ("log", "config", "status")}
-    for folder in folders.values():
-        folder.mkdir(parents=True)
-    env = HandlerEnvironment("Contoso.X", ext, tmp_path, folders["log"], folders["config"],
-                             folders["status"], None, None)
-    redactor = Redactor()
-    return Runtime(env, build_registry({}), redactor, BlobStore(),
-                   logging.getLogger("test-status-capability"),
-                   EventWriter(None, "1.0", redactor), MemoryLog(logging.Formatter()))
+    return local_runtime(tmp_path)
 
 
 def status_of(rt: Runtime, record: OperationRecord) -> dict:

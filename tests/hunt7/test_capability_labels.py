@@ -2,34 +2,21 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import capture_engine.errors as capture_errors
-from handler.environment import HandlerEnvironment
-from handler.events import EventWriter
 from handler.operations.registry import build_registry
-from handler.runtime import MemoryLog, Runtime
+from handler.runtime import Runtime
 from handler.state import JobRecord, OperationRecord
-from plumbing.blobstore import BlobStore
-from plumbing.redact import Redactor
+from tests.handler.runtimes import local_runtime
 
 
 @pytest.fixture
 def runtime(tmp_path: Path) -> Runtime:
-    ext = tmp_path / "ext"
-    folders = {name: ext / name for name in ("log", "config", "status")}
-    for folder in folders.values():
-        folder.mkdir(parents=True)
-    env = HandlerEnvironment("Contoso.X", ext, tmp_path, folders["log"], folders["config"],
-                             folders["status"], None, None)
-    redactor = Redactor()
-    return Runtime(env, build_registry({}), redactor, BlobStore(),
-                   logging.getLogger("hunt7-capability"), EventWriter(None, "1.0", redactor),
-                   MemoryLog(logging.Formatter()))
+    return local_runtime(tmp_path)
 
 
 def _capture_codes() -> set[int]:

@@ -2,31 +2,17 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
-from handler.environment import HandlerEnvironment
-from handler.events import EventWriter
-from handler.operations.registry import build_registry
-from handler.runtime import BlobUris, MemoryLog, Runtime
+from handler.runtime import BlobUris, Runtime
 from handler.state import OperationRecord
-from plumbing.blobstore import BlobStore
 from plumbing.clock import ManualClock
-from plumbing.redact import Redactor
+from tests.handler.runtimes import local_runtime
 
 
 def _runtime(tmp_path: Path) -> Runtime:
     """A runtime on a ManualClock: its monotonic() starts at 0, far from the system's."""
-    ext = tmp_path / "ext"
-    folders = {name: ext / name for name in ("log", "config", "status")}
-    for folder in folders.values():
-        folder.mkdir(parents=True)
-    env = HandlerEnvironment("Contoso.X", ext, tmp_path, folders["log"], folders["config"],
-                             folders["status"], None, None)
-    redactor = Redactor()
-    return Runtime(env, build_registry({}), redactor, BlobStore(),
-                   logging.getLogger("hunt7-clock"), EventWriter(None, "1.0", redactor),
-                   MemoryLog(logging.Formatter()), clock=ManualClock())
+    return local_runtime(tmp_path, ManualClock())
 
 
 def test_status_upload_deadline_is_read_on_the_runtime_clock(tmp_path: Path, azurite) -> None:
